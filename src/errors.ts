@@ -1,0 +1,75 @@
+/**
+ * Every failure tensormap reports on bad input, a bad environment or a failed system call is a
+ * {@link SafetensorsError} with a stable `code`. Format codes are the reference reader's error names
+ * (safetensors 0.8), so tools that match on them keep working.
+ */
+
+/** Stable error codes. Format codes mirror the reference; the rest are tensormap's own. */
+export type ErrorCode =
+  // safetensors format (the reference's names)
+  | "HeaderTooSmall"
+  | "HeaderTooLarge"
+  | "InvalidHeaderLength"
+  | "InvalidHeader"
+  | "InvalidHeaderDeserialization"
+  | "InvalidOffset"
+  | "TensorInvalidInfo"
+  | "ValidationOverflow"
+  | "MisalignedSlice"
+  | "MetadataIncompleteBuffer"
+  // access
+  | "TensorNotFound"
+  | "SliceOutOfRange"
+  | "TooManySlices"
+  | "InvalidSlice"
+  | "TensorTooLarge"
+  | "Closed"
+  // writing and arguments
+  | "InvalidTensor"
+  | "InvalidArgument"
+  // sharded checkpoints
+  | "InvalidIndex"
+  | "MissingShard"
+  // system calls (libc errno names are used as codes too: ENOENT, EACCES, ENOMEM, …)
+  | "IoError"
+  | "FfiUnavailable"
+  // devices
+  | "CudaUnavailable"
+  | "CudaError"
+  // pickle checkpoints
+  | "UnsafePickle"
+  | "InvalidPickle"
+  | "InvalidZip"
+  | (string & {});
+
+/**
+ * The one error type tensormap throws for anything it can name.
+ *
+ * @example
+ * ```ts
+ * import { open, SafetensorsError } from "tensormap";
+ * try {
+ *   await open("model.safetensors");
+ * } catch (e) {
+ *   if (e instanceof SafetensorsError && e.code === "HeaderTooLarge") console.error(e.message);
+ * }
+ * ```
+ */
+export class SafetensorsError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "SafetensorsError";
+    this.code = code;
+  }
+}
+
+/** Turns a Node-style system error (`err.code === "ENOENT"`, …) into a {@link SafetensorsError}. */
+export function fromSystemError(err: unknown, what: string): SafetensorsError {
+  if (err instanceof SafetensorsError) return err;
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === "string" && /^E[A-Z0-9]+$/.test(e.code) ? e.code : "IoError";
+  const reason = typeof e?.message === "string" ? e.message.split("\n")[0] : String(err);
+  return new SafetensorsError(code, `${what}: ${reason}`, { cause: err });
+}

@@ -1,0 +1,21 @@
+/**
+ * A byte source: the one thing the format layer needs from storage. The read backend copies with
+ * positional reads; the mmap backend hands out views into a mapping. Nothing above this layer knows which.
+ */
+export type Backend = "read" | "mmap";
+
+export interface ByteSource {
+  readonly backend: Backend;
+  readonly path: string;
+  /** File size in bytes (files over 4 GiB are fine: offsets stay exact below 2^53). */
+  readonly size: number;
+  /**
+   * Bytes `[offset, offset + length)`: a zero-copy view where the backend maps the file, a fresh copy
+   * otherwise. Callers must not write into it.
+   */
+  bytes(offset: number, length: number): Uint8Array;
+  /** Copies `dst.byteLength` bytes starting at `offset` into `dst`. */
+  readInto(dst: Uint8Array, offset: number): void;
+  /** Releases the file (and any mapping). Idempotent. */
+  close(): void;
+}
