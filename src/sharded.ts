@@ -8,7 +8,7 @@ import { basename, dirname, join } from "node:path";
 import { fromSystemError, SafetensorsError } from "./errors.ts";
 import type { SafetensorsFile, TensorInfo } from "./file.ts";
 import { compareNames } from "./format/names.ts";
-import { INDEX_FILE, parseIndex, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE, type ShardIndex } from "./format/sharded.ts";
+import { formatIndex, INDEX_FILE, parseIndex, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE, type ShardIndex } from "./format/sharded.ts";
 import { save, writeAtomic, type TensorData, type TensorMap } from "./format/writer.ts";
 import { sourceOpener } from "./io/open-source.ts";
 import { fileFromSource, type OpenOptions } from "./open.ts";
@@ -231,7 +231,7 @@ export async function saveSharded(
     throw fromSystemError(e, `cannot create ${dir}`);
   }
   const written: string[] = [];
-  const weightMap: Record<string, string> = Object.create(null);
+  const weightMap: [string, string][] = [];
   let totalSize = 0;
   for (const [i, names] of plan.entries()) {
     const file = plan.length === 1 ? SINGLE_FILE : shardName(i, plan.length);
@@ -239,15 +239,14 @@ export async function saveSharded(
     for (const name of names) {
       const t = byName.get(name)!;
       part.set(name, t);
-      weightMap[name] = file;
+      weightMap.push([name, file]);
       totalSize += t.data.byteLength;
     }
     await save(join(dir, file), part, opts.metadata);
     written.push(join(dir, file));
   }
   if (plan.length > 1) {
-    const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
-    writeAtomic(join(dir, INDEX_FILE), [new TextEncoder().encode(JSON.stringify(index, null, 2) + "\n")]);
+    writeAtomic(join(dir, INDEX_FILE), [new TextEncoder().encode(formatIndex(totalSize, weightMap))]);
     written.push(join(dir, INDEX_FILE));
   }
   removeLeftovers(dir, new Set(written.map((p) => basename(p))));

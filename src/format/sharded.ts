@@ -139,3 +139,18 @@ export function planShards(sizes: Iterable<readonly [name: string, bytes: number
   if (current.length > 0 || plan.length === 0) plan.push(current);
   return plan;
 }
+
+/**
+ * The index file's text, laid out as `JSON.stringify(index, null, 2)` would, but with `weight_map` in the
+ * order given: a plain object would move integer-like tensor names ("0", "10") to the front.
+ *
+ * @example
+ * ```ts
+ * formatIndex(8, [["a", "model-00001-of-00001.safetensors"]]);
+ * ```
+ */
+export function formatIndex(totalSize: number, weightMap: Iterable<readonly [name: string, file: string]>): string {
+  const entries = [...weightMap].map(([name, file]) => `    ${JSON.stringify(name)}: ${JSON.stringify(file)}`);
+  const map = entries.length ? `{\n${entries.join(",\n")}\n  }` : "{}";
+  return `{\n  "metadata": {\n    "total_size": ${totalSize}\n  },\n  "weight_map": ${map}\n}\n`;
+}
