@@ -18,7 +18,9 @@ export function formatBytes(bytes: number): string {
     value /= 1000;
     unit++;
   }
-  return unit === 0 ? `${bytes} B` : `${value.toPrecision(3)} ${SIZE_UNITS[unit]}`;
+  if (unit === 0) return `${bytes} B`;
+  // Past the largest unit toPrecision would switch to exponent notation.
+  return `${Math.abs(value) >= 1000 ? Math.round(value) : value.toPrecision(3)} ${SIZE_UNITS[unit]}`;
 }
 
 /**
