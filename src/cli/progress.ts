@@ -59,7 +59,7 @@ export class Progress {
     const eta = rate > 0 ? formatDuration((this.#total - this.#done) / rate) : "?";
     const text = `${formatBytes(this.#done)}/${formatBytes(this.#total)} ${formatRate(this.#done, seconds)} ETA ${eta}`;
     const head = `${this.#label} ${String(Math.floor(fraction * 100)).padStart(3)}% `;
-    const width = Math.max(10, Math.min(40, (this.#out.columns ?? 80) - head.length - text.length - 4));
+    const width = Math.max(10, Math.min(40, (this.#out.columns || 80) - head.length - text.length - 4));
     const filled = Math.round(fraction * width);
     return `${head}[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${text}`;
   }
