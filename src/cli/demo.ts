@@ -13,7 +13,14 @@ import { formatBytes, formatCount, formatDuration, formatRate } from "./format.t
 import { summary } from "./inspect.ts";
 import { loadReport, touchAll } from "./load.ts";
 
-/** GPT-2 small's tensors (124M parameters at the defaults), in the order Hugging Face saves them. */
+/**
+ * GPT-2 small's tensor names and shapes (148 tensors, 124,439,808 parameters at the defaults).
+ *
+ * @example
+ * ```ts
+ * const tiny = gpt2Shapes(2, 1000); // two blocks, a 1000-token vocabulary
+ * ```
+ */
 export function gpt2Shapes(layers = 12, vocab = 50257, width = 768, context = 1024): [string, number[]][] {
   const shapes: [string, number[]][] = [
     ["wte.weight", [vocab, width]],

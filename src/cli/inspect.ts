@@ -72,7 +72,14 @@ export function summary(file: Checkpoint, limit = Infinity): string {
   return lines.join("\n");
 }
 
-/** The `--json` document: metadata and every tensor in file order (with its shard, when sharded). */
+/**
+ * The `--json` document: metadata and every tensor in file order (with its shard, when sharded).
+ *
+ * @example
+ * ```ts
+ * console.log(JSON.stringify(toJson(file), null, 2));
+ * ```
+ */
 export function toJson(file: Checkpoint): object {
   return {
     metadata: file.metadata,

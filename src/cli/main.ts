@@ -50,7 +50,7 @@ function parse(c: Command, argv: string[]): Args & { help: boolean } {
   return { values, positionals: parsed.positionals, help: help === true };
 }
 
-/** The process's own streams, for the real CLI. */
+/** The process's own streams, for the real CLI (tests pass their own `Io` to `main`). */
 export const processIo: Io = {
   stdout: process.stdout,
   stderr: process.stderr,

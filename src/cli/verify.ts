@@ -27,7 +27,9 @@ export const verify: Command = {
   usage: "verify PATH...",
   help: [
     "Validates each PATH (a safetensors file, or a sharded checkpoint's folder or index) and prints",
-    "`PATH: ok (N tensors)` or `PATH: CODE: message`. Exits 1 if any fails.",
+    "`PATH: ok (N tensors)` or `PATH: CODE: message`. Exits 1 if any fails. Checks what the format can",
+    "check: every header, offset and size, every shard present and holding what the index names. Tensor",
+    "values are not read (safetensors stores no checksums).",
   ].join("\n"),
   options: {},
   positionals: { min: 1, max: Infinity },

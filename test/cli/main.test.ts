@@ -1,8 +1,12 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
+import { runtime } from "../../src/runtime.ts";
 import { cli, oneErrorLine } from "../support/cli.ts";
+import { fixture } from "../support/fixtures.ts";
 
 const COMMANDS = ["inspect", "verify", "load", "demo"];
 
@@ -76,4 +80,15 @@ describe("failures are one line with the code, exit 1", () => {
     expect(r.code).toBe(1);
     expect(oneErrorLine(r.stderr)).toMatch(/^error: InvalidIndex: /);
   });
+});
+
+const BUILT = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
+
+// Under Bun and Deno every test above already runs the launcher; under Node it needs the tsc build.
+test.skipIf(runtime !== "node" || !existsSync(BUILT))("on Node the launcher runs the tsc build and sets the exit code", () => {
+  const bin = fileURLToPath(new URL("../../bin/tensormap.js", import.meta.url));
+  const ok = spawnSync(process.execPath, [bin, "verify", fixture("sharded")], { encoding: "utf8" });
+  expect([ok.status, ok.stdout]).toEqual([0, `${fixture("sharded")}: ok (17 tensors)\n`]);
+  const usage = spawnSync(process.execPath, [bin, "inspect"], { encoding: "utf8" });
+  expect(usage.status).toBe(2);
 });
