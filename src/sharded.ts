@@ -23,6 +23,7 @@ export interface ShardedTensorInfo extends TensorInfo {
 
 /**
  * A sharded checkpoint behind one file's interface. Shards open on first use and stay open until `close()`.
+ * The index is the source of truth: a tensor a shard holds but the index does not name is not listed.
  *
  * @example
  * ```ts

@@ -1,10 +1,12 @@
 /** `tensormap load PATH`: reads every tensor the way a program would, with a progress bar and the rate. */
-import type { Command, Output } from "./command.ts";
+import type { Backend } from "../io/source.ts";
+import { type Command, type Output, UsageError } from "./command.ts";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.ts";
 import { type Checkpoint, openPath } from "./open-path.ts";
 import { Progress } from "./progress.ts";
 
 const PAGE = 4096;
+const BACKENDS = ["auto", "mmap", "read"] as const;
 
 export interface LoadResult {
   tensors: number;
@@ -51,15 +53,20 @@ export function loadReport(r: LoadResult, backend: string): string {
 export const load: Command = {
   name: "load",
   summary: "read every tensor and report the throughput",
-  usage: "load PATH",
+  usage: "load PATH [--backend auto|mmap|read]",
   help: [
     "Opens PATH (a safetensors file, or a sharded checkpoint's folder or index) and reads every tensor in",
     "file order, touching each 4 KiB page, with a progress bar on stderr; then prints bytes, time and GB/s.",
+    "",
+    "options:",
+    "  --backend B  auto (default: mmap where FFI is available), mmap, or read (positional reads)",
   ].join("\n"),
-  options: {},
+  options: { backend: { type: "string" } },
   positionals: { min: 1, max: 1 },
-  async run({ positionals }, io) {
-    const file = await openPath(positionals[0]!);
+  async run({ values, positionals }, io) {
+    const backend = (values.backend ?? "auto") as Backend | "auto";
+    if (!BACKENDS.includes(backend)) throw new UsageError(`--backend wants one of ${BACKENDS.join(", ")}, got '${backend}'`);
+    const file = await openPath(positionals[0]!, { backend });
     try {
       io.stdout.write(loadReport(touchAll(file, io.stderr), file.backend) + "\n");
     } finally {

@@ -1,7 +1,7 @@
 /** What a CLI PATH argument opens: a sharded folder or index, or a single safetensors file. */
 import { statSync } from "node:fs";
 import type { SafetensorsFile } from "../file.ts";
-import { open } from "../open.ts";
+import { open, type OpenOptions } from "../open.ts";
 import { openSharded, type ShardedFile } from "../sharded.ts";
 
 export type Checkpoint = SafetensorsFile | ShardedFile;
@@ -14,7 +14,7 @@ export type Checkpoint = SafetensorsFile | ShardedFile;
  * using model = await openPath("checkpoints/gpt2");
  * ```
  */
-export async function openPath(path: string): Promise<Checkpoint> {
+export async function openPath(path: string, opts: OpenOptions = {}): Promise<Checkpoint> {
   // A missing path falls through to open(), which names the error.
   const isDir = (() => {
     try {
@@ -23,5 +23,5 @@ export async function openPath(path: string): Promise<Checkpoint> {
       return false;
     }
   })();
-  return isDir || path.endsWith(".json") ? openSharded(path) : open(path);
+  return isDir || path.endsWith(".json") ? openSharded(path, opts) : open(path, opts);
 }

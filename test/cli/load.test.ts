@@ -25,3 +25,12 @@ test("the sharded fixture and the single file it was split from read the same by
   single.close();
   sharded.close();
 });
+
+test("--backend read is honoured; an unknown backend is a usage error", async () => {
+  const r = await cli("load", fixture("safetensors/tiny-gpt2.safetensors"), "--backend", "read");
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/\(backend read\)\n$/);
+  const bad = await cli("load", fixture("safetensors/tiny-gpt2.safetensors"), "--backend", "gpu");
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toMatch(/^error: --backend wants one of auto, mmap, read, got 'gpu'\n/);
+});
