@@ -1,7 +1,7 @@
 /** `tensormap inspect PATH [--json]`: the tensors of a file or sharded checkpoint, totals and metadata. */
 import type { Command } from "./command.ts";
 import { formatBytes, formatCount, table } from "./format.ts";
-import { type Checkpoint, openPath } from "./open-path.ts";
+import { type Checkpoint, withPath } from "./open-path.ts";
 
 /** One tensor as inspect lists it. */
 export interface Row {
@@ -108,12 +108,8 @@ export const inspect: Command = {
   options: { json: { type: "boolean" } },
   positionals: { min: 1, max: 1 },
   async run({ values, positionals }, io) {
-    const file = await openPath(positionals[0]!);
-    try {
-      io.stdout.write((values.json ? JSON.stringify(toJson(file), null, 2) : summary(file)) + "\n");
-    } finally {
-      file.close();
-    }
+    const text = await withPath(positionals[0]!, {}, (file) => (values.json ? JSON.stringify(toJson(file), null, 2) : summary(file)));
+    io.stdout.write(text + "\n");
     return 0;
   },
 };

@@ -2,7 +2,7 @@
 import type { Backend } from "../io/source.ts";
 import { type Command, type Output, UsageError } from "./command.ts";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.ts";
-import { type Checkpoint, openPath } from "./open-path.ts";
+import { type Checkpoint, withPath } from "./open-path.ts";
 import { Progress } from "./progress.ts";
 
 const PAGE = 4096;
@@ -66,12 +66,7 @@ export const load: Command = {
   async run({ values, positionals }, io) {
     const backend = (values.backend ?? "auto") as Backend | "auto";
     if (!BACKENDS.includes(backend)) throw new UsageError(`--backend wants one of ${BACKENDS.join(", ")}, got '${backend}'`);
-    const file = await openPath(positionals[0]!, { backend });
-    try {
-      io.stdout.write(loadReport(touchAll(file, io.stderr), file.backend) + "\n");
-    } finally {
-      file.close();
-    }
+    io.stdout.write((await withPath(positionals[0]!, { backend }, (file) => loadReport(touchAll(file, io.stderr), file.backend))) + "\n");
     return 0;
   },
 };

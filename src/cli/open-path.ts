@@ -25,3 +25,20 @@ export async function openPath(path: string, opts: OpenOptions = {}): Promise<Ch
   })();
   return isDir || path.endsWith(".json") ? openSharded(path, opts) : open(path, opts);
 }
+
+/**
+ * Opens `path`, runs `use` on it and closes it, whatever happens.
+ *
+ * @example
+ * ```ts
+ * const n = await withPath("model.safetensors", {}, (file) => file.keys().length);
+ * ```
+ */
+export async function withPath<T>(path: string, opts: OpenOptions, use: (file: Checkpoint) => T): Promise<T> {
+  const file = await openPath(path, opts);
+  try {
+    return use(file);
+  } finally {
+    file.close();
+  }
+}

@@ -1,6 +1,6 @@
 /** `tensormap verify PATH...`: checks each file's (or sharded checkpoint's) structure, one line per path. */
 import { type Command, errorLine } from "./command.ts";
-import { openPath } from "./open-path.ts";
+import { withPath } from "./open-path.ts";
 
 /**
  * Checks one path the way a loader would meet it: the whole header of every file (shards included) and,
@@ -12,13 +12,8 @@ import { openPath } from "./open-path.ts";
  * ```
  */
 export async function check(path: string): Promise<number> {
-  const file = await openPath(path);
-  try {
-    // offsetKeys opens every shard, and opening one checks it against the index.
-    return file.offsetKeys().length;
-  } finally {
-    file.close();
-  }
+  // offsetKeys opens every shard, and opening one checks it against the index.
+  return withPath(path, {}, (file) => file.offsetKeys().length);
 }
 
 export const verify: Command = {
