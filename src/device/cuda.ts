@@ -38,8 +38,7 @@ export function check(cuda: CudaRuntime, error: number, call: string): void {
 export interface CudaDevice {
   cuda: CudaRuntime;
   index: number;
-  /** `"cuda:0"`. */
-  name: string;
+  name: `cuda:${number}`;
   count: number;
   /** Versions as CUDA encodes them (13000 is 13.0); the driver's is 0 when none is installed. */
   driverVersion: number;

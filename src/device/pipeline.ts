@@ -24,7 +24,7 @@ export type ChunkSource = { file: HostFile } | { mapped: bigint };
 const MIN_READ = 1 << 20;
 
 /** Lets timers, I/O and progress callbacks run between slots (FFI calls block the thread). */
-const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+export const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * One device's copy machinery, reused for every file of a load.
@@ -83,7 +83,7 @@ export class PinnedRing {
       cleanup.add(() => check(cuda, cuda.cudaStreamSynchronize(stream), "cudaStreamSynchronize"));
       return new PinnedRing(dev, cleanup, slots, slotBytes, base, stream, events);
     } catch (e) {
-      runQuietly(cleanup);
+      quietly(() => cleanup.run());
       throw e;
     }
   }
@@ -166,11 +166,11 @@ export async function readChunk(file: HostFile, dst: bigint, offset: number, len
   );
 }
 
-/** Frees what a failed step allocated without hiding the step's own error. */
-export function runQuietly(cleanup: Cleanup): void {
+/** Runs a release step after a failure without hiding that failure (the step still runs in full). */
+export function quietly(release: () => void): void {
   try {
-    cleanup.run();
+    release();
   } catch {
-    // The original failure is the one worth reporting; cleanup ran every action regardless.
+    // The original failure is the one worth reporting.
   }
 }
