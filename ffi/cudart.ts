@@ -1,7 +1,7 @@
 /**
  * The CUDA runtime as tensormap sees it: the raw `libcudart` calls a loader needs (DESIGN §5), with pointers as
- * `bigint` on every runtime, plus the few host helpers the pipeline needs from the same FFI (views of pinned
- * memory, addresses of JS buffers, parallel `pread` into host memory). The per-runtime bindings live in
+ * `bigint` on every runtime, plus the two host helpers the pipeline needs from the same FFI (addresses of JS
+ * buffers, parallel `pread` into host memory). The per-runtime bindings live in
  * `ffi/bun/cudart.ts` and `ffi/deno/cudart.ts`; {@link loadCudart} picks one by dynamic import.
  */
 import { runtime } from "../src/runtime.ts";
@@ -58,8 +58,6 @@ export interface CudaRuntime {
   cudaEventSynchronize(event: bigint): number;
   cudaEventDestroy(event: bigint): number;
 
-  /** A zero-copy view of host memory at `ptr` (pinned buffers). Valid only until that memory is freed. */
-  view(ptr: bigint, length: number): Uint8Array;
   /** The address of a JS buffer's first byte, for copies into or out of it. The buffer must stay referenced. */
   address(bytes: Uint8Array): bigint;
   /** Opens `path` for positional reads into host memory from up to `threads` threads at once. */
@@ -131,8 +129,13 @@ export function loadCudart(opts: { env?: Record<string, string | undefined> } = 
 
 async function tryLoad(candidates: string[]): Promise<CudartLoad> {
   if (runtime === "node") return { ok: false, reason: "no FFI on Node (use Bun or Deno for CUDA)" };
-  const binding: CudartBinding =
-    runtime === "bun" ? await import("./bun/cudart.ts") : await import("./deno/cudart.ts");
+  let binding: CudartBinding;
+  try {
+    binding = runtime === "bun" ? await import("./bun/cudart.ts") : await import("./deno/cudart.ts");
+  } catch (e) {
+    // The binding also opens libc; without it (or without --allow-ffi on Deno) there is no FFI to use.
+    return { ok: false, reason: `FFI unavailable: ${(e instanceof Error ? e.message : String(e)).split("\n")[0]}` };
+  }
   let first = "";
   for (const path of candidates) {
     try {

@@ -2,7 +2,7 @@
  * Bun binding of {@link CudaRuntime} over `bun:ffi`. Calls block the JS thread (each is short); parallel file
  * reads run `pread` in Worker threads, which share the process's memory, so a pinned address is valid in all.
  */
-import { dlopen, ptr, toArrayBuffer } from "bun:ffi";
+import { dlopen, ptr } from "bun:ffi";
 import type { CudaRuntime, HostFile } from "../cudart.ts";
 
 /** O_RDONLY | O_CLOEXEC on Linux. */
@@ -57,7 +57,6 @@ export function openCudart(path: string): CudaRuntime {
     path,
     cudaGetErrorName: (e) => String(s.cudaGetErrorName(e)),
     cudaGetErrorString: (e) => String(s.cudaGetErrorString(e)),
-    view: (p, length) => new Uint8Array(toArrayBuffer(Number(p), 0, length)),
     address: (bytes) => BigInt(ptr(bytes)),
     openHostFile,
   };

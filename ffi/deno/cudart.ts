@@ -17,7 +17,6 @@ interface DenoFfi {
   };
   UnsafePointerView: {
     getCString(pointer: unknown): string;
-    getArrayBuffer(pointer: unknown, byteLength: number): ArrayBuffer;
   };
 }
 
@@ -106,7 +105,6 @@ export function openCudart(path: string): CudaRuntime {
     cudaEventQuery: call("cudaEventQuery"),
     cudaEventSynchronize: call("cudaEventSynchronize"),
     cudaEventDestroy: call("cudaEventDestroy"),
-    view: (p, length) => new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(p), length)),
     address: (bytes) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes))),
     openHostFile,
   };

@@ -216,6 +216,10 @@ async function upload(
     quietly(() => memory.run());
     throw e;
   }
+  // Frees run with this device current, whichever device the thread has moved on to.
+  const cleanup = new Cleanup();
+  cleanup.add(() => memory.run());
+  cleanup.add(() => check(cuda, cuda.cudaSetDevice(device.index), `cudaSetDevice(${device.index})`));
   const copyBack = (t: CudaTensor): Uint8Array => {
     const out = new Uint8Array(t.byteLength);
     if (t.byteLength === 0) return out;
@@ -223,7 +227,7 @@ async function upload(
     check(cuda, cuda.cudaMemcpy(cuda.address(out), t.ptr, BigInt(t.byteLength), CUDA.memcpyDeviceToHost), `cudaMemcpy(${t.name} to host)`);
     return out;
   };
-  return { tensors, cleanup: memory, copyBack };
+  return { tensors, cleanup, copyBack };
 }
 
 /** Device addresses per tensor: offsets in one allocation, or one allocation each (empty tensors get 0n). */

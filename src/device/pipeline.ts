@@ -152,18 +152,19 @@ export class PinnedRing {
  * ```
  */
 export async function readChunk(file: HostFile, dst: bigint, offset: number, length: number): Promise<void> {
-  await Promise.all(
-    splitRead(offset, length, file.threads, MIN_READ).map(async (part) => {
-      for (let done = 0; done < part.length; ) {
-        const n = await file.pread(dst + BigInt(part.at + done), part.length - done, part.offset + done);
-        if (n <= 0) {
-          const why = n === 0 ? "the file ended early (truncated while loading?)" : "pread failed";
-          throw new SafetensorsError("IoError", `cannot read ${part.length - done} bytes at offset ${part.offset + done}: ${why}`);
-        }
-        done += n;
+  const parts = splitRead(offset, length, file.threads, MIN_READ).map(async (part) => {
+    for (let done = 0; done < part.length; ) {
+      const n = await file.pread(dst + BigInt(part.at + done), part.length - done, part.offset + done);
+      if (n <= 0) {
+        const why = n === 0 ? "the file ended early (truncated while loading?)" : "pread failed";
+        throw new SafetensorsError("IoError", `cannot read ${part.length - done} bytes at offset ${part.offset + done}: ${why}`);
       }
-    }),
-  );
+      done += n;
+    }
+  });
+  // Every part must have stopped writing into the slot before a failure lets anyone free it.
+  const failed = (await Promise.allSettled(parts)).find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
 }
 
 /** Runs a release step after a failure without hiding that failure (the step still runs in full). */
