@@ -4,8 +4,8 @@
  * usable GPU, return the host tensors in the same {@link DeviceTensors} shape with `device: "cpu"`.
  */
 import { cpus } from "node:os";
-import { CUDA } from "../../ffi/cudart.ts";
-import { SafetensorsError } from "../errors.ts";
+import { CUDA, type HostFile } from "../../ffi/cudart.ts";
+import { fromSystemError, SafetensorsError } from "../errors.ts";
 import type { SafetensorsFile } from "../file.ts";
 import { headerLength } from "../format/header.ts";
 import type { ByteSource } from "../io/source.ts";
@@ -239,7 +239,12 @@ function allocate(device: CudaDevice, extents: Extent[], perTensor: boolean, mem
 }
 
 function readerFor(device: CudaDevice, path: string, threads: number | undefined, release: Cleanup): ChunkSource {
-  const file = device.cuda.openHostFile(path, threads ?? Math.min(8, cpus().length || 1));
+  let file: HostFile;
+  try {
+    file = device.cuda.openHostFile(path, threads ?? Math.min(8, cpus().length || 1));
+  } catch (e) {
+    throw fromSystemError(e, `cannot open ${path} for reading`);
+  }
   release.add(() => file.close());
   return { file };
 }

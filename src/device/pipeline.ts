@@ -6,7 +6,7 @@
  */
 import { setImmediate } from "node:timers";
 import { CUDA, type HostFile } from "../../ffi/cudart.ts";
-import { SafetensorsError } from "../errors.ts";
+import { fromSystemError, SafetensorsError } from "../errors.ts";
 import { check, Cleanup, hostAlloc, type CudaDevice } from "./cuda.ts";
 import { splitRead, type Chunk } from "./plan.ts";
 
@@ -164,7 +164,7 @@ export async function readChunk(file: HostFile, dst: bigint, offset: number, len
   });
   // Every part must have stopped writing into the slot before a failure lets anyone free it.
   const failed = (await Promise.allSettled(parts)).find((r) => r.status === "rejected");
-  if (failed) throw failed.reason;
+  if (failed) throw fromSystemError(failed.reason, `cannot read ${length} bytes at offset ${offset}`);
 }
 
 /** Runs a release step after a failure without hiding that failure (the step still runs in full). */
