@@ -30,6 +30,7 @@
  * containers is an error; whitespace is only space, tab, CR, LF.
  */
 import type { ErrorCode } from "../../src/errors.ts";
+import { concat, u64le } from "../support/bytes.ts";
 
 export type FormatCode = Extract<
   ErrorCode,
@@ -66,22 +67,6 @@ export function pattern(length: number): Uint8Array {
   for (let i = 0; i < length; i++) out[i] = (i * 37 + 11) & 0xff;
   return out;
 }
-
-function u64le(n: bigint): Uint8Array {
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, n, true);
-  return out;
-}
-
-const concat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-};
 
 /** The bytes of a vector's file. */
 export function buildFile(v: Vector): Uint8Array {

@@ -13,6 +13,7 @@ import { afterAll, describe, expect, test } from "vitest";
 import { SafetensorsError } from "../../src/errors.ts";
 import { parseHeader } from "../../src/format/header.ts";
 import { open } from "../../src/open.ts";
+import { concat, u64le } from "../support/bytes.ts";
 
 const CASES = 10_000;
 const SEED = Number(process.env.TENSORMAP_FUZZ_SEED ?? 0x5afe7e45);
@@ -39,22 +40,13 @@ type Rng = ReturnType<typeof prng>;
 
 const enc = new TextEncoder();
 
-const cat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-};
 const randomBytes = (r: Rng, n: number) => Uint8Array.from({ length: n }, () => r.int(256));
 const dec = new TextDecoder("utf-8", { fatal: false });
 
 const headerLength = (f: Uint8Array) => (f.byteLength < 8 ? 0 : Number(new DataView(f.buffer, f.byteOffset, 8).getBigUint64(0, true)));
 
-function withN(f: Uint8Array, n: bigint, copy = true): Uint8Array {
-  const out = copy ? f.slice() : f;
+function withN(f: Uint8Array, n: bigint): Uint8Array {
+  const out = f.slice();
   if (out.byteLength >= 8) new DataView(out.buffer).setBigUint64(0, n, true);
   return out;
 }
@@ -66,7 +58,7 @@ function split(f: Uint8Array) {
 }
 function join3(text: string, data: Uint8Array): Uint8Array {
   const h = enc.encode(text);
-  return withN(cat(new Uint8Array(8), h, data), BigInt(h.byteLength), false);
+  return concat(u64le(BigInt(h.byteLength)), h, data);
 }
 
 const TOKEN = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null|[{}[\],:]|\s+/g;
@@ -93,8 +85,8 @@ const MUTATORS: Array<(f: Uint8Array, r: Rng) => Uint8Array> = [
   // a random byte inserted or deleted (N kept: the header and data shift against it)
   (f, r) => {
     const at = r.int(f.byteLength + 1);
-    if (r.next() < 0.5 && f.byteLength > 0) return cat(f.subarray(0, at), f.subarray(at + 1));
-    return cat(f.subarray(0, at), randomBytes(r, 1), f.subarray(at));
+    if (r.next() < 0.5 && f.byteLength > 0) return concat(f.subarray(0, at), f.subarray(at + 1));
+    return concat(f.subarray(0, at), randomBytes(r, 1), f.subarray(at));
   },
   // a new N
   (f, r) => {
@@ -104,7 +96,7 @@ const MUTATORS: Array<(f: Uint8Array, r: Rng) => Uint8Array> = [
     return withN(f, v < 0n ? 0n : v);
   },
   // cut short, or bytes added at the end
-  (f, r) => (r.next() < 0.7 ? f.slice(0, r.int(f.byteLength + 1)) : cat(f, randomBytes(r, 1 + r.int(8)))),
+  (f, r) => (r.next() < 0.7 ? f.slice(0, r.int(f.byteLength + 1)) : concat(f, randomBytes(r, 1 + r.int(8)))),
   // JSON tokens deleted, duplicated, swapped or replaced
   (f, r) => {
     const { text, data } = split(f);
@@ -142,7 +134,7 @@ const MUTATORS: Array<(f: Uint8Array, r: Rng) => Uint8Array> = [
 ];
 
 function mutate(r: Rng): Uint8Array {
-  let f = r.pick(FIXTURES);
+  let f: Uint8Array = r.pick(FIXTURES);
   const rounds = 1 + r.int(3);
   for (let i = 0; i < rounds; i++) f = r.pick(MUTATORS)(f, r);
   return f;
