@@ -138,6 +138,19 @@ export class SafetensorsFile {
     return new Tensor(name, e.dtype, plan.shape, out);
   }
 
+  /**
+   * Asks the backend to read these tensors (default: all) ahead, in the background; a no-op where it cannot.
+   *
+   * @example
+   * ```ts
+   * file.prefetch(["lm_head.weight"]);
+   * ```
+   */
+  prefetch(names: readonly string[] = this.#layout.order): void {
+    const entries = names.map((n) => this.#entry(n));
+    for (const e of entries) if (!e.gather) this.#source.prefetch?.(e.start, e.byteLength);
+  }
+
   /** Releases the file. Tensors already handed out stay readable under the read backend; see the mmap backend for views. */
   close(): void {
     if (this.#closed) return;
