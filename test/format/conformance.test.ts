@@ -91,12 +91,12 @@ describe("conformance with safetensors 0.8: parseHeader", () => {
   );
 });
 
-describe("conformance with safetensors 0.8: open()", () => {
+describe.each(["read", "auto"] as const)("conformance with safetensors 0.8: open(path, { backend: %j })", (backend) => {
   test.each(VECTORS.map((v, i) => [v.name, v, i] as const))("%s", async (_name, v, i) => {
-    const path = join(dir, `${i}.safetensors`);
+    const path = join(dir, `${backend}-${i}.safetensors`);
     writeFileSync(path, buildFile(v));
     let err: unknown;
-    const file = await open(path, { backend: "read" }).catch((e: unknown) => {
+    const file = await open(path, { backend }).catch((e: unknown) => {
       err = e;
       return undefined;
     });
