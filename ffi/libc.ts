@@ -56,6 +56,7 @@ export interface LibC {
 
 /** x86-64 / aarch64 Linux values (the generic ABI; DESIGN.md §4). */
 export const PROT_READ = 1;
+export const PROT_WRITE = 2;
 export const MAP_SHARED = 1;
 export const MAP_PRIVATE = 2;
 export const MAP_FIXED = 0x10;

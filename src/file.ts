@@ -1,6 +1,8 @@
 import { SafetensorsError } from "./errors.ts";
 import { DTYPES } from "./format/dtypes.ts";
 import type { TensorInfo } from "./format/header.ts";
+import type { DeviceLoadOptions } from "./device/load.ts";
+import type { DeviceTensors } from "./device/tensors.ts";
 import { compareNames } from "./format/names.ts";
 import type { ByteSource } from "./io/source.ts";
 import { planSlice, type SliceSpec } from "./slice.ts";
@@ -80,6 +82,24 @@ export class SafetensorsFile {
   info(name: string): TensorInfo {
     const { dtype, shape, dataOffsets, byteLength } = this.#entry(name);
     return { dtype, shape: [...shape], dataOffsets: [...dataOffsets], byteLength };
+  }
+
+  /** Where one tensor's bytes live in the source: for layers that move bytes in bulk (devices, converters). */
+  entry(name: string): Readonly<TensorEntry> {
+    return this.#entry(name);
+  }
+
+  /**
+   * Loads this file's tensors onto a device (`cuda`, `cuda:N`, `cpu`, `auto`).
+   *
+   * @example
+   * ```ts
+   * using weights = await file.toDevice({ device: "cuda:0" });
+   * ```
+   */
+  toDevice(opts?: DeviceLoadOptions): Promise<DeviceTensors> {
+    // Imported on use: the device layer sits above this one (and would make an import cycle).
+    return import("./device/load.ts").then((m) => m.toDevice(this, opts));
   }
 
   /** One tensor, with exactly its bytes. */

@@ -84,12 +84,11 @@ export function parseHeader(bytes: Uint8Array, fileSize: number): Header {
 
 interface Entry {
   info: TensorInfo;
-  start: bigint;
-  end: bigint;
-  shape: bigint[];
+  start: number | bigint;
+  end: number | bigint;
+  shape: Array<number | bigint>;
 }
 
-/** Maps the JSON onto the header's types as serde does (the `__metadata__` field, then a flattened map of tensors). */
 function readEntries(root: JsonValue): { metadata: Record<string, string> | null; entries: Map<string, Entry> } {
   if (!(root instanceof JsonObject)) return bad("header is not a JSON object");
   let metadata: Record<string, string> | null = null;
@@ -102,7 +101,6 @@ function readEntries(root: JsonValue): { metadata: Record<string, string> | null
       metadata = readMetadata(value);
     } else {
       // Duplicate tensor names: each must parse, the last one wins (a map insert in the reference).
-      entries.delete(key);
       entries.set(key, readTensor(key, value));
     }
   }
@@ -124,95 +122,111 @@ const FIELDS = ["dtype", "shape", "data_offsets"] as const;
 
 /** A tensor entry: a map with the three fields (others ignored), or serde's sequence form `[dtype, shape, offsets]`. */
 function readTensor(name: string, value: JsonValue): Entry {
-  const where = `tensor ${JSON.stringify(name)}`;
-  const fields = new Map<string, JsonValue>();
+  const where = () => `tensor ${JSON.stringify(name)}`;
+  let dtype: JsonValue | undefined;
+  let shape: JsonValue | undefined;
+  let offsets: JsonValue | undefined;
   if (value instanceof JsonObject) {
     for (const [k, v] of value.entries) {
-      if (!(FIELDS as readonly string[]).includes(k)) continue;
-      if (fields.has(k)) bad(`${where}: duplicate field \`${k}\``);
-      fields.set(k, v);
+      if (k === "dtype" ? dtype !== undefined : k === "shape" ? shape !== undefined : k === "data_offsets" ? offsets !== undefined : false) {
+        bad(`${where()}: duplicate field \`${k}\``);
+      }
+      if (k === "dtype") dtype = v;
+      else if (k === "shape") shape = v;
+      else if (k === "data_offsets") offsets = v;
     }
-    for (const f of FIELDS) if (!fields.has(f)) bad(`${where}: missing field \`${f}\``);
+    // serde reports the first missing field in declaration order.
+    const missing = dtype === undefined ? 0 : shape === undefined ? 1 : offsets === undefined ? 2 : -1;
+    if (missing >= 0) bad(`${where()}: missing field \`${FIELDS[missing as 0 | 1 | 2]}\``);
   } else if (Array.isArray(value)) {
-    if (value.length !== 3) bad(`${where}: expected 3 fields, got an array of ${value.length}`);
-    FIELDS.forEach((f, i) => fields.set(f, value[i]!));
+    if (value.length !== 3) bad(`${where()}: expected 3 fields, got an array of ${value.length}`);
+    [dtype, shape, offsets] = value;
   } else {
-    bad(`${where}: expected a map`);
+    bad(`${where()}: expected a map`);
   }
-  const dtype = readDtype(where, fields.get("dtype")!);
-  const shape = readU64Array(where, "shape", fields.get("shape")!);
-  const offsets = readU64Array(where, "data_offsets", fields.get("data_offsets")!);
-  if (offsets.length !== 2) bad(`${where}: \`data_offsets\` must hold 2 numbers, not ${offsets.length}`);
-  const [start, end] = offsets as [bigint, bigint];
-  return {
-    info: { dtype, shape: shape.map(Number), dataOffsets: [0, 0], byteLength: 0 },
-    start,
-    end,
-    shape,
-  };
+  const info = { dtype: readDtype(where, dtype!), shape: [] as number[], dataOffsets: [0, 0] as [number, number], byteLength: 0 };
+  const dims = readU64Array(where, "shape", shape!);
+  const span = readU64Array(where, "data_offsets", offsets!);
+  if (span.length !== 2) bad(`${where()}: \`data_offsets\` must hold 2 numbers, not ${span.length}`);
+  info.shape = dims.map(Number);
+  return { info, start: span[0]!, end: span[1]!, shape: dims };
 }
 
 /** A dtype is a variant name, or serde's map form of a unit variant: `{"F32": null}`. */
-function readDtype(where: string, v: JsonValue): DType {
+function readDtype(where: () => string, v: JsonValue): DType {
   let name: JsonValue = v;
   if (v instanceof JsonObject && v.entries.length === 1 && v.entries[0]![1] === null) name = v.entries[0]![0];
-  if (typeof name !== "string") return bad(`${where}: \`dtype\` is not a string`);
+  if (typeof name !== "string") return bad(`${where()}: \`dtype\` is not a string`);
   const info = DTYPES.get(name);
-  if (!info) return bad(`${where}: unknown dtype ${JSON.stringify(name)}`);
+  if (!info) return bad(`${where()}: unknown dtype ${JSON.stringify(name)}`);
   return info.name;
 }
 
-function readU64Array(where: string, field: string, v: JsonValue): bigint[] {
-  if (!Array.isArray(v)) return bad(`${where}: \`${field}\` is not an array`);
-  return v.map((x) => {
+/** Unsigned 64-bit integers: plain numbers when below 2^53, bigints above. */
+function readU64Array(where: () => string, field: string, v: JsonValue): Array<number | bigint> {
+  if (!Array.isArray(v)) return bad(`${where()}: \`${field}\` is not an array`);
+  const out: Array<number | bigint> = new Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (typeof x === "number") {
+      out[i] = x;
+      continue;
+    }
     const u = x instanceof JsonNumber ? x.asU64() : null;
-    return u ?? bad(`${where}: \`${field}\` holds ${x instanceof JsonNumber ? x.text : JSON.stringify(x)}, not an unsigned 64-bit integer`);
-  });
+    if (u === null) bad(`${where()}: \`${field}\` holds ${x instanceof JsonNumber ? x.text : JSON.stringify(x)}, not an unsigned 64-bit integer`);
+    out[i] = u! <= Number.MAX_SAFE_INTEGER ? Number(u) : u!;
+  }
+  return out;
 }
 
 const U64_MAX = (1n << 64n) - 1n;
+
+const lt = (a: number | bigint, b: number | bigint) => a < b;
+
+/** Elements × bits, exactly, or null when a partial product passes u64 (the reference's `checked_mul` order). */
+function bitCount(shape: Array<number | bigint>, bits: number): number | bigint | null {
+  let elements: number | bigint = 1;
+  for (const d of shape) {
+    if (typeof elements === "number" && typeof d === "number" && elements * d <= Number.MAX_SAFE_INTEGER) elements *= d;
+    else if ((elements = BigInt(elements) * BigInt(d)) > U64_MAX) return null;
+  }
+  const total = typeof elements === "number" && elements * bits <= Number.MAX_SAFE_INTEGER ? elements * bits : BigInt(elements) * BigInt(bits);
+  return typeof total === "bigint" && total > U64_MAX ? null : total;
+}
 
 /**
  * The reference's `validate`: walk tensors by `(start, end)`; each must start where the last ended, and
  * hold exactly shape × bits / 8 bytes; together they must fill the data buffer. Returns the file order.
  */
 function validate(entries: Map<string, Entry>, dataSize: number): string[] {
-  const order = [...entries.keys()].sort((a, b) => {
-    const x = entries.get(a)!;
-    const y = entries.get(b)!;
-    return x.start !== y.start ? (x.start < y.start ? -1 : 1) : x.end !== y.end ? (x.end < y.end ? -1 : 1) : 0;
-  });
-  let cursor = 0n;
-  for (const name of order) {
-    const e = entries.get(name)!;
-    if (e.start !== cursor || e.end < e.start) {
+  const rows = [...entries].sort(([, x], [, y]) =>
+    x.start != y.start ? (lt(x.start, y.start) ? -1 : 1) : x.end != y.end ? (lt(x.end, y.end) ? -1 : 1) : 0,
+  );
+  let cursor: number | bigint = 0;
+  for (const [name, e] of rows) {
+    if (e.start != cursor || lt(e.end, e.start)) {
       throw new SafetensorsError("InvalidOffset", `tensor ${JSON.stringify(name)} has data_offsets [${e.start}, ${e.end}] but should start at ${cursor}`);
     }
     cursor = e.end;
-    let elements = 1n;
-    for (const d of e.shape) {
-      elements *= d;
-      if (elements > U64_MAX) throw overflow(name);
+    const bits = bitCount(e.shape, DTYPES.get(e.info.dtype)!.bits);
+    if (bits === null) {
+      throw new SafetensorsError("ValidationOverflow", `tensor ${JSON.stringify(name)}: element count overflows 64 bits`);
     }
-    const bits = elements * BigInt(DTYPES.get(e.info.dtype)!.bits);
-    if (bits > U64_MAX) throw overflow(name);
-    if (bits % 8n !== 0n) {
-      throw new SafetensorsError("MisalignedSlice", `tensor ${JSON.stringify(name)}: ${elements} × ${e.info.dtype} is not a whole number of bytes`);
+    if (typeof bits === "number" ? bits % 8 !== 0 : bits % 8n !== 0n) {
+      throw new SafetensorsError("MisalignedSlice", `tensor ${JSON.stringify(name)}: ${e.info.dtype} × [${e.shape}] is not a whole number of bytes`);
     }
-    if (e.end - e.start !== bits / 8n) {
-      throw new SafetensorsError("TensorInvalidInfo", `tensor ${JSON.stringify(name)} spans ${e.end - e.start} bytes but its shape and dtype need ${bits / 8n}`);
+    const bytes = typeof bits === "number" ? bits / 8 : bits / 8n;
+    const span = typeof e.end === "number" && typeof e.start === "number" ? e.end - e.start : BigInt(e.end) - BigInt(e.start);
+    if (span != bytes) {
+      throw new SafetensorsError("TensorInvalidInfo", `tensor ${JSON.stringify(name)} spans ${span} bytes but its shape and dtype need ${bytes}`);
     }
   }
-  if (cursor !== BigInt(dataSize)) {
+  if (cursor != dataSize) {
     throw new SafetensorsError("MetadataIncompleteBuffer", `tensors cover ${cursor} data bytes but the file holds ${dataSize}`);
   }
-  for (const name of order) {
-    const e = entries.get(name)!;
+  for (const [, e] of rows) {
     e.info.dataOffsets = [Number(e.start), Number(e.end)];
-    e.info.byteLength = Number(e.end - e.start);
+    e.info.byteLength = Number(e.end) - Number(e.start);
   }
-  return order;
+  return rows.map(([name]) => name);
 }
-
-const overflow = (name: string) =>
-  new SafetensorsError("ValidationOverflow", `tensor ${JSON.stringify(name)}: element count overflows 64 bits`);

@@ -23,7 +23,8 @@ export class JsonNumber {
   }
 }
 
-export type JsonValue = JsonObject | JsonValue[] | JsonNumber | string | boolean | null;
+/** Non-negative integers of up to 15 digits come as plain numbers; every other number as a {@link JsonNumber}. */
+export type JsonValue = JsonObject | JsonValue[] | JsonNumber | number | string | boolean | null;
 
 /** serde_json's default recursion limit: 128 levels, the 128th refused. */
 const MAX_DEPTH = 127;
@@ -33,6 +34,7 @@ function fail(message: string, at: number): never {
 }
 
 const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
 
 /**
  * Parses one JSON document (whitespace may surround it; nothing else may follow).
@@ -109,17 +111,34 @@ export function parseJson(text: string): JsonValue {
     return parseInt(h, 16);
   };
 
-  const parseNumber = (): JsonNumber => {
-    const m = /-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
-    m.lastIndex = i;
-    const r = m.exec(text);
-    if (!r || r[0] === "-" || r[0].length === 0) fail("invalid number", i);
-    const after = text.charCodeAt(i + r[0].length);
-    // serde rejects what the regex would stop short of: `01`, `1.`, `1e`, `-`.
-    if ((after >= 0x30 && after <= 0x39) || after === 0x2e || after === 0x65 || after === 0x45) fail("invalid number", i);
-    i += r[0].length;
-    if (!Number.isFinite(Number(r[0]))) fail("number out of range", i);
-    return new JsonNumber(r[0]);
+  const parseNumber = (): JsonNumber | number => {
+    const start = i;
+    if (text.charCodeAt(i) === 0x2d) i++;
+    const intStart = i;
+    while (i < n && isDigit(text.charCodeAt(i))) i++;
+    const intDigits = i - intStart;
+    if (intDigits === 0 || (intDigits > 1 && text.charCodeAt(intStart) === 0x30)) fail("invalid number", start);
+    let plain = start === intStart;
+    if (text.charCodeAt(i) === 0x2e) {
+      plain = false;
+      const f = ++i;
+      while (i < n && isDigit(text.charCodeAt(i))) i++;
+      if (i === f) fail("invalid number", start);
+    }
+    const e = text.charCodeAt(i);
+    if (e === 0x65 || e === 0x45) {
+      plain = false;
+      i++;
+      if (text.charCodeAt(i) === 0x2b || text.charCodeAt(i) === 0x2d) i++;
+      const x = i;
+      while (i < n && isDigit(text.charCodeAt(i))) i++;
+      if (i === x) fail("invalid number", start);
+    }
+    // Small non-negative integers, nearly every number in a header, stay plain numbers.
+    if (plain && intDigits <= 15) return Number(text.slice(start, i));
+    const raw = text.slice(start, i);
+    if (!Number.isFinite(Number(raw))) fail("number out of range", start);
+    return new JsonNumber(raw);
   };
 
   const literal = (word: string, value: JsonValue): JsonValue => {

@@ -20,8 +20,8 @@ import {
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
-  MAP_SHARED,
   PROT_READ,
+  PROT_WRITE,
 } from "../../ffi/libc.ts";
 import { statSync } from "node:fs";
 import { SafetensorsError } from "../errors.ts";
@@ -114,7 +114,9 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
   const token = {};
 
   const map = (start: number, length: number): Window => {
-    const addr = libc.mmap(0n, length, PROT_READ, MAP_SHARED, fd, start);
+    // Private and writable: a caller writing into a view gets its own copy of that page (the file never
+    // changes) instead of a SIGSEGV; pages nobody writes stay shared with the page cache.
+    const addr = libc.mmap(0n, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, start);
     try {
       if (advice !== MADV_NORMAL) libc.madvise(addr, length, advice);
       return { start, length, addr, buffer: libc.viewOwningMapping(addr, length) };
@@ -214,7 +216,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
       for (const w of windows.values()) {
         try {
           // Zero pages over the file pages: views kept past close read zeros; the collector unmaps later.
-          libc.mmap(w.addr, w.length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+          libc.mmap(w.addr, w.length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
         } catch {
           // Out of memory for the swap: the file pages stay mapped until the views are collected.
         }

@@ -52,10 +52,26 @@ export async function chooseBackend(requested: Backend | "auto" = "auto"): Promi
  * ```
  */
 export async function openSource(path: string, opts: SourceOptions = {}): Promise<ByteSource> {
+  return (await sourceOpener(opts))(path);
+}
+
+/**
+ * Settles the backend once (loading FFI where it needs to) and returns a synchronous opener using it:
+ * for readers that open many files lazily, such as sharded checkpoints.
+ *
+ * @example
+ * ```ts
+ * const openSrc = await sourceOpener({ backend: "auto" });
+ * const shard = openSrc("model-00001-of-00003.safetensors");
+ * ```
+ */
+export async function sourceOpener(opts: SourceOptions = {}): Promise<(path: string) => ByteSource> {
   const choice = await chooseBackend(opts.backend ?? "auto");
-  if (debugging()) process.stderr.write(`tensormap: ${path}: ${choice.backend} backend (${choice.reason})\n`);
-  if (!choice.libc) return openRead(path);
-  return openMmap(choice.libc, path, { advice: opts.advice, populate: opts.populate });
+  const { libc } = choice;
+  return (path) => {
+    if (debugging()) process.stderr.write(`tensormap: ${path}: ${choice.backend} backend (${choice.reason})\n`);
+    return libc ? openMmap(libc, path, { advice: opts.advice, populate: opts.populate }) : openRead(path);
+  };
 }
 
 function debugging(): boolean {

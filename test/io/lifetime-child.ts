@@ -35,16 +35,21 @@ if (mode === "after-close") {
   const file = await open(path);
   const views = file.keys().map((k) => file.tensor(k).bytes);
   const before = views.reduce((s, v) => s + v.reduce((a, b) => a + b, 0), 0);
+  // Writing into a view must not fault either: the page becomes the process's own copy, the file is untouched.
+  const first = views.find((v) => v.length > 0)!;
+  first[0] = first[0]! ^ 0xff;
+  const wrote = first[0];
   file.close();
   // Reading views after close must not fault: they read the zero pages mapped over the file.
   const after = views.reduce((s, v) => s + v.reduce((a, b) => a + b, 0), 0);
+  first[0] = 7;
   let code = "";
   try {
     file.tensor(file.keys()[0]!);
   } catch (e) {
     code = (e as { code: string }).code;
   }
-  console.log(JSON.stringify({ backend: file.backend, before, after, code }));
+  console.log(JSON.stringify({ backend: file.backend, before, after, code, wrote, writtenAfterClose: first[0] }));
 } else if (mode === "cycles") {
   await collect();
   const baseline = vmSize();

@@ -1,11 +1,11 @@
 import { spawnSync } from "node:child_process";
-import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
 import { runtime } from "../../src/runtime.ts";
-import { fixture } from "../support/fixtures.ts";
+import { fixture, sha256 } from "../support/fixtures.ts";
 
 const child = fileURLToPath(new URL("./lifetime-child.ts", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "tensormap-life-"));
@@ -35,14 +35,19 @@ function sparseModel(n: number): string {
 }
 
 describe.skipIf(runtime === "node")("mmap lifetime, in a child process", () => {
-  test("views used after close read zeros and the process exits cleanly", () => {
-    const r = run(["after-close", fixture("safetensors/tiny-gpt2.safetensors")]);
+  test("views written, and used after close, never fault; the file is untouched", () => {
+    const path = fixture("safetensors/tiny-gpt2.safetensors");
+    const hash = sha256(readFileSync(path));
+    const r = run(["after-close", path]);
     expect(r.signal).toBeNull();
     expect(r.status).toBe(0);
     expect(r.out.backend).toBe("mmap");
     expect(r.out.before).toBeGreaterThan(0);
     expect(r.out.after).toBe(0);
     expect(r.out.code).toBe("Closed");
+    expect(r.out.wrote).toBe(r.out.wrote & 0xff);
+    expect(r.out.writtenAfterClose).toBe(7);
+    expect(sha256(readFileSync(path))).toBe(hash);
   });
 
   test("thousands of open/close cycles leave no mappings behind", () => {
