@@ -24,3 +24,5 @@ export { INDEX_FILE, parseSize } from "./format/sharded.ts";
 export { loadToDevice, resolveDevice, toDevice, type DeviceLoadOptions, type DeviceTarget, type LoadProgress } from "./device/load.ts";
 export { DeviceTensors, type CudaTensor, type DeviceTensor, type HostTensor } from "./device/tensors.ts";
 export { parseDevice, type DeviceSpec } from "./device/spec.ts";
+export { openMmap, touchPages, type Advice, type MmapOptions, type MmapSource } from "./io/mmap.ts";
+export { chooseBackend, openSource, type BackendChoice, type SourceOptions } from "./io/open-source.ts";

@@ -4,7 +4,7 @@
  */
 import { SafetensorsError } from "../errors.ts";
 import { DTYPES, type DType } from "./dtypes.ts";
-import { JsonNumber, JsonObject, parseJson, type JsonValue } from "./json.ts";
+import { JsonReader } from "./json.ts";
 
 /** The reference refuses headers above 100 MB. */
 export const MAX_HEADER_SIZE = 100_000_000;
@@ -31,10 +31,6 @@ export interface Header {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
-const bad = (message: string): never => {
-  throw new SafetensorsError("InvalidHeaderDeserialization", message);
-};
 
 /**
  * Reads the 8-byte length prefix and checks it against the file size.
@@ -75,7 +71,7 @@ export function parseHeader(bytes: Uint8Array, fileSize: number): Header {
   } catch {
     throw new SafetensorsError("InvalidHeader", "header is not valid UTF-8");
   }
-  const { metadata, entries } = readEntries(parseJson(text));
+  const { metadata, entries } = readEntries(new JsonReader(text));
   const order = validate(entries, fileSize - 8 - n);
   const tensors = new Map<string, TensorInfo>();
   for (const name of order) tensors.set(name, entries.get(name)!.info);
@@ -83,37 +79,46 @@ export function parseHeader(bytes: Uint8Array, fileSize: number): Header {
 }
 
 interface Entry {
+  name: string;
   info: TensorInfo;
   start: number | bigint;
   end: number | bigint;
   shape: Array<number | bigint>;
 }
 
-function readEntries(root: JsonValue): { metadata: Record<string, string> | null; entries: Map<string, Entry> } {
-  if (!(root instanceof JsonObject)) return bad("header is not a JSON object");
+/** Maps the JSON onto the header's types as serde does (the `__metadata__` field, then a flattened map of tensors). */
+function readEntries(r: JsonReader): { metadata: Record<string, string> | null; entries: Map<string, Entry> } {
+  if (r.peek() !== "object") r.fail("header is not a JSON object");
   let metadata: Record<string, string> | null = null;
   let sawMetadata = false;
   const entries = new Map<string, Entry>();
-  for (const [key, value] of root.entries) {
-    if (key === "__metadata__") {
-      if (sawMetadata) bad("duplicate field `__metadata__`");
-      sawMetadata = true;
-      metadata = readMetadata(value);
-    } else {
-      // Duplicate tensor names: each must parse, the last one wins (a map insert in the reference).
-      entries.set(key, readTensor(key, value));
-    }
+  if (r.enter("object", 0)) {
+    do {
+      const key = r.key();
+      if (key === "__metadata__") {
+        if (sawMetadata) r.fail("duplicate field `__metadata__`");
+        sawMetadata = true;
+        metadata = readMetadata(r);
+      } else {
+        // Duplicate tensor names: each must parse, the last one wins (a map insert in the reference).
+        entries.set(key, readTensor(r, key));
+      }
+    } while (r.more("object"));
   }
+  r.end();
   return { metadata, entries };
 }
 
-function readMetadata(value: JsonValue): Record<string, string> | null {
-  if (value === null) return null;
-  if (!(value instanceof JsonObject)) return bad("`__metadata__` is not a map of strings");
+function readMetadata(r: JsonReader): Record<string, string> | null {
+  if (r.null()) return null;
+  if (r.peek() !== "object") r.fail("`__metadata__` is not a map of strings");
   const out: Record<string, string> = Object.create(null);
-  for (const [k, v] of value.entries) {
-    if (typeof v !== "string") bad(`\`__metadata__\` value for ${JSON.stringify(k)} is not a string`);
-    out[k] = v as string;
+  if (r.enter("object", 1)) {
+    do {
+      const k = r.key();
+      if (r.peek() !== "string") r.fail(`\`__metadata__\` value for ${JSON.stringify(k)} is not a string`);
+      out[k] = r.string();
+    } while (r.more("object"));
   }
   return out;
 }
@@ -121,60 +126,65 @@ function readMetadata(value: JsonValue): Record<string, string> | null {
 const FIELDS = ["dtype", "shape", "data_offsets"] as const;
 
 /** A tensor entry: a map with the three fields (others ignored), or serde's sequence form `[dtype, shape, offsets]`. */
-function readTensor(name: string, value: JsonValue): Entry {
-  const where = () => `tensor ${JSON.stringify(name)}`;
-  let dtype: JsonValue | undefined;
-  let shape: JsonValue | undefined;
-  let offsets: JsonValue | undefined;
-  if (value instanceof JsonObject) {
-    for (const [k, v] of value.entries) {
-      if (k === "dtype" ? dtype !== undefined : k === "shape" ? shape !== undefined : k === "data_offsets" ? offsets !== undefined : false) {
-        bad(`${where()}: duplicate field \`${k}\``);
+function readTensor(r: JsonReader, name: string): Entry {
+  // A header can hold 100,000 entries: no closures here, and messages are built only on failure.
+  let dtype: DType | undefined;
+  let shape: Array<number | bigint> | undefined;
+  let offsets: Array<number | bigint> | undefined;
+  const kind = r.peek();
+  if (kind !== "object" && kind !== "array") r.fail(`${where(name)}: expected a map`);
+  let count = 0;
+  if (r.enter(kind, 1)) {
+    do {
+      const field = kind === "object" ? r.key() : count < 3 ? FIELDS[count]! : r.fail(`${where(name)}: more than 3 fields`);
+      count++;
+      if (field === "dtype") {
+        if (dtype !== undefined) r.fail(`${where(name)}: duplicate field \`dtype\``);
+        dtype = readDtype(r, name);
+      } else if (field === "shape") {
+        if (shape !== undefined) r.fail(`${where(name)}: duplicate field \`shape\``);
+        shape = readU64s(r, name, "shape");
+      } else if (field === "data_offsets") {
+        if (offsets !== undefined) r.fail(`${where(name)}: duplicate field \`data_offsets\``);
+        offsets = readU64s(r, name, "data_offsets");
+      } else {
+        r.skip(2);
       }
-      if (k === "dtype") dtype = v;
-      else if (k === "shape") shape = v;
-      else if (k === "data_offsets") offsets = v;
-    }
-    // serde reports the first missing field in declaration order.
-    const missing = dtype === undefined ? 0 : shape === undefined ? 1 : offsets === undefined ? 2 : -1;
-    if (missing >= 0) bad(`${where()}: missing field \`${FIELDS[missing as 0 | 1 | 2]}\``);
-  } else if (Array.isArray(value)) {
-    if (value.length !== 3) bad(`${where()}: expected 3 fields, got an array of ${value.length}`);
-    [dtype, shape, offsets] = value;
-  } else {
-    bad(`${where()}: expected a map`);
+    } while (r.more(kind));
   }
-  const info = { dtype: readDtype(where, dtype!), shape: [] as number[], dataOffsets: [0, 0] as [number, number], byteLength: 0 };
-  const dims = readU64Array(where, "shape", shape!);
-  const span = readU64Array(where, "data_offsets", offsets!);
-  if (span.length !== 2) bad(`${where()}: \`data_offsets\` must hold 2 numbers, not ${span.length}`);
-  info.shape = dims.map(Number);
-  return { info, start: span[0]!, end: span[1]!, shape: dims };
+  if (kind === "array" && count !== 3) r.fail(`${where(name)}: expected 3 fields, got an array of ${count}`);
+  // serde reports the first missing field in declaration order.
+  const missing = dtype === undefined ? 0 : shape === undefined ? 1 : offsets === undefined ? 2 : -1;
+  if (missing >= 0) r.fail(`${where(name)}: missing field \`${FIELDS[missing as 0 | 1 | 2]}\``);
+  if (offsets!.length !== 2) r.fail(`${where(name)}: \`data_offsets\` must hold 2 numbers, not ${offsets!.length}`);
+  const dims = shape!.every((d) => typeof d === "number") ? (shape as number[]) : shape!.map(Number);
+  const info = { dtype: dtype!, shape: dims, dataOffsets: [0, 0] as [number, number], byteLength: 0 };
+  return { name, info, start: offsets![0]!, end: offsets![1]!, shape: shape! };
 }
 
+const where = (name: string) => `tensor ${JSON.stringify(name)}`;
+
 /** A dtype is a variant name, or serde's map form of a unit variant: `{"F32": null}`. */
-function readDtype(where: () => string, v: JsonValue): DType {
-  let name: JsonValue = v;
-  if (v instanceof JsonObject && v.entries.length === 1 && v.entries[0]![1] === null) name = v.entries[0]![0];
-  if (typeof name !== "string") return bad(`${where()}: \`dtype\` is not a string`);
-  const info = DTYPES.get(name);
-  if (!info) return bad(`${where()}: unknown dtype ${JSON.stringify(name)}`);
-  return info.name;
+function readDtype(r: JsonReader, tensor: string): DType {
+  let name: string | undefined;
+  const kind = r.peek();
+  if (kind === "string") {
+    name = r.string();
+  } else if (kind === "object" && r.enter("object", 2)) {
+    name = r.key();
+    if (!r.null() || r.more("object")) r.fail(`${where(tensor)}: \`dtype\` is not a dtype name`);
+  }
+  if (name === undefined) return r.fail(`${where(tensor)}: \`dtype\` is not a string`);
+  return DTYPES.get(name)?.name ?? r.fail(`${where(tensor)}: unknown dtype ${JSON.stringify(name)}`);
 }
 
 /** Unsigned 64-bit integers: plain numbers when below 2^53, bigints above. */
-function readU64Array(where: () => string, field: string, v: JsonValue): Array<number | bigint> {
-  if (!Array.isArray(v)) return bad(`${where()}: \`${field}\` is not an array`);
-  const out: Array<number | bigint> = new Array(v.length);
-  for (let i = 0; i < v.length; i++) {
-    const x = v[i];
-    if (typeof x === "number") {
-      out[i] = x;
-      continue;
-    }
-    const u = x instanceof JsonNumber ? x.asU64() : null;
-    if (u === null) bad(`${where()}: \`${field}\` holds ${x instanceof JsonNumber ? x.text : JSON.stringify(x)}, not an unsigned 64-bit integer`);
-    out[i] = u! <= Number.MAX_SAFE_INTEGER ? Number(u) : u!;
+function readU64s(r: JsonReader, tensor: string, field: string): Array<number | bigint> {
+  if (r.peek() !== "array") r.fail(`${where(tensor)}: \`${field}\` is not an array`);
+  const out: Array<number | bigint> = [];
+  if (r.enter("array", 2)) {
+    do out.push(r.u64() ?? r.fail(`${where(tensor)}: \`${field}\` holds something other than an unsigned 64-bit integer`));
+    while (r.more("array"));
   }
   return out;
 }
@@ -199,11 +209,12 @@ function bitCount(shape: Array<number | bigint>, bits: number): number | bigint 
  * hold exactly shape × bits / 8 bytes; together they must fill the data buffer. Returns the file order.
  */
 function validate(entries: Map<string, Entry>, dataSize: number): string[] {
-  const rows = [...entries].sort(([, x], [, y]) =>
+  const rows = [...entries.values()].sort((x, y) =>
     x.start != y.start ? (lt(x.start, y.start) ? -1 : 1) : x.end != y.end ? (lt(x.end, y.end) ? -1 : 1) : 0,
   );
   let cursor: number | bigint = 0;
-  for (const [name, e] of rows) {
+  for (const e of rows) {
+    const name = e.name;
     if (e.start != cursor || lt(e.end, e.start)) {
       throw new SafetensorsError("InvalidOffset", `tensor ${JSON.stringify(name)} has data_offsets [${e.start}, ${e.end}] but should start at ${cursor}`);
     }
@@ -224,9 +235,9 @@ function validate(entries: Map<string, Entry>, dataSize: number): string[] {
   if (cursor != dataSize) {
     throw new SafetensorsError("MetadataIncompleteBuffer", `tensors cover ${cursor} data bytes but the file holds ${dataSize}`);
   }
-  for (const [, e] of rows) {
+  for (const e of rows) {
     e.info.dataOffsets = [Number(e.start), Number(e.end)];
     e.info.byteLength = Number(e.end) - Number(e.start);
   }
-  return rows.map(([name]) => name);
+  return rows.map((e) => e.name);
 }

@@ -1,80 +1,219 @@
 /**
- * A strict JSON reader with serde_json's rules, because `JSON.parse` disagrees with the reference on
- * exactly the inputs an attacker picks: it rounds integers above 2^53, accepts lone surrogate escapes,
- * and turns keys like `__proto__` into traps. Here objects keep every entry in order (duplicates too),
- * numbers keep their text, and nesting is bounded as serde_json bounds it.
+ * A strict JSON cursor with serde_json's rules, because `JSON.parse` disagrees with the reference on exactly
+ * the inputs an attacker picks: it rounds integers above 2^53, accepts lone surrogate escapes, keeps only the
+ * last of duplicate keys and turns `__proto__` into a trap. The header reader walks the document through this
+ * cursor, reading the fields it knows in place and skipping (but still validating) the rest, so a 20,000-tensor
+ * header builds no intermediate tree. Nesting is bounded as serde_json bounds it.
  */
 import { SafetensorsError } from "../errors.ts";
-
-/** A JSON object: its entries in document order, duplicates kept. */
-export class JsonObject {
-  constructor(readonly entries: [string, JsonValue][]) {}
-}
-
-/** A JSON number, kept as written so integers stay exact. */
-export class JsonNumber {
-  constructor(readonly text: string) {}
-
-  /** The value as an unsigned 64-bit integer, or `null` if serde would not read it as one (`2.0`, `1e2`, `-1`, ≥ 2^64). */
-  asU64(): bigint | null {
-    if (!/^(0|[1-9][0-9]{0,19})$/.test(this.text)) return null;
-    const v = BigInt(this.text);
-    return v < 1n << 64n ? v : null;
-  }
-}
-
-/** Non-negative integers of up to 15 digits come as plain numbers; every other number as a {@link JsonNumber}. */
-export type JsonValue = JsonObject | JsonValue[] | JsonNumber | number | string | boolean | null;
 
 /** serde_json's default recursion limit: 128 levels, the 128th refused. */
 const MAX_DEPTH = 127;
 
-function fail(message: string, at: number): never {
-  throw new SafetensorsError("InvalidHeaderDeserialization", `invalid header JSON: ${message} at character ${at}`);
-}
-
 const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
 
+export type JsonKind = "object" | "array" | "string" | "number" | "literal";
+
 /**
- * Parses one JSON document (whitespace may surround it; nothing else may follow).
+ * Reads one JSON document front to back.
  *
  * @example
  * ```ts
- * const v = parseJson('{"a": [1, 18446744073709551615]}');
+ * const r = new JsonReader('{"a": [1, 18446744073709551615]}');
+ * if (r.enter("object", 0)) do {
+ *   console.log(r.key());
+ *   if (r.enter("array", 1)) do console.log(r.u64()); while (r.more("array"));
+ * } while (r.more("object"));
+ * r.end();
  * ```
  */
-export function parseJson(text: string): JsonValue {
-  let i = 0;
-  const n = text.length;
+export class JsonReader {
+  #text: string;
+  #i = 0;
 
-  const skipWs = () => {
-    while (i < n && isWs(text.charCodeAt(i))) i++;
-  };
+  constructor(text: string) {
+    this.#text = text;
+  }
 
-  const parseString = (): string => {
-    // text[i] is the opening quote.
-    i++;
+  /** Throws the deserialization error, pointing at the current character. */
+  fail(message: string): never {
+    throw new SafetensorsError("InvalidHeaderDeserialization", `invalid header JSON: ${message} at character ${this.#i}`);
+  }
+
+  /** What the next value is, after whitespace. */
+  peek(): JsonKind {
+    this.#ws();
+    const c = this.#text.charCodeAt(this.#i);
+    if (c === 0x7b) return "object";
+    if (c === 0x5b) return "array";
+    if (c === 0x22) return "string";
+    if (c === 0x2d || isDigit(c)) return "number";
+    if (c === 0x74 || c === 0x66 || c === 0x6e) return "literal";
+    return this.#i >= this.#text.length ? this.fail("EOF while parsing a value") : this.fail("expected value");
+  }
+
+  /**
+   * Enters an object or array (by its opening bracket) at nesting `depth`. Returns false, with the container
+   * consumed, when it is empty; otherwise read an item (for objects, `key()` then its value) and call
+   * `more()` until it returns false. A pull API: no callback per item, since headers hold 100,000 of them.
+   */
+  enter(kind: "object" | "array", depth: number): boolean {
+    const open = kind === "object" ? 0x7b : 0x5b;
+    this.#ws();
+    if (this.#text.charCodeAt(this.#i) !== open) this.fail(kind === "object" ? "expected a map" : "expected a sequence");
+    if (depth >= MAX_DEPTH) this.fail("recursion limit exceeded");
+    this.#i++;
+    this.#ws();
+    if (this.#text.charCodeAt(this.#i) !== open + 2) return true;
+    this.#i++;
+    return false;
+  }
+
+  /** An object's next key and its colon. */
+  key(): string {
+    this.#ws();
+    if (this.#text.charCodeAt(this.#i) !== 0x22) this.fail("key must be a string");
+    const key = this.#string();
+    this.#ws();
+    if (this.#text.charCodeAt(this.#i++) !== 0x3a) this.fail("expected `:`");
+    return key;
+  }
+
+  /** After an item: true after a comma (another item follows), false at the closing bracket of `kind`. */
+  more(kind: "object" | "array"): boolean {
+    const close = kind === "object" ? 0x7d : 0x5d;
+    this.#ws();
+    const c = this.#text.charCodeAt(this.#i++);
+    if (c === 0x2c) return true;
+    if (c !== close) this.fail(`expected \`,\` or \`${String.fromCharCode(close)}\``);
+    return false;
+  }
+
+  string(): string {
+    if (this.peek() !== "string") this.fail("expected a string");
+    return this.#string();
+  }
+
+  /** `null` consumed, or false (nothing consumed) when the next value is something else. */
+  null(): boolean {
+    this.#ws();
+    if (!this.#text.startsWith("null", this.#i)) return false;
+    this.#i += 4;
+    return true;
+  }
+
+  /**
+   * An unsigned 64-bit integer as serde reads one: digits only (`2.0`, `1e2`, `-0` are not integers), below
+   * 2^64. A plain number below 2^53, a bigint above; `null` if the next value is a number but no such integer.
+   */
+  u64(): number | bigint | null {
+    if (this.peek() !== "number") return null;
+    const start = this.#i;
+    const plain = this.#number();
+    const text = this.#text.slice(start, this.#i);
+    if (!plain) return null;
+    if (text.length <= 15) return Number(text);
+    const v = BigInt(text);
+    return v >= 1n << 64n ? null : v <= Number.MAX_SAFE_INTEGER ? Number(v) : v;
+  }
+
+  /** Consumes any value, validating it all the same. */
+  skip(depth: number): void {
+    switch (this.peek()) {
+      case "object":
+        if (this.enter("object", depth)) do this.key(), this.skip(depth + 1); while (this.more("object"));
+        return;
+      case "array":
+        if (this.enter("array", depth)) do this.skip(depth + 1); while (this.more("array"));
+        return;
+      case "string":
+        this.#string();
+        return;
+      case "number": {
+        const start = this.#i;
+        this.#number();
+        if (!Number.isFinite(Number(this.#text.slice(start, this.#i)))) this.fail("number out of range");
+        return;
+      }
+      default:
+        for (const word of ["true", "false", "null"]) {
+          if (this.#text.startsWith(word, this.#i)) {
+            this.#i += word.length;
+            return;
+          }
+        }
+        this.fail("expected value");
+    }
+  }
+
+  /** Only whitespace may follow the document. */
+  end(): void {
+    this.#ws();
+    if (this.#i < this.#text.length) this.fail("trailing characters");
+  }
+
+  #ws(): void {
+    const t = this.#text;
+    while (this.#i < t.length && isWs(t.charCodeAt(this.#i))) this.#i++;
+  }
+
+  /** A number token; true when it is a plain run of digits (no sign, fraction or exponent). */
+  #number(): boolean {
+    const t = this.#text;
+    const start = this.#i;
+    if (t.charCodeAt(this.#i) === 0x2d) this.#i++;
+    const intStart = this.#i;
+    while (isDigit(t.charCodeAt(this.#i))) this.#i++;
+    const digits = this.#i - intStart;
+    if (digits === 0 || (digits > 1 && t.charCodeAt(intStart) === 0x30)) this.fail("invalid number");
+    let plain = start === intStart;
+    if (t.charCodeAt(this.#i) === 0x2e) {
+      plain = false;
+      const f = ++this.#i;
+      while (isDigit(t.charCodeAt(this.#i))) this.#i++;
+      if (this.#i === f) this.fail("invalid number");
+    }
+    const e = t.charCodeAt(this.#i);
+    if (e === 0x65 || e === 0x45) {
+      plain = false;
+      this.#i++;
+      const sign = t.charCodeAt(this.#i);
+      if (sign === 0x2b || sign === 0x2d) this.#i++;
+      const x = this.#i;
+      while (isDigit(t.charCodeAt(this.#i))) this.#i++;
+      if (this.#i === x) this.fail("invalid number");
+    }
+    return plain;
+  }
+
+  /** A string token (the cursor is on its opening quote). */
+  #string(): string {
+    const t = this.#text;
+    let i = ++this.#i;
     let out = "";
     let runStart = i;
     for (;;) {
-      if (i >= n) fail("EOF while parsing a string", i);
-      const c = text.charCodeAt(i);
-      if (c === 0x22) {
-        out += text.slice(runStart, i);
-        i++;
-        return out;
+      if (i >= t.length) {
+        this.#i = i;
+        this.fail("EOF while parsing a string");
       }
-      if (c < 0x20) fail("control character in string", i);
+      const c = t.charCodeAt(i);
+      if (c === 0x22) {
+        this.#i = i + 1;
+        return out + t.slice(runStart, i);
+      }
+      if (c < 0x20) {
+        this.#i = i;
+        this.fail("control character in string");
+      }
       if (c !== 0x5c) {
         i++;
         continue;
       }
-      out += text.slice(runStart, i);
-      i++;
-      const e = text.charCodeAt(i);
-      i++;
-      switch (e) {
+      out += t.slice(runStart, i);
+      this.#i = i + 2;
+      switch (t.charCodeAt(i + 1)) {
         case 0x22: out += '"'; break;
         case 0x5c: out += "\\"; break;
         case 0x2f: out += "/"; break;
@@ -83,129 +222,31 @@ export function parseJson(text: string): JsonValue {
         case 0x6e: out += "\n"; break;
         case 0x72: out += "\r"; break;
         case 0x74: out += "\t"; break;
-        case 0x75: {
-          const hi = hex4();
-          if (hi >= 0xdc00 && hi <= 0xdfff) fail("lone trailing surrogate in hex escape", i);
-          if (hi >= 0xd800 && hi <= 0xdbff) {
-            if (text.charCodeAt(i) !== 0x5c || text.charCodeAt(i + 1) !== 0x75) fail("lone leading surrogate in hex escape", i);
-            i += 2;
-            const lo = hex4();
-            if (lo < 0xdc00 || lo > 0xdfff) fail("lone leading surrogate in hex escape", i);
-            out += String.fromCharCode(hi, lo);
-          } else {
-            out += String.fromCharCode(hi);
-          }
-          break;
-        }
+        case 0x75: out += this.#unicodeEscape(); break;
         default:
-          fail("invalid escape", i - 1);
+          this.#i = i + 1;
+          this.fail("invalid escape");
       }
-      runStart = i;
+      i = runStart = this.#i;
     }
-  };
+  }
 
-  const hex4 = (): number => {
-    const h = text.slice(i, i + 4);
-    if (!/^[0-9a-fA-F]{4}$/.test(h)) fail("invalid \\u escape", i);
-    i += 4;
+  /** `\uXXXX` (the cursor is past the `u`), pairing surrogates as serde does: a lone one is an error. */
+  #unicodeEscape(): string {
+    const hi = this.#hex4();
+    if (hi >= 0xdc00 && hi <= 0xdfff) this.fail("lone trailing surrogate in hex escape");
+    if (hi < 0xd800 || hi > 0xdbff) return String.fromCharCode(hi);
+    if (this.#text.charCodeAt(this.#i) !== 0x5c || this.#text.charCodeAt(this.#i + 1) !== 0x75) this.fail("lone leading surrogate in hex escape");
+    this.#i += 2;
+    const lo = this.#hex4();
+    if (lo < 0xdc00 || lo > 0xdfff) this.fail("lone leading surrogate in hex escape");
+    return String.fromCharCode(hi, lo);
+  }
+
+  #hex4(): number {
+    const h = this.#text.slice(this.#i, this.#i + 4);
+    if (!/^[0-9a-fA-F]{4}$/.test(h)) this.fail("invalid \\u escape");
+    this.#i += 4;
     return parseInt(h, 16);
-  };
-
-  const parseNumber = (): JsonNumber | number => {
-    const start = i;
-    if (text.charCodeAt(i) === 0x2d) i++;
-    const intStart = i;
-    while (i < n && isDigit(text.charCodeAt(i))) i++;
-    const intDigits = i - intStart;
-    if (intDigits === 0 || (intDigits > 1 && text.charCodeAt(intStart) === 0x30)) fail("invalid number", start);
-    let plain = start === intStart;
-    if (text.charCodeAt(i) === 0x2e) {
-      plain = false;
-      const f = ++i;
-      while (i < n && isDigit(text.charCodeAt(i))) i++;
-      if (i === f) fail("invalid number", start);
-    }
-    const e = text.charCodeAt(i);
-    if (e === 0x65 || e === 0x45) {
-      plain = false;
-      i++;
-      if (text.charCodeAt(i) === 0x2b || text.charCodeAt(i) === 0x2d) i++;
-      const x = i;
-      while (i < n && isDigit(text.charCodeAt(i))) i++;
-      if (i === x) fail("invalid number", start);
-    }
-    // Small non-negative integers, nearly every number in a header, stay plain numbers.
-    if (plain && intDigits <= 15) return Number(text.slice(start, i));
-    const raw = text.slice(start, i);
-    if (!Number.isFinite(Number(raw))) fail("number out of range", start);
-    return new JsonNumber(raw);
-  };
-
-  const literal = (word: string, value: JsonValue): JsonValue => {
-    if (text.startsWith(word, i)) {
-      i += word.length;
-      return value;
-    }
-    return fail("expected value", i);
-  };
-
-  const parseValue = (depth: number): JsonValue => {
-    skipWs();
-    if (i >= n) fail("EOF while parsing a value", i);
-    const c = text.charCodeAt(i);
-    if (c === 0x22) return parseString();
-    if (c === 0x7b || c === 0x5b) {
-      if (depth >= MAX_DEPTH) fail("recursion limit exceeded", i);
-      return c === 0x7b ? parseObject(depth + 1) : parseArray(depth + 1);
-    }
-    if (c === 0x2d || (c >= 0x30 && c <= 0x39)) return parseNumber();
-    if (c === 0x74) return literal("true", true);
-    if (c === 0x66) return literal("false", false);
-    if (c === 0x6e) return literal("null", null);
-    return fail("expected value", i);
-  };
-
-  const parseArray = (depth: number): JsonValue[] => {
-    i++;
-    const items: JsonValue[] = [];
-    skipWs();
-    if (text.charCodeAt(i) === 0x5d) {
-      i++;
-      return items;
-    }
-    for (;;) {
-      items.push(parseValue(depth));
-      skipWs();
-      const c = text.charCodeAt(i++);
-      if (c === 0x5d) return items;
-      if (c !== 0x2c) fail("expected `,` or `]`", i - 1);
-    }
-  };
-
-  const parseObject = (depth: number): JsonObject => {
-    i++;
-    const entries: [string, JsonValue][] = [];
-    skipWs();
-    if (text.charCodeAt(i) === 0x7d) {
-      i++;
-      return new JsonObject(entries);
-    }
-    for (;;) {
-      skipWs();
-      if (text.charCodeAt(i) !== 0x22) fail("key must be a string", i);
-      const key = parseString();
-      skipWs();
-      if (text.charCodeAt(i++) !== 0x3a) fail("expected `:`", i - 1);
-      entries.push([key, parseValue(depth)]);
-      skipWs();
-      const c = text.charCodeAt(i++);
-      if (c === 0x7d) return new JsonObject(entries);
-      if (c !== 0x2c) fail("expected `,` or `}`", i - 1);
-    }
-  };
-
-  const value = parseValue(0);
-  skipWs();
-  if (i < n) fail("trailing characters", i);
-  return value;
+  }
 }
