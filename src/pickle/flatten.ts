@@ -9,7 +9,6 @@ import { PyDict, PySet, PyTuple } from "./unpickler.ts";
 import { StorageType, TorchDtype, TorchGlobal, TorchTensor } from "./torch.ts";
 
 const MAX_DEPTH = 1000;
-const MAX_NAMES = 1 << 22;
 
 export interface Flattened {
   /** Tensors by dotted name, in pickle order. */
@@ -38,15 +37,16 @@ function children(v: unknown): Array<[string, unknown]> | undefined {
 
 /**
  * Flattens a checkpoint object. A tensor at the root is named `tensor`; two paths that flatten to the same
- * name are an error rather than a silent overwrite.
+ * name are an error rather than a silent overwrite. `maxNames` bounds the output: shared references let a
+ * small pickle describe exponentially many paths, so callers derive it from the pickle's size.
  *
  * @example
  * ```ts
- * const { tensors, leaves } = flatten(value);
+ * const { tensors, leaves } = flatten(value, 1 << 16);
  * tensors.get("model.fc.weight"); leaves.get("epoch"); // 3
  * ```
  */
-export function flatten(root: unknown): Flattened {
+export function flatten(root: unknown, maxNames: number): Flattened {
   const tensors = new Map<string, TorchTensor>();
   const leaves = new Map<string, unknown>();
   const todo: Array<[string, unknown, number]> = [["", root, 0]];
@@ -63,7 +63,7 @@ export function flatten(root: unknown): Flattened {
       }
       continue;
     }
-    if (++count > MAX_NAMES) throw new SafetensorsError("InvalidPickle", `checkpoint flattens to more than ${MAX_NAMES} names`);
+    if (++count > maxNames) throw new SafetensorsError("InvalidPickle", `checkpoint flattens to more than ${maxNames} names`);
     const key = name === "" && value instanceof TorchTensor ? "tensor" : name;
     if (tensors.has(key) || leaves.has(key)) throw new SafetensorsError("InvalidPickle", `two entries in the checkpoint are both named ${JSON.stringify(key)}`);
     if (value instanceof TorchTensor) tensors.set(key, value);

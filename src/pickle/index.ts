@@ -71,8 +71,16 @@ export function openPytorchLayout(source: ByteSource): PickleLayout {
   return prefix[0] === 0x50 ? openZip(source) : openLegacy(source);
 }
 
-function layout(value: unknown, locate: (s: StorageRef) => { base: number; bytes: number }, container: PickleLayout["container"]): PickleLayout {
-  const { tensors, leaves } = flatten(value);
+/**
+ * Names a checkpoint may flatten to: a real one spends bytes on every name, so this many per pickle byte
+ * (plus slack for small files) is never reached, while shared references cannot blow the count up.
+ */
+function maxNames(pickleBytes: number): number {
+  return (1 << 16) + 4 * pickleBytes;
+}
+
+function layout(value: unknown, pickleBytes: number, locate: (s: StorageRef) => { base: number; bytes: number }, container: PickleLayout["container"]): PickleLayout {
+  const { tensors, leaves } = flatten(value, maxNames(pickleBytes));
   const entries = new Map<string, PickleEntry>();
   for (const [name, t] of tensors) {
     const { base, bytes } = locate(t.storage);
@@ -101,7 +109,7 @@ function openZip(source: ByteSource): PickleLayout {
   }
   const storages = new Map<string, StorageRef>();
   const { value } = unpickle(source.bytes(pkl.offset, pkl.size), torchHooks(storages));
-  return layout(value, (s) => {
+  return layout(value, pkl.size, (s) => {
     const record = files.get(`${root}data/${s.key}`);
     if (!record) throw new SafetensorsError("InvalidPickle", `${source.path} has no record for storage ${s.key}`);
     return within(s, record.offset, record.size);
@@ -155,7 +163,7 @@ function parseLegacy(source: ByteSource, head: Uint8Array): PickleLayout {
     records.set(key, { base: pos + 8, bytes });
     pos += 8 + bytes;
   }
-  return layout(value, (s: StorageRef) => {
+  return layout(value, at, (s: StorageRef) => {
     const r = records.get(s.key);
     if (!r) throw new SafetensorsError("InvalidPickle", `legacy storage ${s.key} has no data`);
     return within(s, r.base, r.bytes);

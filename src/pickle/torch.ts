@@ -114,6 +114,9 @@ function describe(v: unknown): string {
   if (v instanceof TorchGlobal) return v.qualname;
   if (v instanceof StorageType) return `torch.${v.name}`;
   if (v instanceof TorchDtype) return v.name;
+  if (v instanceof PyDict) return "dict";
+  if (v instanceof PyTuple) return "tuple";
+  if (Array.isArray(v)) return "list";
   return v === null ? "None" : typeof v;
 }
 
