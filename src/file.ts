@@ -1,0 +1,138 @@
+import { SafetensorsError } from "./errors.ts";
+import { DTYPES } from "./format/dtypes.ts";
+import type { TensorInfo } from "./format/header.ts";
+import { compareNames } from "./format/names.ts";
+import type { ByteSource } from "./io/source.ts";
+import { planSlice, type SliceSpec } from "./slice.ts";
+import { Tensor } from "./tensor.ts";
+
+export type { TensorInfo };
+
+/** Where a tensor's bytes live in its source. */
+export interface TensorEntry extends TensorInfo {
+  /** Absolute offset of the first byte in the source. */
+  start: number;
+  /** For tensors that are not one contiguous run in the file (strided pickle views): builds the row-major bytes. */
+  gather?: (source: ByteSource) => Uint8Array;
+}
+
+/** What a file is made from: where each tensor lives, the file order, and the metadata. */
+export interface FileLayout {
+  entries: Map<string, TensorEntry>;
+  order: string[];
+  metadata: Record<string, string> | null;
+}
+
+/**
+ * An open checkpoint. Reading a tensor touches only that tensor's bytes; which backend serves them
+ * (`"mmap"` views or `"read"` copies) is the source's business.
+ *
+ * @example
+ * ```ts
+ * using file = await open("model.safetensors");
+ * for (const name of file.keys()) console.log(name, file.info(name).shape);
+ * ```
+ */
+export class SafetensorsFile {
+  #source: ByteSource;
+  #layout: FileLayout;
+  #closed = false;
+
+  constructor(source: ByteSource, layout: FileLayout) {
+    this.#source = source;
+    this.#layout = layout;
+  }
+
+  /** The backend serving bytes: `"mmap"` (zero-copy views) or `"read"` (positional reads). */
+  get backend(): ByteSource["backend"] {
+    return this.#source.backend;
+  }
+
+  get path(): string {
+    return this.#source.path;
+  }
+
+  /** The byte source behind the file, for layers that move bytes in bulk (devices, converters). */
+  get source(): ByteSource {
+    return this.#source;
+  }
+
+  /** `__metadata__`, or null when the file has none. */
+  get metadata(): Record<string, string> | null {
+    return this.#layout.metadata;
+  }
+
+  /** Tensor names, sorted. */
+  keys(): string[] {
+    return [...this.#layout.order].sort(compareNames);
+  }
+
+  /** Tensor names in file order. */
+  offsetKeys(): string[] {
+    return [...this.#layout.order];
+  }
+
+  has(name: string): boolean {
+    return this.#layout.entries.has(name);
+  }
+
+  /** Dtype, shape, data offsets and byte length of one tensor, without reading it. */
+  info(name: string): TensorInfo {
+    const { dtype, shape, dataOffsets, byteLength } = this.#entry(name);
+    return { dtype, shape: [...shape], dataOffsets: [...dataOffsets], byteLength };
+  }
+
+  /** One tensor, with exactly its bytes. */
+  tensor(name: string): Tensor {
+    const e = this.#entry(name);
+    const bytes = e.gather ? e.gather(this.#source) : this.#source.bytes(e.start, e.byteLength);
+    return new Tensor(name, e.dtype, [...e.shape], bytes);
+  }
+
+  /**
+   * Part of a tensor, reading only the bytes it needs. Per dimension: `[start, end)`, an index, or `null`.
+   *
+   * @example
+   * ```ts
+   * const firstRows = file.slice("wte.weight", [[0, 10], null]);
+   * ```
+   */
+  slice(name: string, spec: SliceSpec): Tensor {
+    const e = this.#entry(name);
+    const plan = planSlice(name, e.shape, DTYPES.get(e.dtype)!.bits, spec);
+    const out = new Uint8Array(plan.byteLength);
+    const whole = e.gather?.(this.#source);
+    const first = plan.runs[0];
+    const last = plan.runs[plan.runs.length - 1];
+    const span = first && last ? last[0] + last[1] - first[0] : 0;
+    // Many small runs close together: one read of the span beats a read per run.
+    const spanBytes = whole ?? (plan.runs.length > 1 && span <= 2 * plan.byteLength ? this.#source.bytes(e.start + first![0], span) : undefined);
+    const base = whole ? 0 : first?.[0] ?? 0;
+    let at = 0;
+    for (const [offset, length] of plan.runs) {
+      const dst = out.subarray(at, at + length);
+      if (spanBytes) dst.set(spanBytes.subarray(offset - base, offset - base + length));
+      else this.#source.readInto(dst, e.start + offset);
+      at += length;
+    }
+    return new Tensor(name, e.dtype, plan.shape, out);
+  }
+
+  /** Releases the file. Tensors already handed out stay readable under the read backend; see the mmap backend for views. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#source.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #entry(name: string): TensorEntry {
+    if (this.#closed) throw new SafetensorsError("Closed", `${this.path} is closed`);
+    const e = this.#layout.entries.get(name);
+    if (!e) throw new SafetensorsError("TensorNotFound", `no tensor named ${JSON.stringify(name)} in ${this.path}`);
+    return e;
+  }
+}

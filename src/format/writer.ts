@@ -1,0 +1,147 @@
+/**
+ * The writer mirrors the reader: the same table of dtypes, the reference's layout (tensors by dtype
+ * descending then name, contiguous offsets, compact JSON padded with spaces to 8 bytes), and it refuses
+ * what the reader would refuse or the reference should have refused.
+ */
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { fromSystemError, SafetensorsError } from "../errors.ts";
+import { DTYPE_RANK, DTYPES, type DType } from "./dtypes.ts";
+import { compareNames } from "./names.ts";
+
+/** What to write for one tensor: its dtype, shape, and exactly its bytes (little-endian, row-major). */
+export interface TensorData {
+  dtype: DType;
+  shape: readonly number[];
+  data: ArrayBufferView;
+}
+
+export type TensorMap = Record<string, TensorData> | Map<string, TensorData>;
+
+/** A planned file: header bytes, then each tensor's bytes in order. */
+export interface WritePlan {
+  header: Uint8Array;
+  chunks: Uint8Array[];
+  /** Total file size: header plus data. */
+  size: number;
+}
+
+const invalid = (message: string): never => {
+  throw new SafetensorsError("InvalidTensor", message);
+};
+
+function checkText(what: string, s: string): void {
+  if (s.includes("\0")) invalid(`${what} ${JSON.stringify(s)} contains NUL`);
+  if (!s.isWellFormed()) invalid(`${what} ${JSON.stringify(s)} is not valid Unicode`);
+}
+
+function bytesOf(name: string, t: TensorData): Uint8Array {
+  const info = DTYPES.get(t.dtype);
+  if (!info) invalid(`tensor ${JSON.stringify(name)}: unknown dtype ${JSON.stringify(t.dtype)}`);
+  if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    invalid(`tensor ${JSON.stringify(name)}: shape must be non-negative integers`);
+  }
+  if (!ArrayBuffer.isView(t.data)) invalid(`tensor ${JSON.stringify(name)}: data is not an ArrayBufferView`);
+  const bits = t.shape.reduce((a, b) => a * BigInt(b), 1n) * BigInt(info!.bits);
+  if (bits % 8n !== 0n) invalid(`tensor ${JSON.stringify(name)}: ${t.dtype} × ${t.shape.join("×")} is not a whole number of bytes`);
+  if (BigInt(t.data.byteLength) !== bits / 8n) {
+    invalid(`tensor ${JSON.stringify(name)}: data holds ${t.data.byteLength} bytes, shape and dtype need ${bits / 8n}`);
+  }
+  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+}
+
+/**
+ * Lays out a file without copying any tensor data.
+ *
+ * @example
+ * ```ts
+ * const plan = planFile({ w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } });
+ * ```
+ */
+export function planFile(tensors: TensorMap, metadata?: Record<string, string> | null): WritePlan {
+  const list = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
+  for (const [name] of list) {
+    checkText("tensor name", name);
+    if (name === "__metadata__") invalid("a tensor cannot be named __metadata__");
+  }
+  const rows = list.map(([name, t]) => ({ name, t, bytes: bytesOf(name, t) }));
+  rows.sort((a, b) => DTYPE_RANK.get(b.t.dtype)! - DTYPE_RANK.get(a.t.dtype)! || compareNames(a.name, b.name));
+  const parts: string[] = [];
+  if (metadata) {
+    const keys = Object.keys(metadata).sort(compareNames);
+    for (const k of keys) {
+      checkText("metadata key", k);
+      if (typeof metadata[k] !== "string") invalid(`metadata value for ${JSON.stringify(k)} is not a string`);
+      checkText("metadata value", metadata[k]!);
+    }
+    parts.push(`"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(",")}}`);
+  }
+  let offset = 0;
+  for (const { name, t, bytes } of rows) {
+    const end = offset + bytes.byteLength;
+    parts.push(`${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${end}]}`);
+    offset = end;
+  }
+  const json = new TextEncoder().encode(`{${parts.join(",")}}`);
+  const n = Math.ceil(json.byteLength / 8) * 8;
+  const header = new Uint8Array(8 + n).fill(0x20, 8 + json.byteLength);
+  new DataView(header.buffer).setBigUint64(0, BigInt(n), true);
+  header.set(json, 8);
+  return { header, chunks: rows.map((r) => r.bytes), size: header.byteLength + offset };
+}
+
+/**
+ * The whole file in memory.
+ *
+ * @example
+ * ```ts
+ * const bytes = serialize({ w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } }, { format: "pt" });
+ * ```
+ */
+export function serialize(tensors: TensorMap, metadata?: Record<string, string> | null): Uint8Array {
+  const plan = planFile(tensors, metadata);
+  const out = new Uint8Array(plan.size);
+  out.set(plan.header);
+  let at = plan.header.byteLength;
+  for (const c of plan.chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/**
+ * Writes a file whole or not at all: into a temporary file beside it, fsync, then rename over the target.
+ * A reader that has the old file open or mapped keeps the old bytes.
+ *
+ * @example
+ * ```ts
+ * await save("model.safetensors", { w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } });
+ * ```
+ */
+export async function save(path: string, tensors: TensorMap, metadata?: Record<string, string> | null): Promise<void> {
+  const plan = planFile(tensors, metadata);
+  writeAtomic(path, [plan.header, ...plan.chunks]);
+}
+
+const MAX_WRITE = 1 << 30;
+
+/** Writes chunks to `path` through a temp file + fsync + rename; on failure nothing is left behind. */
+export function writeAtomic(path: string, chunks: Iterable<Uint8Array>): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, "wx", 0o644);
+    for (const c of chunks) {
+      for (let at = 0; at < c.byteLength; ) at += writeSync(fd, c, at, Math.min(MAX_WRITE, c.byteLength - at));
+    }
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (e) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw fromSystemError(e, `cannot write ${path}`);
+  }
+}

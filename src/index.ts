@@ -1,0 +1,20 @@
+/**
+ * tensormap: safe, fast safetensors (and PyTorch checkpoint) loading for Bun, Deno and Node.
+ *
+ * @example
+ * ```ts
+ * import { open } from "tensormap";
+ * using file = await open("model.safetensors");
+ * console.log(file.keys(), file.tensor(file.keys()[0]).shape);
+ * ```
+ * @module
+ */
+export { SafetensorsError, type ErrorCode } from "./errors.ts";
+export { DTYPES, dtypeInfo, type DType, type DTypeInfo, type TypedArray } from "./format/dtypes.ts";
+export { parseHeader, type Header, type TensorInfo } from "./format/header.ts";
+export { planFile, save, serialize, type TensorData, type TensorMap } from "./format/writer.ts";
+export { SafetensorsFile, type FileLayout, type TensorEntry } from "./file.ts";
+export { Tensor } from "./tensor.ts";
+export type { SliceSpec } from "./slice.ts";
+export { open, type OpenOptions } from "./open.ts";
+export type { Backend, ByteSource } from "./io/source.ts";

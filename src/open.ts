@@ -1,0 +1,34 @@
+import { SafetensorsFile, type TensorEntry } from "./file.ts";
+import { headerLength, parseHeader } from "./format/header.ts";
+import { openSource, type SourceOptions } from "./io/open-source.ts";
+import type { ByteSource } from "./io/source.ts";
+
+export type OpenOptions = SourceOptions;
+
+/**
+ * Opens a safetensors file: validates the whole header, reads nothing else up front.
+ *
+ * @example
+ * ```ts
+ * import { open } from "tensormap";
+ * using file = await open("model.safetensors");
+ * const wte = file.tensor("wte.weight").toFloat32();
+ * ```
+ */
+export async function open(path: string, opts: OpenOptions = {}): Promise<SafetensorsFile> {
+  const source = await openSource(path, opts);
+  try {
+    return new SafetensorsFile(source, readLayout(source));
+  } catch (e) {
+    source.close();
+    throw e;
+  }
+}
+
+function readLayout(source: ByteSource) {
+  const n = headerLength(source.bytes(0, Math.min(8, source.size)), source.size);
+  const header = parseHeader(source.bytes(0, 8 + n), source.size);
+  const entries = new Map<string, TensorEntry>();
+  for (const [name, info] of header.tensors) entries.set(name, { ...info, start: header.dataStart + info.dataOffsets[0] });
+  return { entries, order: header.order, metadata: header.metadata };
+}

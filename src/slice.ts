@@ -1,0 +1,73 @@
+import { SafetensorsError } from "./errors.ts";
+
+/** Per dimension: `[start, end)` (negative counts from the end), one index (drops the dimension), or `null` for all of it. */
+export type SliceSpec = ReadonlyArray<readonly [number, number] | number | null>;
+
+export interface SlicePlan {
+  shape: number[];
+  /** Contiguous byte runs to copy, in output order: `[offset within the tensor, length]`. */
+  runs: Array<[number, number]>;
+  byteLength: number;
+}
+
+function bound(v: number, dim: number, what: string, name: string, allowEnd: boolean): number {
+  if (!Number.isInteger(v)) throw new SafetensorsError("InvalidSlice", `${name}: slice ${what} ${v} is not an integer`);
+  const x = v < 0 ? v + dim : v;
+  if (x < 0 || x > dim || (!allowEnd && x === dim)) {
+    throw new SafetensorsError("SliceOutOfRange", `${name}: ${what} ${v} is out of range for a dimension of ${dim}`);
+  }
+  return x;
+}
+
+/**
+ * Works out which bytes a slice needs, as few contiguous runs as the layout allows.
+ *
+ * @example
+ * ```ts
+ * planSlice("w", [4, 6], 32, [[1, 3], null]); // rows 1..3, all columns: one run of 48 bytes at 24
+ * ```
+ */
+export function planSlice(name: string, shape: readonly number[], bits: number, spec: SliceSpec): SlicePlan {
+  if (spec.length > shape.length) {
+    throw new SafetensorsError("TooManySlices", `${name}: ${spec.length} slices for ${shape.length} dimensions`);
+  }
+  const ranges = shape.map((dim, d): [number, number, boolean] => {
+    const s = spec[d];
+    if (s === null || s === undefined) return [0, dim, false];
+    if (typeof s === "number") {
+      const i = bound(s, dim, "index", name, false);
+      return [i, i + 1, true];
+    }
+    const start = bound(s[0], dim, "start", name, true);
+    const end = bound(s[1], dim, "end", name, true);
+    if (end < start) throw new SafetensorsError("SliceOutOfRange", `${name}: slice end ${s[1]} is before start ${s[0]}`);
+    return [start, end, false];
+  });
+  const outShape = ranges.filter((r) => !r[2]).map((r) => r[1] - r[0]);
+  // Elements between consecutive indices of each dimension.
+  const strides = shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
+  // The innermost dimensions taken whole merge into one run with the first partial one above them.
+  let inner = shape.length;
+  while (inner > 0 && ranges[inner - 1]![0] === 0 && ranges[inner - 1]![1] === shape[inner - 1]) inner--;
+  const runDim = inner - 1;
+  const total = ranges.reduce((a, r) => a * (r[1] - r[0]), 1);
+  const runElems = runDim < 0 ? total : (ranges[runDim]![1] - ranges[runDim]![0]) * strides[runDim]!;
+  const runs: Array<[number, number]> = [];
+  const toBytes = (elems: number, what: string) => {
+    if ((elems * bits) % 8 !== 0) throw new SafetensorsError("MisalignedSlice", `${name}: the slice ${what} is not a whole byte`);
+    return (elems * bits) / 8;
+  };
+  if (total > 0) {
+    const runBytes = toBytes(runElems, "length");
+    const idx = ranges.slice(0, Math.max(runDim, 0)).map((r) => r[0]);
+    for (;;) {
+      let elem = runDim < 0 ? 0 : ranges[runDim]![0] * strides[runDim]!;
+      for (let d = 0; d < idx.length; d++) elem += idx[d]! * strides[d]!;
+      runs.push([toBytes(elem, "start"), runBytes]);
+      let d = idx.length - 1;
+      while (d >= 0 && ++idx[d]! === ranges[d]![1]) idx[d] = ranges[d--]![0];
+      if (d < 0) break;
+    }
+  }
+  return { shape: outShape, runs, byteLength: runs.length * (runs[0]?.[1] ?? 0) };
+}
