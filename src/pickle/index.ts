@@ -6,20 +6,17 @@
  */
 import { SafetensorsError } from "../errors.ts";
 import { dtypeInfo } from "../format/dtypes.ts";
+import type { FileLayout, TensorEntry } from "../file.ts";
 import type { ByteSource } from "../io/source.ts";
 import { flatten } from "./flatten.ts";
-import { tensorEntry, torchHooks, type PickleEntry, type StorageRef } from "./torch.ts";
+import { tensorEntry, torchHooks, type StorageRef } from "./torch.ts";
 import { PickleTruncated, PyDict, unpickle } from "./unpickler.ts";
 import { readZip } from "./zip.ts";
 
 export { describeLeaf } from "./flatten.ts";
-export type { PickleEntry } from "./torch.ts";
 
-/** What `SafetensorsFile` is built from, plus what only a pickle has. */
-export interface PickleLayout {
-  entries: Map<string, PickleEntry>;
-  /** Tensor names in pickle order. */
-  order: string[];
+/** What `SafetensorsFile` is built from (tensor names in pickle order, no metadata), plus the container kind. */
+export interface PickleLayout extends FileLayout {
   metadata: null;
   /** Non-tensor values by dotted name (epoch, hyperparameters, …); render with `describeLeaf`. */
   leaves: Map<string, unknown>;
@@ -81,7 +78,7 @@ function maxNames(pickleBytes: number): number {
 
 function layout(value: unknown, pickleBytes: number, locate: (s: StorageRef) => { base: number; bytes: number }, container: PickleLayout["container"]): PickleLayout {
   const { tensors, leaves } = flatten(value, maxNames(pickleBytes));
-  const entries = new Map<string, PickleEntry>();
+  const entries = new Map<string, TensorEntry>();
   for (const [name, t] of tensors) {
     const { base, bytes } = locate(t.storage);
     entries.set(name, tensorEntry(t, base, bytes, name));

@@ -5,8 +5,8 @@
  * call, BUILD target or persistent id is refused with `UnsafePickle`, before anything could run.
  */
 import { SafetensorsError } from "../errors.ts";
+import type { TensorEntry } from "../file.ts";
 import { dtypeInfo, type DType } from "../format/dtypes.ts";
-import type { ByteSource } from "../io/source.ts";
 import { PyDict, PySet, PyTuple, type PickleHooks } from "./unpickler.ts";
 
 /** A storage type named in a persistent id (`torch.FloatStorage`, `torch.UntypedStorage`, …). */
@@ -44,17 +44,6 @@ export class TorchTensor {
     readonly shape: readonly number[],
     readonly stride: readonly number[],
   ) {}
-}
-
-/** The layout entry of one tensor: `start` where its bytes are one contiguous run, `gather` otherwise. */
-export interface PickleEntry {
-  dtype: DType;
-  shape: number[];
-  /** For contiguous tensors the absolute byte range; for gathered ones the range the view spans. */
-  dataOffsets: [number, number];
-  byteLength: number;
-  start: number;
-  gather?: (source: ByteSource) => Uint8Array;
 }
 
 const STORAGE_DTYPES: ReadonlyArray<[string, DType | undefined]> = [
@@ -251,7 +240,8 @@ export function torchHooks(storages: Map<string, StorageRef>): PickleHooks {
 /**
  * The layout entry for a tensor whose storage's bytes start at absolute offset `base` and span `storageBytes`.
  * Row-major contiguous tensors get `start` (zero-copy); any other strides get `gather`, which reads the span
- * the view covers once and copies its elements out in row-major order.
+ * the view covers once and copies its elements out in row-major order. `dataOffsets` is the absolute byte
+ * range: the tensor's own for contiguous tensors, the span the view reaches across for gathered ones.
  *
  * @example
  * ```ts
@@ -259,7 +249,7 @@ export function torchHooks(storages: Map<string, StorageRef>): PickleHooks {
  * const bytes = entry.gather ? entry.gather(source) : source.bytes(entry.start, entry.byteLength);
  * ```
  */
-export function tensorEntry(t: TorchTensor, base: number, storageBytes: number, name: string): PickleEntry {
+export function tensorEntry(t: TorchTensor, base: number, storageBytes: number, name: string): TensorEntry {
   const size = dtypeInfo(t.dtype)!.bits / 8;
   const shape = [...t.shape];
   let numel = 1;
