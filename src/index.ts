@@ -18,3 +18,6 @@ export { Tensor } from "./tensor.ts";
 export type { SliceSpec } from "./slice.ts";
 export { open, type OpenOptions } from "./open.ts";
 export type { Backend, ByteSource } from "./io/source.ts";
+export { fileFromSource } from "./open.ts";
+export { openSharded, saveSharded, ShardedFile, type SaveShardedOptions, type ShardedTensorInfo } from "./sharded.ts";
+export { INDEX_FILE, parseSize } from "./format/sharded.ts";

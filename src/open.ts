@@ -18,7 +18,20 @@ export type OpenOptions = SourceOptions;
  * ```
  */
 export async function open(path: string, opts: OpenOptions = {}): Promise<SafetensorsFile> {
-  const source = await openSource(path, opts);
+  return fileFromSource(await openSource(path, opts));
+}
+
+/**
+ * A file over a source that is already open (synchronous, for callers that open files lazily, like
+ * sharded checkpoints). Closes the source if its header is refused.
+ *
+ * @example
+ * ```ts
+ * const openSrc = await sourceOpener({});
+ * const file = fileFromSource(openSrc("model-00002-of-00003.safetensors"));
+ * ```
+ */
+export function fileFromSource(source: ByteSource): SafetensorsFile {
   try {
     return new SafetensorsFile(source, readLayout(source));
   } catch (e) {

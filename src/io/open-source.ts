@@ -14,6 +14,20 @@ export interface SourceOptions {
  * const src = await openSource("model.safetensors", { backend: "read" });
  * ```
  */
-export async function openSource(path: string, _opts: SourceOptions = {}): Promise<ByteSource> {
-  return openRead(path);
+export async function openSource(path: string, opts: SourceOptions = {}): Promise<ByteSource> {
+  return (await sourceOpener(opts))(path);
+}
+
+/**
+ * Settles the backend once (loading FFI where it needs to) and returns a synchronous opener using it:
+ * for readers that open many files lazily, such as sharded checkpoints.
+ *
+ * @example
+ * ```ts
+ * const openSrc = await sourceOpener({ backend: "auto" });
+ * const shard = openSrc("model-00001-of-00003.safetensors");
+ * ```
+ */
+export async function sourceOpener(_opts: SourceOptions = {}): Promise<(path: string) => ByteSource> {
+  return openRead;
 }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bun
+// The `tensormap` command. Plain JavaScript so any runtime can start it: Bun and Deno run the TypeScript
+// sources directly; Node runs the tsc output in dist/ (built by `npm run build`, and by `prepare` on install).
+const typescriptNative = typeof globalThis.Bun !== "undefined" || typeof globalThis.Deno !== "undefined";
+const entry = typescriptNative ? "../src/cli/main.ts" : "../dist/src/cli/main.js";
+
+let cli;
+try {
+  cli = await import(entry);
+} catch (e) {
+  if (typescriptNative || e?.code !== "ERR_MODULE_NOT_FOUND") throw e;
+  process.stderr.write("error: NotBuilt: dist/ is missing; run `npm run build`, or run tensormap with Bun or Deno\n");
+  process.exit(1);
+}
+process.exitCode = await cli.main(process.argv.slice(2));

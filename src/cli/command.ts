@@ -1,0 +1,64 @@
+/**
+ * What every CLI command is: a name, its help, its `node:util` parseArgs options and a `run` that returns the
+ * exit code. `main.ts` holds the one table of commands; each command lives in its own file.
+ */
+import type { ParseArgsConfig } from "node:util";
+import { SafetensorsError } from "../errors.ts";
+
+/** Where a command writes. Tests pass their own to capture output; the real CLI passes the process streams. */
+export interface Output {
+  write(text: string): void;
+  /** True when a person is watching: progress bars animate only then. */
+  readonly isTTY?: boolean;
+  /** Terminal width, when known. */
+  readonly columns?: number;
+}
+
+export interface Io {
+  stdout: Output;
+  stderr: Output;
+}
+
+export type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** Parsed arguments as a command sees them: option values by name, and the positionals. */
+export interface Args {
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  positionals: string[];
+}
+
+export interface Command {
+  name: string;
+  /** One line for the command list. */
+  summary: string;
+  /** The synopsis after `tensormap `, e.g. `inspect PATH [--json]`. */
+  usage: string;
+  /** Longer help: what it does, then one line per option. */
+  help: string;
+  options: Options;
+  /** How many positionals the command takes. */
+  positionals: { min: number; max: number };
+  run(args: Args, io: Io): Promise<number>;
+}
+
+/** A mistake in how the command was called: printed with the usage line, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/**
+ * `CODE: message` on one line for anything thrown: a SafetensorsError's code, another error's name. Never a stack.
+ *
+ * @example
+ * ```ts
+ * errorLine(new SafetensorsError("HeaderTooSmall", "file is 3 bytes")); // "HeaderTooSmall: file is 3 bytes"
+ * ```
+ */
+export function errorLine(e: unknown): string {
+  const code = e instanceof SafetensorsError ? e.code : e instanceof Error ? e.name : "Error";
+  const text = e instanceof Error ? e.message : String(e);
+  return `${code}: ${text.split("\n")[0]!.trim() || "unknown error"}`;
+}

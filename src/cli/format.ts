@@ -1,0 +1,85 @@
+/** Human-readable numbers and plain-text tables for the CLI. */
+
+const SIZE_UNITS = ["B", "kB", "MB", "GB", "TB", "PB"];
+
+/**
+ * Bytes in decimal units (as disks and `"5GB"` shard sizes count them), three significant digits.
+ *
+ * @example
+ * ```ts
+ * formatBytes(497_759_232); // "498 MB"
+ * formatBytes(1536); // "1.54 kB"
+ * ```
+ */
+export function formatBytes(bytes: number): string {
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 999.5 && unit < SIZE_UNITS.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  if (unit === 0) return `${bytes} B`;
+  // Past the largest unit toPrecision would switch to exponent notation.
+  return `${Math.abs(value) >= 1000 ? Math.round(value) : value.toPrecision(3)} ${SIZE_UNITS[unit]}`;
+}
+
+/**
+ * A count with thousands separators.
+ *
+ * @example
+ * ```ts
+ * formatCount(124439808); // "124,439,808"
+ * ```
+ */
+export function formatCount(n: number): string {
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+/**
+ * Throughput in GB/s (decimal), or "-" when no time has passed.
+ *
+ * @example
+ * ```ts
+ * formatRate(2e9, 0.5); // "4.00 GB/s"
+ * ```
+ */
+export function formatRate(bytes: number, seconds: number): string {
+  return seconds > 0 ? `${(bytes / seconds / 1e9).toFixed(2)} GB/s` : "-";
+}
+
+/**
+ * Seconds as `0.42 s`, `12.3 s` or `4m05s`.
+ *
+ * @example
+ * ```ts
+ * formatDuration(245); // "4m05s"
+ * ```
+ */
+export function formatDuration(seconds: number): string {
+  if (seconds < 10) return `${seconds.toFixed(2)} s`;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const m = Math.floor(seconds / 60);
+  return `${m}m${String(Math.floor(seconds - m * 60)).padStart(2, "0")}s`;
+}
+
+/**
+ * Left-aligned text columns; columns listed in `right` are right-aligned (numbers).
+ *
+ * @example
+ * ```ts
+ * table([["name", "size"], ["wte", "154 MB"]], [1]);
+ * // "name    size\nwte   154 MB"
+ * ```
+ */
+export function table(rows: readonly (readonly string[])[], right: readonly number[] = []): string {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows
+    .map((row) =>
+      row
+        .map((cell, i) => (right.includes(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}

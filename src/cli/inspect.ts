@@ -1,0 +1,115 @@
+/** `tensormap inspect PATH [--json]`: the tensors of a file or sharded checkpoint, totals and metadata. */
+import type { Command } from "./command.ts";
+import { formatBytes, formatCount, table } from "./format.ts";
+import { type Checkpoint, withPath } from "./open-path.ts";
+
+/** One tensor as inspect lists it. */
+export interface Row {
+  name: string;
+  dtype: string;
+  shape: number[];
+  dataOffsets: [number, number];
+  byteLength: number;
+  /** The shard holding it, for sharded checkpoints. */
+  file?: string;
+}
+
+/**
+ * Every tensor in file order (shard by shard for sharded checkpoints).
+ *
+ * @example
+ * ```ts
+ * const total = rows(file).reduce((n, r) => n + r.byteLength, 0);
+ * ```
+ */
+export function rows(file: Checkpoint): Row[] {
+  return file.offsetKeys().map((name) => ({ name, ...file.info(name) }));
+}
+
+const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/**
+ * The human summary: a table of the first `limit` tensors (all by default), totals, a per-dtype breakdown
+ * and the metadata.
+ *
+ * @example
+ * ```ts
+ * console.log(summary(file, 10));
+ * ```
+ */
+export function summary(file: Checkpoint, limit = Infinity): string {
+  const all = rows(file);
+  const sharded = "files" in file;
+  const head = ["name", "dtype", "shape", "size", ...(sharded ? ["file"] : [])];
+  const body = all
+    .slice(0, limit)
+    .map((r) => [r.name, r.dtype, `[${r.shape.join(", ")}]`, formatBytes(r.byteLength), ...(r.file ? [r.file] : [])]);
+  const lines = [table([head, ...body], [3])];
+  if (all.length > limit) lines.push(`… ${all.length - limit} more tensors`);
+
+  const byDtype = new Map<string, { tensors: number; params: number; bytes: number }>();
+  for (const r of all) {
+    const d = byDtype.get(r.dtype) ?? { tensors: 0, params: 0, bytes: 0 };
+    d.tensors++;
+    d.params += numel(r.shape);
+    d.bytes += r.byteLength;
+    byDtype.set(r.dtype, d);
+  }
+  const params = [...byDtype.values()].reduce((n, d) => n + d.params, 0);
+  const bytes = [...byDtype.values()].reduce((n, d) => n + d.bytes, 0);
+  lines.push(
+    "",
+    `${formatCount(all.length)} tensors, ${formatCount(params)} parameters, ${formatBytes(bytes)} (${formatCount(bytes)} bytes)` +
+      (sharded ? ` in ${file.files.length} shards` : ""),
+    table(
+      [...byDtype].map(([dtype, d]) => [`  ${dtype}`, `${formatCount(d.tensors)} tensors`, `${formatCount(d.params)} parameters`, formatBytes(d.bytes)]),
+      [1, 2, 3],
+    ),
+  );
+  const meta = file.metadata;
+  lines.push(meta ? `metadata: ${Object.entries(meta).map(([k, v]) => `${k}=${v}`).join(", ")}` : "metadata: none");
+  if (sharded && file.indexMetadata) lines.push(`index metadata: ${JSON.stringify(file.indexMetadata)}`);
+  return lines.join("\n");
+}
+
+/**
+ * The `--json` document: metadata and every tensor in file order (with its shard, when sharded).
+ *
+ * @example
+ * ```ts
+ * console.log(JSON.stringify(toJson(file), null, 2));
+ * ```
+ */
+export function toJson(file: Checkpoint): object {
+  return {
+    metadata: file.metadata,
+    ...("files" in file ? { index_metadata: file.indexMetadata } : {}),
+    tensors: rows(file).map((r) => ({
+      name: r.name,
+      dtype: r.dtype,
+      shape: r.shape,
+      data_offsets: r.dataOffsets,
+      ...(r.file ? { file: r.file } : {}),
+    })),
+  };
+}
+
+export const inspect: Command = {
+  name: "inspect",
+  summary: "list a checkpoint's tensors, totals and metadata",
+  usage: "inspect PATH [--json]",
+  help: [
+    "Lists every tensor (name, dtype, shape, size) of a safetensors file, or of a sharded checkpoint given",
+    "as its folder or its model.safetensors.index.json, then the totals per dtype and the metadata.",
+    "",
+    "options:",
+    "  --json      print {\"metadata\", \"tensors\": [{name, dtype, shape, data_offsets[, file]}]} in file order",
+  ].join("\n"),
+  options: { json: { type: "boolean" } },
+  positionals: { min: 1, max: 1 },
+  async run({ values, positionals }, io) {
+    const text = await withPath(positionals[0]!, {}, (file) => (values.json ? JSON.stringify(toJson(file), null, 2) : summary(file)));
+    io.stdout.write(text + "\n");
+    return 0;
+  },
+};

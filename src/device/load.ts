@@ -1,0 +1,276 @@
+/**
+ * Loading checkpoints onto a device: `toDevice(file, opts)` for an open file, `loadToDevice(path, opts)` for a
+ * file or a sharded directory. CUDA goes through the pinned ring ({@link PinnedRing}); `cpu`, and `auto` without a
+ * usable GPU, return the host tensors in the same {@link DeviceTensors} shape with `device: "cpu"`.
+ */
+import { cpus } from "node:os";
+import { CUDA, type HostFile } from "../../ffi/cudart.ts";
+import { fromSystemError, SafetensorsError } from "../errors.ts";
+import type { SafetensorsFile } from "../file.ts";
+import { headerLength } from "../format/header.ts";
+import type { ByteSource } from "../io/source.ts";
+import { open } from "../open.ts";
+import { checkpointFiles } from "./checkpoint.ts";
+import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
+import { PinnedRing, quietly, yieldToLoop, type ChunkSource, type RingOptions } from "./pipeline.ts";
+import { layoutDevice, planChunks, type Extent } from "./plan.ts";
+import { parseDevice } from "./spec.ts";
+import { DeviceTensors, type CudaTensor, type DeviceTensor } from "./tensors.ts";
+
+export interface LoadProgress {
+  /** The file being loaded now. */
+  file: string;
+  /** Bytes on the device (or read, on cpu) so far, over all files of the load. */
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface DeviceLoadOptions extends RingOptions {
+  /** `"cuda"`, `"cuda:N"`, `"cpu"` or `"auto"` (default): the GPU when one is usable, else cpu. */
+  device?: string;
+  /** Only these tensors (every one must exist). Default: all. */
+  names?: string[];
+  /** Called as bytes land, from the event loop (the loop stays responsive during a load). */
+  onProgress?: (p: LoadProgress) => void;
+  /** One `cudaMalloc` per tensor instead of one per file. */
+  perTensor?: boolean;
+  /** Pin the file's mapping (`cudaHostRegister` ReadOnly) and let the copy engine read its pages; needs the mmap backend. */
+  hostRegister?: boolean;
+  /** Reader threads filling the ring (default: min(8, CPU count)). */
+  threads?: number;
+  /** Environment for the libcudart lookup (`TENSORMAP_CUDART`, `CUDA_HOME`); default `process.env`. */
+  env?: Record<string, string | undefined>;
+}
+
+/** The device a load will use, and why. */
+export type DeviceTarget = { kind: "cpu"; reason: string } | { kind: "cuda"; device: CudaDevice; reason: string };
+
+/**
+ * Resolves a device string to a usable target. An explicit CUDA device that cannot be used throws
+ * `CudaUnavailable` naming the reason (the CUDA error name, or that libcudart was not found); `auto` falls back
+ * to cpu and says why.
+ *
+ * @example
+ * ```ts
+ * const t = await resolveDevice("auto");
+ * console.log(t.kind, t.reason); // "cpu", "no usable GPU: cudaErrorInsufficientDriver: CUDA driver version is …"
+ * ```
+ */
+export async function resolveDevice(spec: string, env?: Record<string, string | undefined>): Promise<DeviceTarget> {
+  const parsed = parseDevice(spec);
+  if (parsed.kind === "cpu") return { kind: "cpu", reason: "cpu requested" };
+  const index = parsed.kind === "cuda" ? parsed.index : 0;
+  const probe = await probeCuda(index, env);
+  if (probe.ok) {
+    const d = probe.device;
+    const how = `${d.count} CUDA device${d.count === 1 ? "" : "s"}, driver ${version(d.driverVersion)}, runtime ${version(d.runtimeVersion)}`;
+    return { kind: "cuda", device: d, reason: `${parsed.kind === "auto" ? "auto chose" : "using"} ${d.name} (${how})` };
+  }
+  if (parsed.kind === "auto") return { kind: "cpu", reason: `auto chose cpu: no usable GPU (${probe.reason})` };
+  throw new SafetensorsError("CudaUnavailable", `cuda:${index} is not usable: ${probe.reason}`);
+}
+
+/**
+ * Loads an open file's tensors onto a device. The file stays open and owned by the caller; on cpu the returned
+ * tensors are the file's own views (mmap) or copies (read).
+ *
+ * @example
+ * ```ts
+ * using file = await open("model.safetensors");
+ * using weights = await toDevice(file, { device: "cuda:0", onProgress: (p) => console.log(p.bytesDone) });
+ * ```
+ */
+export async function toDevice(file: SafetensorsFile, opts: DeviceLoadOptions = {}): Promise<DeviceTensors> {
+  const target = await resolveDevice(opts.device ?? "auto", opts.env);
+  return load(target, [file], new Cleanup(), opts);
+}
+
+/**
+ * Loads a safetensors file, or every shard of a checkpoint directory, onto a device. By default one device
+ * allocation per file holds its tensors at 256-byte-aligned offsets.
+ *
+ * @example
+ * ```ts
+ * using weights = await loadToDevice("checkpoints/llama", { device: "cuda:0" });
+ * for (const [name, t] of weights) if (t.device !== "cpu") console.log(name, t.ptr, t.byteLength);
+ * ```
+ */
+export async function loadToDevice(path: string, opts: DeviceLoadOptions = {}): Promise<DeviceTensors> {
+  const target = await resolveDevice(opts.device ?? "auto", opts.env);
+  const paths = checkpointFiles(path);
+  const owned = new Cleanup();
+  try {
+    const files: SafetensorsFile[] = [];
+    // On CUDA the data is pread into the ring, so a mapping is only worth making to register it.
+    const backend = target.kind === "cpu" ? "auto" : opts.hostRegister ? "mmap" : "read";
+    for (const p of paths) {
+      const f = await open(p, { backend });
+      owned.add(() => f.close());
+      files.push(f);
+    }
+    return await load(target, files, owned, opts);
+  } catch (e) {
+    quietly(() => owned.run());
+    throw e;
+  }
+}
+
+/** One file's share of a load: the tensors picked from it and where their bytes are. */
+interface FilePlan {
+  file: SafetensorsFile;
+  names: string[];
+  extents: Extent[];
+}
+
+/** `owned` closes files the load opened itself: right after a CUDA upload, or with the tensors on cpu. */
+async function load(target: DeviceTarget, files: SafetensorsFile[], owned: Cleanup, opts: DeviceLoadOptions): Promise<DeviceTensors> {
+  const plans = pick(files, opts.names);
+  const total = plans.reduce((a, p) => a + p.extents.reduce((b, e) => b + e.byteLength, 0), 0);
+  const progress = { done: 0, total };
+  const report = (file: string, n: number) => {
+    progress.done += n;
+    opts.onProgress?.({ file, bytesDone: progress.done, bytesTotal: total });
+  };
+  const t0 = performance.now();
+  if (target.kind === "cpu") {
+    const tensors = new Map<string, DeviceTensor>();
+    for (const { file, names } of plans) {
+      for (const name of names) {
+        const t = file.tensor(name);
+        tensors.set(name, { name, dtype: t.dtype, shape: [...t.shape], byteLength: t.bytes.byteLength, device: "cpu", bytes: t.bytes });
+        report(file.path, t.bytes.byteLength);
+        await yieldToLoop();
+      }
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    return new DeviceTensors({ device: "cpu", reason: target.reason, tensors, cleanup: owned, bytes: total, seconds });
+  }
+  try {
+    const tensors = await upload(target.device, plans, total, opts, report);
+    const seconds = (performance.now() - t0) / 1000;
+    return new DeviceTensors({ ...tensors, device: target.device.name, reason: target.reason, bytes: total, seconds });
+  } finally {
+    owned.run();
+  }
+}
+
+/** The tensors to load from each file, in file order; every requested name must exist exactly once. */
+function pick(files: SafetensorsFile[], names: string[] | undefined): FilePlan[] {
+  const wanted = names ? new Set(names) : null;
+  const seen = new Map<string, string>();
+  const plans = files.map((file) => {
+    const chosen = file.offsetKeys().filter((n) => !wanted || wanted.has(n));
+    for (const n of chosen) {
+      const other = seen.get(n);
+      if (other) throw new SafetensorsError("InvalidIndex", `tensor ${JSON.stringify(n)} is in both ${other} and ${file.path}`);
+      seen.set(n, file.path);
+    }
+    const dataStart = 8 + headerLength(file.source.bytes(0, 8), file.source.size);
+    const extents = chosen.map((n) => {
+      const info = file.info(n);
+      return { start: dataStart + info.dataOffsets[0], byteLength: info.byteLength };
+    });
+    return { file, names: chosen, extents };
+  });
+  const missing = names?.filter((n) => !seen.has(n)) ?? [];
+  if (missing.length) throw new SafetensorsError("TensorNotFound", `no tensor named ${missing.map((n) => JSON.stringify(n)).join(", ")}`);
+  return plans;
+}
+
+async function upload(
+  device: CudaDevice,
+  plans: FilePlan[],
+  total: number,
+  opts: DeviceLoadOptions,
+  report: (file: string, n: number) => void,
+): Promise<{ tensors: Map<string, DeviceTensor>; cleanup: Cleanup; copyBack: (t: CudaTensor) => Uint8Array }> {
+  const { cuda } = device;
+  check(cuda, cuda.cudaSetDevice(device.index), `cudaSetDevice(${device.index})`);
+  const memory = new Cleanup();
+  const tensors = new Map<string, DeviceTensor>();
+  // A small load needs no 128 MiB ring: shrink the slots to the data (whole pages).
+  const slotBytes = Math.min(opts.slotBytes ?? 32 << 20, Math.max(4096, Math.ceil(total / 4096) * 4096));
+  const ring = PinnedRing.open(device, { slots: opts.slots, slotBytes, pinned: !opts.hostRegister });
+  try {
+    for (const { file, names, extents } of plans) {
+      const targets = allocate(device, extents, opts.perTensor === true, memory);
+      const chunks = planChunks(extents, ring.slotBytes);
+      const release = new Cleanup();
+      try {
+        const from = opts.hostRegister ? registerMapping(device, file.source, release) : readerFor(device, file.path, opts.threads, release);
+        await ring.upload(chunks, targets, from, (n) => report(file.path, n));
+        release.run();
+      } catch (e) {
+        quietly(() => ring.close()); // no copy may still read the mapping once it is unregistered
+        quietly(() => release.run());
+        throw e;
+      }
+      names.forEach((name, i) => {
+        const info = file.info(name);
+        tensors.set(name, { name, dtype: info.dtype, shape: info.shape, byteLength: info.byteLength, device: device.name, ptr: targets[i]! });
+      });
+    }
+    ring.close();
+  } catch (e) {
+    quietly(() => ring.close());
+    quietly(() => memory.run());
+    throw e;
+  }
+  // Frees run with this device current, whichever device the thread has moved on to.
+  const cleanup = new Cleanup();
+  cleanup.add(() => memory.run());
+  cleanup.add(() => check(cuda, cuda.cudaSetDevice(device.index), `cudaSetDevice(${device.index})`));
+  const copyBack = (t: CudaTensor): Uint8Array => {
+    const out = new Uint8Array(t.byteLength);
+    if (t.byteLength === 0) return out;
+    check(cuda, cuda.cudaSetDevice(device.index), `cudaSetDevice(${device.index})`);
+    check(cuda, cuda.cudaMemcpy(cuda.address(out), t.ptr, BigInt(t.byteLength), CUDA.memcpyDeviceToHost), `cudaMemcpy(${t.name} to host)`);
+    return out;
+  };
+  return { tensors, cleanup, copyBack };
+}
+
+/** Device addresses per tensor: offsets in one allocation, or one allocation each (empty tensors get 0n). */
+function allocate(device: CudaDevice, extents: Extent[], perTensor: boolean, memory: Cleanup): bigint[] {
+  if (perTensor) return extents.map((e) => (e.byteLength ? deviceAlloc(device, e.byteLength, memory) : 0n));
+  const { offsets, total } = layoutDevice(extents.map((e) => e.byteLength));
+  const base = total ? deviceAlloc(device, total, memory) : 0n;
+  return offsets.map((o) => base + BigInt(o));
+}
+
+function readerFor(device: CudaDevice, path: string, threads: number | undefined, release: Cleanup): ChunkSource {
+  let file: HostFile;
+  try {
+    file = device.cuda.openHostFile(path, threads ?? Math.min(8, cpus().length || 1));
+  } catch (e) {
+    throw fromSystemError(e, `cannot open ${path} for reading`);
+  }
+  release.add(() => file.close());
+  return { file };
+}
+
+/** The mmap source's address of file byte `offset` (one contiguous mapping of the whole file). */
+type MappedSource = ByteSource & { pointer?: (offset: number) => bigint };
+
+/** Pins the file's whole mapping read-only so the copy engine reads its pages; unregistered by `release`. */
+function registerMapping(device: CudaDevice, source: MappedSource, release: Cleanup): ChunkSource {
+  if (source.backend !== "mmap" || typeof source.pointer !== "function") {
+    throw new SafetensorsError("InvalidArgument", `hostRegister needs a mapped file, but ${source.path} is read with the ${source.backend} backend`);
+  }
+  const { cuda } = device;
+  const attr = new Int32Array(1);
+  for (const [id, what] of [[CUDA.attrHostRegisterSupported, "cudaHostRegister"], [CUDA.attrHostRegisterReadOnlySupported, "cudaHostRegisterReadOnly"]] as const) {
+    check(cuda, cuda.cudaDeviceGetAttribute(attr, id, device.index), `cudaDeviceGetAttribute(${id})`);
+    if (!attr[0]) throw new SafetensorsError("CudaError", `${device.name} does not support ${what}; load without hostRegister`);
+  }
+  const base = source.pointer(0);
+  const size = BigInt(Math.ceil(source.size / 4096) * 4096);
+  check(cuda, cuda.cudaHostRegister(base, size, CUDA.hostRegisterPortable | CUDA.hostRegisterReadOnly), `cudaHostRegister(${source.path})`);
+  release.add(() => check(cuda, cuda.cudaHostUnregister(base), "cudaHostUnregister"));
+  return { mapped: base };
+}
+
+/** 13000 → "13.0", 12040 → "12.4"; 0 (no driver) → "none". */
+function version(v: number): string {
+  return v ? `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}` : "none";
+}

@@ -1,0 +1,177 @@
+/**
+ * The host→device pipeline: a ring of pinned slots allocated once, one non-blocking stream, one event per slot.
+ * File bytes are `pread` into slot i (by several threads) while the copy engine drains slot i−1; a slot is
+ * refilled only after its event says the previous copy out of it finished. With a pinned mapping
+ * (`cudaHostRegister`) the copy engine reads file pages directly and the ring only paces progress.
+ */
+import { setImmediate } from "node:timers";
+import { CUDA, type HostFile } from "../../ffi/cudart.ts";
+import { fromSystemError, SafetensorsError } from "../errors.ts";
+import { check, Cleanup, hostAlloc, type CudaDevice } from "./cuda.ts";
+import { splitRead, type Chunk } from "./plan.ts";
+
+export interface RingOptions {
+  /** Pinned slots in the ring (default 4). */
+  slots?: number;
+  /** Bytes per slot (default 32 MiB); also the largest single copy. */
+  slotBytes?: number;
+}
+
+/** Where chunk bytes come from: a file read into the ring, or a registered mapping (address of file offset 0). */
+export type ChunkSource = { file: HostFile } | { mapped: bigint };
+
+/** Each reader thread gets at least this much of a chunk: smaller reads cost more in hand-offs than they save. */
+const MIN_READ = 1 << 20;
+
+/** Lets timers, I/O and progress callbacks run between slots (FFI calls block the thread). */
+export const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * One device's copy machinery, reused for every file of a load.
+ *
+ * @example
+ * ```ts
+ * const ring = PinnedRing.open(device, { slots: 4, slotBytes: 32 << 20 });
+ * try { await ring.upload(chunks, targets, { file: cuda.openHostFile(path, 8) }, (n) => done += n); }
+ * finally { ring.close(); }
+ * ```
+ */
+export class PinnedRing {
+  readonly slots: number;
+  readonly slotBytes: number;
+  #dev: CudaDevice;
+  #cleanup: Cleanup;
+  #base: bigint;
+  #stream: bigint;
+  #events: bigint[];
+
+  private constructor(dev: CudaDevice, cleanup: Cleanup, slots: number, slotBytes: number, base: bigint, stream: bigint, events: bigint[]) {
+    this.#dev = dev;
+    this.#cleanup = cleanup;
+    this.slots = slots;
+    this.slotBytes = slotBytes;
+    this.#base = base;
+    this.#stream = stream;
+    this.#events = events;
+  }
+
+  /**
+   * Allocates the stream, the events and (unless `pinned` is false, for registered mappings) the pinned slots.
+   * On failure everything allocated so far is freed before the error propagates.
+   */
+  static open(dev: CudaDevice, opts: RingOptions & { pinned?: boolean } = {}): PinnedRing {
+    const slots = opts.slots ?? 4;
+    const slotBytes = opts.slotBytes ?? 32 << 20;
+    if (!Number.isInteger(slots) || slots < 1 || slots > 64) throw new SafetensorsError("InvalidArgument", `slots must be 1..64, got ${slots}`);
+    if (!Number.isInteger(slotBytes) || slotBytes < 4096) throw new SafetensorsError("InvalidArgument", `slotBytes must be at least 4096, got ${slotBytes}`);
+    const { cuda } = dev;
+    const cleanup = new Cleanup();
+    try {
+      const base = opts.pinned === false ? 0n : hostAlloc(cuda, slots * slotBytes, cleanup);
+      const out = new BigUint64Array(1);
+      check(cuda, cuda.cudaStreamCreateWithFlags(out, CUDA.streamNonBlocking), "cudaStreamCreateWithFlags");
+      const stream = out[0]!;
+      cleanup.add(() => check(cuda, cuda.cudaStreamDestroy(stream), "cudaStreamDestroy"));
+      const events: bigint[] = [];
+      for (let i = 0; i < slots; i++) {
+        check(cuda, cuda.cudaEventCreateWithFlags(out, CUDA.eventDisableTiming), "cudaEventCreateWithFlags");
+        const event = out[0]!;
+        events.push(event);
+        cleanup.add(() => check(cuda, cuda.cudaEventDestroy(event), "cudaEventDestroy"));
+      }
+      // Runs first on close: no copy may still be reading a slot when the slots are freed.
+      cleanup.add(() => check(cuda, cuda.cudaStreamSynchronize(stream), "cudaStreamSynchronize"));
+      return new PinnedRing(dev, cleanup, slots, slotBytes, base, stream, events);
+    } catch (e) {
+      quietly(() => cleanup.run());
+      throw e;
+    }
+  }
+
+  /**
+   * Copies every chunk to `targets[piece.tensor] + piece.tensorOffset`. Chunks must be at most `slotBytes`.
+   * `onBytes` is told, in order, how many bytes each chunk landed on the device. Resolves when all have landed.
+   */
+  async upload(chunks: Chunk[], targets: bigint[], from: ChunkSource, onBytes: (n: number) => void): Promise<void> {
+    const { cuda } = this.#dev;
+    const inFlight: (Chunk | undefined)[] = new Array(this.slots);
+    const settle = async (slot: number) => {
+      const c = inFlight[slot];
+      if (!c) return;
+      await this.#wait(this.#events[slot]!);
+      inFlight[slot] = undefined;
+      onBytes(c.length);
+    };
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i]!;
+      if (c.length > this.slotBytes) throw new RangeError(`chunk of ${c.length} bytes exceeds the slot size ${this.slotBytes}`);
+      const slot = i % this.slots;
+      await settle(slot);
+      let src: bigint;
+      if ("mapped" in from) src = from.mapped + BigInt(c.fileOffset);
+      else {
+        src = this.#base + BigInt(slot * this.slotBytes);
+        await readChunk(from.file, src, c.fileOffset, c.length);
+      }
+      for (const p of c.pieces) {
+        const dst = targets[p.tensor]! + BigInt(p.tensorOffset);
+        const err = cuda.cudaMemcpyAsync(dst, src + BigInt(p.chunkOffset), BigInt(p.length), CUDA.memcpyHostToDevice, this.#stream);
+        check(cuda, err, `cudaMemcpyAsync(${p.length} bytes to ${this.#dev.name})`);
+      }
+      check(cuda, cuda.cudaEventRecord(this.#events[slot]!, this.#stream), "cudaEventRecord");
+      inFlight[slot] = c;
+      await yieldToLoop();
+    }
+    // Drain in issue order so progress stays monotonic.
+    for (let i = chunks.length; i < chunks.length + this.slots; i++) await settle(i % this.slots);
+  }
+
+  /** Waits for the stream, then frees the events, the stream and the pinned slots. Idempotent. */
+  close(): void {
+    this.#cleanup.run();
+  }
+
+  async #wait(event: bigint): Promise<void> {
+    const { cuda } = this.#dev;
+    for (;;) {
+      const r = cuda.cudaEventQuery(event);
+      if (r === CUDA.success) return;
+      if (r !== CUDA.errorNotReady) check(cuda, r, "cudaEventQuery");
+      await yieldToLoop();
+    }
+  }
+}
+
+/**
+ * Reads `length` file bytes at `offset` into host memory at `dst`, split across the file's reader threads,
+ * retrying short reads.
+ *
+ * @example
+ * ```ts
+ * await readChunk(cuda.openHostFile("model.safetensors", 8), slotAddress, 4096, 32 << 20);
+ * ```
+ */
+export async function readChunk(file: HostFile, dst: bigint, offset: number, length: number): Promise<void> {
+  const parts = splitRead(offset, length, file.threads, MIN_READ).map(async (part) => {
+    for (let done = 0; done < part.length; ) {
+      const n = await file.pread(dst + BigInt(part.at + done), part.length - done, part.offset + done);
+      if (n <= 0) {
+        const why = n === 0 ? "the file ended early (truncated while loading?)" : "pread failed";
+        throw new SafetensorsError("IoError", `cannot read ${part.length - done} bytes at offset ${part.offset + done}: ${why}`);
+      }
+      done += n;
+    }
+  });
+  // Every part must have stopped writing into the slot before a failure lets anyone free it.
+  const failed = (await Promise.allSettled(parts)).find((r) => r.status === "rejected");
+  if (failed) throw fromSystemError(failed.reason, `cannot read ${length} bytes at offset ${offset}`);
+}
+
+/** Runs a release step after a failure without hiding that failure (the step still runs in full). */
+export function quietly(release: () => void): void {
+  try {
+    release();
+  } catch {
+    // The original failure is the one worth reporting.
+  }
+}

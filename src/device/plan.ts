@@ -1,0 +1,105 @@
+/**
+ * Pure planning for the device pipeline: where each tensor lands in device memory, how the file is cut into
+ * ring-sized chunks, and how one chunk is split across reader threads. No I/O, so every rule is testable anywhere.
+ */
+
+/** Device allocations are aligned like `cudaMalloc`'s own (256 bytes), so any tensor suits vectorized kernels. */
+export const DEVICE_ALIGN = 256;
+
+/** A tensor's bytes in the file: absolute start and length. */
+export interface Extent {
+  start: number;
+  byteLength: number;
+}
+
+/**
+ * Packs tensors (in the given order) into one allocation, each at a multiple of `align`.
+ *
+ * @example
+ * ```ts
+ * layoutDevice([10, 0, 300]); // { offsets: [0, 256, 256], total: 556 }
+ * ```
+ */
+export function layoutDevice(sizes: number[], align = DEVICE_ALIGN): { offsets: number[]; total: number } {
+  const offsets: number[] = [];
+  let end = 0;
+  for (const size of sizes) {
+    const at = Math.ceil(end / align) * align;
+    offsets.push(at);
+    end = at + size;
+  }
+  return { offsets, total: end };
+}
+
+/** Bytes `[chunkOffset, +length)` of a chunk belong to tensor `tensor` at `tensorOffset`. */
+export interface Piece {
+  tensor: number;
+  tensorOffset: number;
+  chunkOffset: number;
+  length: number;
+}
+
+/** One ring slot's worth of contiguous file bytes, and which tensors they feed. */
+export interface Chunk {
+  fileOffset: number;
+  length: number;
+  pieces: Piece[];
+}
+
+/**
+ * Cuts the tensors' file bytes into chunks of at most `chunkBytes`, in file order. Tensors that touch in the
+ * file share chunks (one read feeds several small tensors); a tensor larger than a chunk spans several.
+ * Zero-size tensors get no pieces. Chunk `i` goes through ring slot `i % slots`.
+ *
+ * @example
+ * ```ts
+ * planChunks([{ start: 8, byteLength: 6 }, { start: 14, byteLength: 2 }], 4);
+ * // [{ fileOffset: 8, length: 4, pieces: [t0 0..4] }, { fileOffset: 12, length: 4, pieces: [t0 4..6, t1 0..2] }]
+ * ```
+ */
+export function planChunks(tensors: Extent[], chunkBytes: number): Chunk[] {
+  if (!(chunkBytes >= 1)) throw new RangeError(`chunk size must be positive, got ${chunkBytes}`);
+  const order = tensors.map((_, i) => i).filter((i) => tensors[i]!.byteLength > 0);
+  order.sort((a, b) => tensors[a]!.start - tensors[b]!.start);
+  const chunks: Chunk[] = [];
+  let cur: Chunk | undefined;
+  for (const i of order) {
+    const t = tensors[i]!;
+    let done = 0;
+    while (done < t.byteLength) {
+      const at = t.start + done;
+      if (!cur || cur.length === chunkBytes || cur.fileOffset + cur.length !== at) {
+        cur = { fileOffset: at, length: 0, pieces: [] };
+        chunks.push(cur);
+      }
+      const take = Math.min(t.byteLength - done, chunkBytes - cur.length);
+      cur.pieces.push({ tensor: i, tensorOffset: done, chunkOffset: cur.length, length: take });
+      cur.length += take;
+      done += take;
+    }
+  }
+  return chunks;
+}
+
+/**
+ * Splits one read of `length` bytes into at most `parts` reads of at least `minPart` bytes (the last may be
+ * shorter; none for an empty read), so reader threads share a chunk. `at` is the offset inside the destination.
+ *
+ * @example
+ * ```ts
+ * splitRead(1000, 8 << 20, 4, 1 << 20); // 4 reads of 2 MiB: { offset: 1000, length: 2097152, at: 0 }, …
+ * ```
+ */
+export function splitRead(
+  offset: number,
+  length: number,
+  parts: number,
+  minPart: number,
+): { offset: number; length: number; at: number }[] {
+  const n = Math.max(1, Math.min(Math.floor(parts), Math.floor(length / Math.max(1, minPart))));
+  // Page-multiple parts keep each thread's reads aligned to whole pages of the destination.
+  const step = Math.ceil(length / n / 4096) * 4096 || length;
+  const out: { offset: number; length: number; at: number }[] = [];
+  for (let at = 0; at < length; at += step) out.push({ offset: offset + at, length: Math.min(step, length - at), at });
+  return out;
+}

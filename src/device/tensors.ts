@@ -1,0 +1,115 @@
+import { SafetensorsError } from "../errors.ts";
+import type { DType } from "../format/dtypes.ts";
+import type { Cleanup } from "./cuda.ts";
+
+interface TensorFacts {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  byteLength: number;
+}
+
+/** A tensor in GPU memory: `ptr` is a device address (valid until `free()`), usable by any CUDA code in this process. */
+export interface CudaTensor extends TensorFacts {
+  device: `cuda:${number}`;
+  ptr: bigint;
+}
+
+/** The CPU fallback: the tensor's host bytes (a view into the mapping under mmap, a copy under the read backend). */
+export interface HostTensor extends TensorFacts {
+  device: "cpu";
+  bytes: Uint8Array;
+}
+
+export type DeviceTensor = CudaTensor | HostTensor;
+
+export interface DeviceTensorsInit {
+  /** `"cuda:0"` or `"cpu"`. */
+  device: string;
+  /** Why this device: what `auto` found, or that it was asked for. */
+  reason: string;
+  tensors: Map<string, DeviceTensor>;
+  /** Frees device memory (and closes files a load opened itself). */
+  cleanup: Cleanup;
+  /** Copies a CUDA tensor's bytes back to the host. */
+  copyBack?: (t: CudaTensor) => Uint8Array;
+  /** Bytes moved and seconds taken by the load. */
+  bytes: number;
+  seconds: number;
+}
+
+/**
+ * Tensors loaded onto a device: name → {@link DeviceTensor}, in file order. On CUDA every `ptr` points into
+ * device memory this object owns; `free()` (or `using`) releases it. On the CPU fallback entries carry `bytes`
+ * instead of `ptr` (check `device`).
+ *
+ * @example
+ * ```ts
+ * using weights = await loadToDevice("model/", { device: "auto" });
+ * console.log(weights.device, weights.reason);
+ * const wte = weights.get("wte.weight"); // { ptr, byteLength, dtype, shape, device: "cuda:0" }
+ * const back = weights.toHost("wte.weight"); // Uint8Array copy of the device bytes
+ * ```
+ */
+export class DeviceTensors implements Iterable<[string, DeviceTensor]> {
+  readonly device: string;
+  readonly reason: string;
+  readonly bytes: number;
+  readonly seconds: number;
+  #tensors: Map<string, DeviceTensor>;
+  #cleanup: Cleanup;
+  #copyBack: ((t: CudaTensor) => Uint8Array) | undefined;
+  #freed = false;
+
+  constructor(init: DeviceTensorsInit) {
+    this.device = init.device;
+    this.reason = init.reason;
+    this.bytes = init.bytes;
+    this.seconds = init.seconds;
+    this.#tensors = init.tensors;
+    this.#cleanup = init.cleanup;
+    this.#copyBack = init.copyBack;
+  }
+
+  get size(): number {
+    return this.#tensors.size;
+  }
+
+  has(name: string): boolean {
+    return this.#tensors.has(name);
+  }
+
+  /** Tensor names in load (file) order. */
+  keys(): string[] {
+    return [...this.#tensors.keys()];
+  }
+
+  get(name: string): DeviceTensor {
+    if (this.#freed) throw new SafetensorsError("Closed", `tensors on ${this.device} were freed`);
+    const t = this.#tensors.get(name);
+    if (!t) throw new SafetensorsError("TensorNotFound", `no tensor named ${JSON.stringify(name)} was loaded`);
+    return t;
+  }
+
+  /** A fresh host copy of one tensor's bytes. */
+  toHost(name: string): Uint8Array {
+    const t = this.get(name);
+    if (t.device === "cpu") return t.bytes.slice();
+    return this.#copyBack!(t);
+  }
+
+  *[Symbol.iterator](): Iterator<[string, DeviceTensor]> {
+    for (const name of this.keys()) yield [name, this.get(name)];
+  }
+
+  /** Releases the device memory; pointers handed out become invalid. Idempotent. */
+  free(): void {
+    if (this.#freed) return;
+    this.#freed = true;
+    this.#cleanup.run();
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * The pure half of sharded checkpoints (Hugging Face convention): size strings, the index file, shard names
+ * and the greedy split. No I/O here; `sharded.ts` reads and writes files with these.
+ */
+import { SafetensorsError } from "../errors.ts";
+
+/** The index file name `saveSharded` writes and a folder is searched for. */
+export const INDEX_FILE = "model.safetensors.index.json";
+/** What a checkpoint that fits in one shard is called (written with no index). */
+export const SINGLE_FILE = "model.safetensors";
+
+const UNITS: Record<string, number> = {
+  B: 1,
+  KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12,
+  KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30, TIB: 2 ** 40,
+};
+
+/**
+ * Turns a shard size limit into bytes: a number of bytes, or a string with a decimal (`"5GB"` = 5·10^9)
+ * or binary (`"5GiB"` = 5·2^30) unit. Fractions round down to a whole byte.
+ *
+ * @example
+ * ```ts
+ * parseSize("1.5GB"); // 1_500_000_000
+ * parseSize("500MiB"); // 524_288_000
+ * parseSize(4096); // 4096
+ * ```
+ */
+export function parseSize(size: number | string): number {
+  let bytes = NaN;
+  if (typeof size === "number") bytes = size;
+  else if (typeof size === "string") {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(size);
+    const unit = m ? UNITS[(m[2] || "B").toUpperCase()] : undefined;
+    if (m && unit !== undefined) bytes = Math.floor(Number(m[1]) * unit);
+  }
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    throw new SafetensorsError(
+      "InvalidArgument",
+      `invalid shard size ${JSON.stringify(size)}: want a positive byte count or a string like "5GB" or "500MiB"`,
+    );
+  }
+  return bytes;
+}
+
+/** A parsed `model.safetensors.index.json`. */
+export interface ShardIndex {
+  /** The index's `metadata` object (null-prototype; `total_size` among others), or null when absent. */
+  metadata: Record<string, unknown> | null;
+  /** Tensor name → shard file name, in the index's order. */
+  weightMap: Map<string, string>;
+  /** Shard file names, each once, sorted (the zero-padded numbers make this the shard order). */
+  shards: string[];
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Parses and validates an index file's text. Shard names must be plain file names in the same folder:
+ * a `weight_map` pointing at `../x` or `/etc/x` is refused rather than followed.
+ *
+ * @example
+ * ```ts
+ * const index = parseIndex('{"metadata":{"total_size":8},"weight_map":{"a":"model-00001-of-00001.safetensors"}}', "index.json");
+ * index.weightMap.get("a"); // "model-00001-of-00001.safetensors"
+ * ```
+ */
+export function parseIndex(text: string, where: string): ShardIndex {
+  const bad = (why: string) => new SafetensorsError("InvalidIndex", `${where}: ${why}`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw bad(`not JSON (${(e as Error).message})`);
+  }
+  if (!isObject(json)) throw bad("not a JSON object");
+  const { metadata: rawMeta, weight_map: rawMap } = json;
+  if (rawMeta !== undefined && rawMeta !== null && !isObject(rawMeta)) throw bad('"metadata" is not an object');
+  if (!isObject(rawMap)) throw bad('"weight_map" is missing or not an object');
+  const metadata = rawMeta ? Object.assign(Object.create(null) as Record<string, unknown>, rawMeta) : null;
+  const total = metadata?.total_size;
+  if (total !== undefined && !(Number.isSafeInteger(total) && (total as number) >= 0)) {
+    throw bad('"metadata.total_size" is not a byte count');
+  }
+  const weightMap = new Map<string, string>();
+  for (const [name, shard] of Object.entries(rawMap)) {
+    if (typeof shard !== "string") throw bad(`weight_map entry ${JSON.stringify(name)} is not a file name`);
+    if (shard === "" || shard === "." || shard === ".." || /[/\\\0]/.test(shard)) {
+      throw bad(`weight_map entry ${JSON.stringify(name)} names ${JSON.stringify(shard)}, not a file in the same folder`);
+    }
+    weightMap.set(name, shard);
+  }
+  if (weightMap.size === 0) throw bad('"weight_map" is empty');
+  return { metadata, weightMap, shards: [...new Set(weightMap.values())].sort() };
+}
+
+/**
+ * The Hugging Face shard file name: 1-based, five digits.
+ *
+ * @example
+ * ```ts
+ * shardName(0, 3); // "model-00001-of-00003.safetensors"
+ * ```
+ */
+export function shardName(index: number, count: number): string {
+  const pad = (n: number) => String(n).padStart(5, "0");
+  return `model-${pad(index + 1)}-of-${pad(count)}.safetensors`;
+}
+
+/** Matches what a sharded save writes, so a new save can clear a previous one's leftovers. */
+export const SAVED_FILE = /^(model\.safetensors|model-\d{5}-of-\d{5}\.safetensors|model\.safetensors\.index\.json)$/;
+
+/**
+ * The greedy split: tensors in insertion order fill a shard until the next one would push it past
+ * `maxBytes`; a tensor larger than the limit gets a shard of its own. Sizes count tensor data only,
+ * as Hugging Face does.
+ *
+ * @example
+ * ```ts
+ * planShards([["a", 6], ["b", 6], ["c", 20], ["d", 1]], 10); // [["a"], ["b"], ["c"], ["d"]]
+ * planShards([["a", 4], ["b", 4], ["c", 4]], 10); // [["a", "b"], ["c"]]
+ * ```
+ */
+export function planShards(sizes: Iterable<readonly [name: string, bytes: number]>, maxBytes: number): string[][] {
+  const plan: string[][] = [];
+  let current: string[] = [];
+  let used = 0;
+  for (const [name, bytes] of sizes) {
+    if (current.length > 0 && used + bytes > maxBytes) {
+      plan.push(current);
+      current = [];
+      used = 0;
+    }
+    current.push(name);
+    used += bytes;
+  }
+  if (current.length > 0 || plan.length === 0) plan.push(current);
+  return plan;
+}
+
+/**
+ * The index file's text, laid out as `JSON.stringify(index, null, 2)` would, but with `weight_map` in the
+ * order given: a plain object would move integer-like tensor names ("0", "10") to the front.
+ *
+ * @example
+ * ```ts
+ * formatIndex(8, [["a", "model-00001-of-00001.safetensors"]]);
+ * ```
+ */
+export function formatIndex(totalSize: number, weightMap: Iterable<readonly [name: string, file: string]>): string {
+  const entries = [...weightMap].map(([name, file]) => `    ${JSON.stringify(name)}: ${JSON.stringify(file)}`);
+  const map = entries.length ? `{\n${entries.join(",\n")}\n  }` : "{}";
+  return `{\n  "metadata": {\n    "total_size": ${totalSize}\n  },\n  "weight_map": ${map}\n}\n`;
+}

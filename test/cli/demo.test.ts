@@ -1,0 +1,51 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect, test } from "vitest";
+import { gpt2Shapes, randomTensors } from "../../src/cli/demo.ts";
+import { cli } from "../support/cli.ts";
+
+test("the demo model has GPT-2 small's 148 tensors and 124,439,808 parameters", () => {
+  const shapes = gpt2Shapes();
+  expect(shapes).toHaveLength(148);
+  expect(shapes.reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0)).toBe(124_439_808);
+  expect(new Map(shapes).get("h.11.mlp.c_fc.weight")).toEqual([768, 3072]);
+});
+
+test("random weights are finite, small, varied and repeatable", () => {
+  const a = randomTensors(gpt2Shapes(1, 10), 7);
+  const w = a.get("h.0.attn.c_attn.weight")!.data as Float32Array;
+  expect(w.length).toBe(768 * 2304);
+  expect(w.every((x) => Number.isFinite(x) && Math.abs(x) < 0.02 && x !== 0)).toBe(true);
+  expect(new Set(w.subarray(0, 1000)).size).toBeGreaterThan(990);
+  expect(w.some((x) => x < 0) && w.some((x) => x > 0)).toBe(true);
+  const bytes = (t: ArrayBufferView) => Buffer.from(t.buffer, t.byteOffset, t.byteLength);
+  expect(bytes(randomTensors(gpt2Shapes(1, 10), 7).get("h.0.attn.c_attn.weight")!.data).equals(bytes(w))).toBe(true);
+  expect(bytes(randomTensors(gpt2Shapes(1, 10), 8).get("h.0.attn.c_attn.weight")!.data).equals(bytes(w))).toBe(false);
+});
+
+test("a small demo writes, inspects and loads, then removes only what it wrote", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-demo-test-"));
+  writeFileSync(join(dir, "keep-me.txt"), "not the demo's");
+  const r = await cli("demo", "--dir", dir, "--layers", "1", "--vocab", "100", "--max-shard-size", "10MB");
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain("generated 16 tensors, 7,952,640 F32 parameters (31.8 MB)");
+  expect(r.stdout).toMatch(/wrote 4 shards of at most 10MB \+ index/);
+  expect(r.stdout).toContain("16 tensors, 7,952,640 parameters, 31.8 MB (31,810,560 bytes) in 4 shards");
+  expect(r.stdout).toMatch(/… 8 more tensors/);
+  expect(r.stdout).toMatch(/^ {2}16 tensors, 31\.8 MB in .*\(backend (read|mmap)\)$/m);
+  expect(r.stderr).toMatch(/^single: 31\.8 MB in /m);
+  expect(r.stderr).toMatch(/^sharded: 31\.8 MB in /m);
+  expect(readdirSync(dir)).toEqual(["keep-me.txt"]);
+  rmSync(dir, { recursive: true });
+});
+
+test("--keep leaves a folder that verify accepts", async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), "tensormap-demo-test-")), "demo");
+  const r = await cli("demo", "--dir", dir, "--layers", "1", "--vocab", "100", "--max-shard-size", "20MB", "--keep");
+  expect(r.code).toBe(0);
+  expect(existsSync(join(dir, "single", "model.safetensors"))).toBe(true);
+  const v = await cli("verify", join(dir, "single", "model.safetensors"), join(dir, "sharded"));
+  expect(v.stdout).toBe(`${join(dir, "single", "model.safetensors")}: ok (16 tensors)\n${join(dir, "sharded")}: ok (16 tensors)\n`);
+  rmSync(dir, { recursive: true });
+});

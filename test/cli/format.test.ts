@@ -1,0 +1,19 @@
+import { expect, test } from "vitest";
+import { formatBytes, formatCount, formatDuration, formatRate, table } from "../../src/cli/format.ts";
+
+test("bytes in decimal units with three significant digits", () => {
+  expect([0, 999, 1000, 1536, 999_499, 999_500, 497_759_232, 5e9, 1.5e15, 3e18].map(formatBytes)).toEqual([
+    "0 B", "999 B", "1.00 kB", "1.54 kB", "999 kB", "1.00 MB", "498 MB", "5.00 GB", "1.50 PB", "3000 PB",
+  ]);
+});
+
+test("counts, rates and durations", () => {
+  expect([0, 999, 1000, 124_439_808].map(formatCount)).toEqual(["0", "999", "1,000", "124,439,808"]);
+  expect([formatRate(2e9, 0.5), formatRate(1, 0)]).toEqual(["4.00 GB/s", "-"]);
+  expect([0.123, 12.34, 245, 3600].map(formatDuration)).toEqual(["0.12 s", "12.3 s", "4m05s", "60m00s"]);
+});
+
+test("tables pad columns, right-align the ones asked, and trim line ends", () => {
+  expect(table([["name", "size", "x"], ["wte", "154 MB", ""]], [1])).toBe("name    size  x\nwte   154 MB");
+  expect(table([])).toBe("");
+});

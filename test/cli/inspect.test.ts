@@ -1,0 +1,72 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { expect, test } from "vitest";
+import { open } from "../../src/open.ts";
+import { cli } from "../support/cli.ts";
+import { expected, fixture } from "../support/fixtures.ts";
+
+const SHARDED = fixture("sharded");
+const weightMap: Record<string, string> = JSON.parse(readFileSync(join(SHARDED, "model.safetensors.index.json"), "utf8")).weight_map;
+
+/** The fixture's tensors shard by shard, each shard in its file order (offsets ascending). */
+async function fileOrder(): Promise<string[]> {
+  const names: string[] = [];
+  for (const shard of [...new Set(Object.values(weightMap))].sort()) {
+    const file = await open(join(SHARDED, shard));
+    names.push(...file.offsetKeys());
+    file.close();
+  }
+  return names;
+}
+
+test("--json on a sharded folder: metadata and every tensor in file order, with its shard", async () => {
+  const r = await cli("inspect", "--json", SHARDED);
+  expect(r.code).toBe(0);
+  const doc = JSON.parse(r.stdout);
+  expect(Object.keys(doc)).toEqual(["metadata", "index_metadata", "tensors"]);
+  expect(doc.metadata).toEqual({ format: "pt" });
+  expect(doc.index_metadata).toEqual({ total_size: 20736 });
+  const want = expected("sharded/expected.json");
+  expect(doc.tensors.map((t: { name: string }) => t.name)).toEqual(await fileOrder());
+  for (const t of doc.tensors) {
+    expect(Object.keys(t)).toEqual(["name", "dtype", "shape", "data_offsets", "file"]);
+    expect([t.dtype, t.shape, t.data_offsets[1] - t.data_offsets[0], t.file]).toEqual([
+      want[t.name]!.dtype, want[t.name]!.shape, want[t.name]!.nbytes, weightMap[t.name],
+    ]);
+  }
+  // Within each shard the offsets are contiguous from 0.
+  for (const shard of new Set(Object.values(weightMap))) {
+    const offsets = doc.tensors.filter((t: { file: string }) => t.file === shard).map((t: { data_offsets: number[] }) => t.data_offsets);
+    offsets.forEach((o: number[], i: number) => expect(o[0]).toBe(i === 0 ? 0 : offsets[i - 1][1]));
+  }
+});
+
+test("--json on the index file matches --json on its folder", async () => {
+  const [a, b] = [await cli("inspect", "--json", SHARDED), await cli("inspect", "--json", join(SHARDED, "model.safetensors.index.json"))];
+  expect(a.stdout).toBe(b.stdout);
+});
+
+test("--json on one file: no shard names, offsets as in the header", async () => {
+  const path = fixture("safetensors/all-dtypes.safetensors");
+  const doc = JSON.parse((await cli("inspect", path, "--json")).stdout);
+  expect(Object.keys(doc)).toEqual(["metadata", "tensors"]);
+  const file = await open(path);
+  expect(doc.metadata).toEqual(file.metadata);
+  expect(doc.tensors).toEqual(
+    file.offsetKeys().map((name) => ({ name, dtype: file.info(name).dtype, shape: file.info(name).shape, data_offsets: file.info(name).dataOffsets })),
+  );
+  file.close();
+});
+
+test("the table lists every tensor, then totals, the dtype breakdown and metadata", async () => {
+  const r = await cli("inspect", SHARDED);
+  expect(r.code).toBe(0);
+  const lines = r.stdout.split("\n");
+  expect(lines[0]).toMatch(/^name\s+dtype\s+shape\s+size\s+file$/);
+  expect(lines.find((l) => l.startsWith("h.2.mlp.c_fc.weight "))).toMatch(/^h\.2\.mlp\.c_fc\.weight\s+BF16\s+\[16, 64\]\s+2\.05 kB\s+model-00003-of-00003\.safetensors$/);
+  expect(r.stdout).toContain("17 tensors, 10,176 parameters, 20.7 kB (20,736 bytes) in 3 shards");
+  expect(r.stdout).toMatch(/^\s+F32\s+6 tensors\s+192 parameters\s+768 B$/m);
+  expect(r.stdout).toMatch(/^\s+BF16\s+11 tensors\s+9,984 parameters\s+20\.0 kB$/m);
+  expect(r.stdout).toContain("metadata: format=pt");
+  expect(r.stdout).toContain('index metadata: {"total_size":20736}');
+});

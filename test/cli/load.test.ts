@@ -1,0 +1,36 @@
+import { expect, test } from "vitest";
+import { touchAll } from "../../src/cli/load.ts";
+import { openPath } from "../../src/cli/open-path.ts";
+import { cli } from "../support/cli.ts";
+import { fixture } from "../support/fixtures.ts";
+
+const quiet = { write: () => {} };
+
+test("load reads every tensor of a sharded checkpoint and reports the totals", async () => {
+  const r = await cli("load", fixture("sharded"));
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/^17 tensors, 20\.7 kB in \d+\.\d+ s: (\d+\.\d\d GB\/s|-) \(backend (read|mmap)\)\n$/);
+  // Piped stderr gets no animation, just the final progress line.
+  expect(r.stderr).toMatch(/^load: 20\.7 kB in \d+\.\d+ s \((\d+\.\d\d GB\/s|-)\)\n$/);
+});
+
+test("the sharded fixture and the single file it was split from read the same bytes", async () => {
+  const single = await openPath(fixture("safetensors/tiny-gpt2.safetensors"));
+  const sharded = await openPath(fixture("sharded"));
+  const a = touchAll(single, quiet);
+  const b = touchAll(sharded, quiet);
+  expect([a.tensors, a.bytes]).toEqual([17, 20736]);
+  expect([b.tensors, b.bytes, b.checksum]).toEqual([a.tensors, a.bytes, a.checksum]);
+  expect(a.checksum).toBeGreaterThan(0);
+  single.close();
+  sharded.close();
+});
+
+test("--backend read is honoured; an unknown backend is a usage error", async () => {
+  const r = await cli("load", fixture("safetensors/tiny-gpt2.safetensors"), "--backend", "read");
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/\(backend read\)\n$/);
+  const bad = await cli("load", fixture("safetensors/tiny-gpt2.safetensors"), "--backend", "gpu");
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toMatch(/^error: --backend wants one of auto, mmap, read, got 'gpu'\n/);
+});

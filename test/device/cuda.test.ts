@@ -1,0 +1,108 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { loadCudart, type CudaRuntime } from "../../ffi/cudart.ts";
+import { check, Cleanup, deviceAlloc, hostAlloc, probeCuda, type CudaDevice, type CudaFailure } from "../../src/device/cuda.ts";
+import { PinnedRing, readChunk } from "../../src/device/pipeline.ts";
+import { SafetensorsError } from "../../src/errors.ts";
+import { runtime } from "../../src/runtime.ts";
+
+function caught(f: () => unknown): SafetensorsError {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(SafetensorsError);
+    return e as SafetensorsError;
+  }
+  throw new Error("expected a throw");
+}
+
+describe("Cleanup", () => {
+  test("runs newest first, all of them despite failures, once; rethrows the first failure", () => {
+    const log: string[] = [];
+    const c = new Cleanup();
+    c.add(() => log.push("a"));
+    c.add(() => {
+      log.push("b");
+      throw new Error("b failed");
+    });
+    c.add(() => {
+      log.push("c");
+      throw new Error("c failed");
+    });
+    expect(c.size).toBe(3);
+    expect(() => c.run()).toThrow("c failed");
+    expect(log).toEqual(["c", "b", "a"]);
+    expect(c.size).toBe(0);
+    c.run();
+    expect(log).toEqual(["c", "b", "a"]);
+  });
+});
+
+describe.skipIf(runtime === "node")("the CUDA layer with libcudart and no driver", async () => {
+  const lib = await loadCudart({ env: {} });
+  const cuda: CudaRuntime = lib.ok ? lib.cuda : undefined!;
+  // The real runtime, with the probe skipped: what a load would hold if cudaSetDevice had worked.
+  const device: CudaDevice = { cuda, index: 0, name: "cuda:0", count: 1, driverVersion: 0, runtimeVersion: 13000 };
+
+  test("probe: no usable device, and why", async () => {
+    const p = await probeCuda(0, {});
+    expect(p.ok).toBe(false);
+    expect(!p.ok && p.reason).toBe("cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version");
+  });
+
+  test("probe: missing library", async () => {
+    const p = await probeCuda(0, { TENSORMAP_CUDART: "/nonexistent.so" });
+    expect(!p.ok && p.reason).toMatch(/^libcudart not found \(tried \/nonexistent\.so;/);
+  });
+
+  test("check turns an error code into CudaError with the error's name and message", () => {
+    expect(() => check(cuda, 0, "anything")).not.toThrow();
+    const e = caught(() => check(cuda, 2, "cudaMalloc(1 GB)"));
+    expect(e.code).toBe("CudaError");
+    expect(e.message).toBe("cudaMalloc(1 GB) failed: cudaErrorMemoryAllocation: out of memory");
+    expect(e.cause as CudaFailure).toEqual({ call: "cudaMalloc(1 GB)", error: 2, name: "cudaErrorMemoryAllocation", message: "out of memory" });
+  });
+
+  test("pinned and device allocations fail cleanly and leave nothing to free", () => {
+    const cleanup = new Cleanup();
+    const host = caught(() => hostAlloc(cuda, 1 << 20, cleanup));
+    expect(host.message).toMatch(/^cudaHostAlloc\(0\.00 GB\) failed: cudaErrorInsufficientDriver: /);
+    const dev = caught(() => deviceAlloc(device, 4e9, cleanup));
+    expect(dev.code).toBe("CudaError");
+    expect(dev.message).toMatch(/^cudaMalloc\(4\.00 GB\) on cuda:0 failed: cudaErrorInsufficientDriver: /);
+    expect(cleanup.size).toBe(0);
+  });
+
+  test("the ring fails at its first allocation and frees what it made", () => {
+    const pinned = caught(() => PinnedRing.open(device, { slots: 2, slotBytes: 1 << 20 }));
+    expect((pinned.cause as CudaFailure).call).toBe("cudaHostAlloc(0.00 GB)");
+    // Without pinned slots (registered mappings) the stream is the first thing to fail.
+    const stream = caught(() => PinnedRing.open(device, { pinned: false }));
+    expect((stream.cause as CudaFailure).call).toBe("cudaStreamCreateWithFlags");
+    expect((stream.cause as CudaFailure).name).toBe("cudaErrorInsufficientDriver");
+  });
+
+  test("ring sizes are checked before anything is allocated", () => {
+    expect(caught(() => PinnedRing.open(device, { slots: 0 })).code).toBe("InvalidArgument");
+    expect(caught(() => PinnedRing.open(device, { slotBytes: 100 })).code).toBe("InvalidArgument");
+  });
+
+  test.each([1, 4])("readChunk fills host memory from the file, split across %i threads", async (threads) => {
+    // Over 3 MiB, so with 4 threads the read splits into 1 MiB+ parts that run at once.
+    const want = randomBytes(3 * (1 << 20) + 12345);
+    const path = join(mkdtempSync(join(tmpdir(), "tensormap-cuda-")), "data.bin");
+    writeFileSync(path, want);
+    const f = cuda.openHostFile(path, threads);
+    const buf = new Uint8Array(want.byteLength - 100);
+    await readChunk(f, cuda.address(buf), 100, buf.byteLength);
+    expect(Buffer.from(buf).equals(want.subarray(100))).toBe(true);
+    const err = await readChunk(f, cuda.address(buf), want.byteLength - 10, 20).catch((e: SafetensorsError) => e);
+    expect((err as SafetensorsError).code).toBe("IoError");
+    expect((err as SafetensorsError).message).toMatch(/ended early/);
+    f.close();
+    rmSync(dirname(path), { recursive: true });
+  });
+});
