@@ -1,6 +1,8 @@
 import { SafetensorsError } from "./errors.ts";
 import { DTYPES } from "./format/dtypes.ts";
 import type { TensorInfo } from "./format/header.ts";
+import type { DeviceLoadOptions } from "./device/load.ts";
+import type { DeviceTensors } from "./device/tensors.ts";
 import { compareNames } from "./format/names.ts";
 import type { ByteSource } from "./io/source.ts";
 import { planSlice, type SliceSpec } from "./slice.ts";
@@ -94,6 +96,24 @@ export class SafetensorsFile {
     return { dtype, shape: [...shape], dataOffsets: [...dataOffsets], byteLength };
   }
 
+  /** Where one tensor's bytes live in the source: for layers that move bytes in bulk (devices, converters). */
+  entry(name: string): Readonly<TensorEntry> {
+    return this.#entry(name);
+  }
+
+  /**
+   * Loads this file's tensors onto a device (`cuda`, `cuda:N`, `cpu`, `auto`).
+   *
+   * @example
+   * ```ts
+   * using weights = await file.toDevice({ device: "cuda:0" });
+   * ```
+   */
+  toDevice(opts?: DeviceLoadOptions): Promise<DeviceTensors> {
+    // Imported on use: the device layer sits above this one (and would make an import cycle).
+    return import("./device/load.ts").then((m) => m.toDevice(this, opts));
+  }
+
   /** One tensor, with exactly its bytes. */
   tensor(name: string): Tensor {
     const e = this.#entry(name);
@@ -128,6 +148,19 @@ export class SafetensorsFile {
       at += length;
     }
     return new Tensor(name, e.dtype, plan.shape, out);
+  }
+
+  /**
+   * Asks the backend to read these tensors (default: all) ahead, in the background; a no-op where it cannot.
+   *
+   * @example
+   * ```ts
+   * file.prefetch(["lm_head.weight"]);
+   * ```
+   */
+  prefetch(names: readonly string[] = this.#layout.order): void {
+    const entries = names.map((n) => this.#entry(n));
+    for (const e of entries) if (!e.gather) this.#source.prefetch?.(e.start, e.byteLength);
   }
 
   /** Releases the file. Tensors already handed out stay readable under the read backend; see the mmap backend for views. */

@@ -21,3 +21,6 @@ export type { Backend, ByteSource } from "./io/source.ts";
 export { fileFromSource } from "./open.ts";
 export { openSharded, saveSharded, ShardedFile, type SaveShardedOptions, type ShardedTensorInfo } from "./sharded.ts";
 export { INDEX_FILE, parseSize } from "./format/sharded.ts";
+export { loadToDevice, resolveDevice, toDevice, type DeviceLoadOptions, type DeviceTarget, type LoadProgress } from "./device/load.ts";
+export { DeviceTensors, type CudaTensor, type DeviceTensor, type HostTensor } from "./device/tensors.ts";
+export { parseDevice, type DeviceSpec } from "./device/spec.ts";

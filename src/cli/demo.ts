@@ -133,10 +133,10 @@ export const demo: Command = {
         try {
           say(`load ${join(single, "model.safetensors")}`);
           const a = touchAll(singleFile, io.stderr, "single");
-          say("  " + loadReport(a, singleFile.backend));
+          say("  " + loadReport(a, `backend ${singleFile.backend}`));
           say(`load ${sharded}`);
           const b = touchAll(shardedFile, io.stderr, "sharded");
-          say("  " + loadReport(b, shardedFile.backend));
+          say("  " + loadReport(b, `backend ${shardedFile.backend}`));
           if (a.checksum !== b.checksum) throw new Error("single and sharded loads read different bytes");
         } finally {
           singleFile.close();

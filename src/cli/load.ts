@@ -1,4 +1,5 @@
 /** `tensormap load PATH`: reads every tensor the way a program would, with a progress bar and the rate. */
+import { loadToDevice } from "../device/load.ts";
 import type { Backend } from "../io/source.ts";
 import { type Command, type Output, UsageError } from "./command.ts";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.ts";
@@ -43,30 +44,58 @@ export function touchAll(file: Checkpoint, progressTo: Output, label = "load"): 
  *
  * @example
  * ```ts
- * loadReport(touchAll(file, process.stderr), file.backend);
+ * loadReport(touchAll(file, process.stderr), `backend ${file.backend}`);
  * ```
  */
-export function loadReport(r: LoadResult, backend: string): string {
-  return `${formatCount(r.tensors)} tensors, ${formatBytes(r.bytes)} in ${formatDuration(r.seconds)}: ${formatRate(r.bytes, r.seconds)} (backend ${backend})`;
+export function loadReport(r: LoadResult, where: string): string {
+  return `${formatCount(r.tensors)} tensors, ${formatBytes(r.bytes)} in ${formatDuration(r.seconds)}: ${formatRate(r.bytes, r.seconds)} (${where})`;
+}
+
+/** Loads onto a device through the CUDA pipeline (or its CPU fallback under `auto`), with the bar fed by its progress. */
+async function loadDevice(path: string, device: string, hostRegister: boolean, io: Parameters<Command["run"]>[1]): Promise<string> {
+  let bar: Progress | undefined;
+  using tensors = await loadToDevice(path, {
+    device,
+    hostRegister,
+    onProgress: (p) => {
+      bar ??= new Progress(io.stderr, `load → ${device}`, p.bytesTotal);
+      bar.add(p.bytesDone - bar.done);
+    },
+  });
+  bar?.finish();
+  const r = { tensors: tensors.size, bytes: tensors.bytes, seconds: tensors.seconds, checksum: 0 };
+  return `${loadReport(r, `device ${tensors.device}`)}\n${tensors.reason}`;
 }
 
 export const load: Command = {
   name: "load",
-  summary: "read every tensor and report the throughput",
-  usage: "load PATH [--backend auto|mmap|read]",
+  summary: "read every tensor (or load it onto a GPU) and report the throughput",
+  usage: "load PATH [--device cpu|auto|cuda|cuda:N] [--backend auto|mmap|read] [--host-register]",
   help: [
     "Opens PATH (a safetensors file, or a sharded checkpoint's folder or index) and reads every tensor in",
     "file order, touching each 4 KiB page, with a progress bar on stderr; then prints bytes, time and GB/s.",
+    "With --device, streams the tensors into GPU memory through the CUDA runtime instead.",
     "",
     "options:",
-    "  --backend B  auto (default: mmap where FFI is available), mmap, or read (positional reads)",
+    "  --device D       cpu (default: touch the host pages), auto (the GPU when usable, else cpu, and why),",
+    "                   cuda or cuda:N (an error if that GPU cannot be used)",
+    "  --backend B      auto (default: mmap where FFI is available), mmap, or read (positional reads)",
+    "  --host-register  pin the file's mapping and let the copy engine read its pages (CUDA only)",
   ].join("\n"),
-  options: { backend: { type: "string" } },
+  options: { backend: { type: "string" }, device: { type: "string" }, "host-register": { type: "boolean" } },
   positionals: { min: 1, max: 1 },
   async run({ values, positionals }, io) {
     const backend = (values.backend ?? "auto") as Backend | "auto";
     if (!BACKENDS.includes(backend)) throw new UsageError(`--backend wants one of ${BACKENDS.join(", ")}, got '${backend}'`);
-    io.stdout.write((await withPath(positionals[0]!, { backend }, (file) => loadReport(touchAll(file, io.stderr), file.backend))) + "\n");
+    const device = (values.device ?? "cpu") as string;
+    if (!/^(cpu|auto|cuda(:\d+)?)$/.test(device)) throw new UsageError(`--device wants cpu, auto, cuda or cuda:N, got '${device}'`);
+    const path = positionals[0]!;
+    if (device !== "cpu") {
+      io.stdout.write((await loadDevice(path, device, values["host-register"] === true, io)) + "\n");
+      return 0;
+    }
+    if (values["host-register"]) throw new UsageError("--host-register needs a CUDA --device");
+    io.stdout.write((await withPath(path, { backend }, (file) => loadReport(touchAll(file, io.stderr), `backend ${file.backend}`))) + "\n");
     return 0;
   },
 };

@@ -34,6 +34,11 @@ export class Progress {
     return (performance.now() - this.#started) / 1000;
   }
 
+  /** Bytes counted so far. */
+  get done(): number {
+    return this.#done;
+  }
+
   /** Counts `bytes` more as done and redraws if a terminal is watching and it is time. */
   add(bytes: number): void {
     this.#done += bytes;

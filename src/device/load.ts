@@ -7,7 +7,6 @@ import { cpus } from "node:os";
 import { CUDA, type HostFile } from "../../ffi/cudart.ts";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import type { SafetensorsFile } from "../file.ts";
-import { headerLength } from "../format/header.ts";
 import type { ByteSource } from "../io/source.ts";
 import { open } from "../open.ts";
 import { checkpointFiles } from "./checkpoint.ts";
@@ -165,10 +164,9 @@ function pick(files: SafetensorsFile[], names: string[] | undefined): FilePlan[]
       if (other) throw new SafetensorsError("InvalidIndex", `tensor ${JSON.stringify(n)} is in both ${other} and ${file.path}`);
       seen.set(n, file.path);
     }
-    const dataStart = 8 + headerLength(file.source.bytes(0, 8), file.source.size);
     const extents = chosen.map((n) => {
-      const info = file.info(n);
-      return { start: dataStart + info.dataOffsets[0], byteLength: info.byteLength };
+      const { start, byteLength } = file.entry(n);
+      return { start, byteLength };
     });
     return { file, names: chosen, extents };
   });

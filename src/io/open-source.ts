@@ -1,17 +1,54 @@
+import { loadLibc, type LibC } from "../../ffi/libc.ts";
+import { SafetensorsError } from "../errors.ts";
+import { runtime } from "../runtime.ts";
+import { openMmap, type MmapOptions } from "./mmap.ts";
 import { openRead } from "./read.ts";
 import type { Backend, ByteSource } from "./source.ts";
 
-export interface SourceOptions {
+export interface SourceOptions extends Omit<MmapOptions, "windowBytes"> {
   /** `"auto"` (default) maps the file where FFI is available and reads it otherwise. */
   backend?: Backend | "auto";
 }
 
+/** The backend a request resolves to here, and why, in words. */
+export interface BackendChoice {
+  backend: Backend;
+  reason: string;
+  /** Present when `backend` is `"mmap"`. */
+  libc?: LibC;
+}
+
 /**
- * Opens a file with the backend asked for, or the best one this runtime has.
+ * Resolves `"auto" | "mmap" | "read"` for this runtime. Forcing `"mmap"` where there is no FFI throws
+ * `FfiUnavailable` with the reason.
  *
  * @example
  * ```ts
- * const src = await openSource("model.safetensors", { backend: "read" });
+ * const { backend, reason } = await chooseBackend("auto");
+ * console.error(`backend ${backend}: ${reason}`);
+ * ```
+ */
+export async function chooseBackend(requested: Backend | "auto" = "auto"): Promise<BackendChoice> {
+  if (requested === "read") return { backend: "read", reason: "asked for" };
+  if (requested !== "mmap" && requested !== "auto") {
+    throw new SafetensorsError("InvalidArgument", `unknown backend ${JSON.stringify(requested)} (auto, mmap or read)`);
+  }
+  const libc = await loadLibc();
+  if ("unavailable" in libc) {
+    if (requested === "mmap") throw new SafetensorsError("FfiUnavailable", `no mmap backend: ${libc.unavailable}`);
+    return { backend: "read", reason: `auto: ${libc.unavailable}` };
+  }
+  const how = runtime === "bun" ? "bun:ffi" : "Deno.dlopen";
+  return { backend: "mmap", reason: `${requested === "auto" ? "auto" : "asked for"}: libc through ${how}`, libc };
+}
+
+/**
+ * Opens a file with the backend asked for, or the best one this runtime has. With `TENSORMAP_DEBUG=1` it
+ * says on stderr which backend it chose and why.
+ *
+ * @example
+ * ```ts
+ * const src = await openSource("model.safetensors", { backend: "mmap", advice: "sequential" });
  * ```
  */
 export async function openSource(path: string, opts: SourceOptions = {}): Promise<ByteSource> {
@@ -28,6 +65,21 @@ export async function openSource(path: string, opts: SourceOptions = {}): Promis
  * const shard = openSrc("model-00001-of-00003.safetensors");
  * ```
  */
-export async function sourceOpener(_opts: SourceOptions = {}): Promise<(path: string) => ByteSource> {
-  return openRead;
+export async function sourceOpener(opts: SourceOptions = {}): Promise<(path: string) => ByteSource> {
+  const choice = await chooseBackend(opts.backend ?? "auto");
+  const { libc } = choice;
+  return (path) => {
+    if (debugging()) process.stderr.write(`tensormap: ${path}: ${choice.backend} backend (${choice.reason})\n`);
+    return libc ? openMmap(libc, path, { advice: opts.advice, populate: opts.populate }) : openRead(path);
+  };
+}
+
+function debugging(): boolean {
+  try {
+    const v = process.env.TENSORMAP_DEBUG;
+    return v !== undefined && v !== "" && v !== "0";
+  } catch {
+    // Deno without --allow-env: no debug output.
+    return false;
+  }
 }

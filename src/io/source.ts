@@ -16,6 +16,8 @@ export interface ByteSource {
   bytes(offset: number, length: number): Uint8Array;
   /** Copies `dst.byteLength` bytes starting at `offset` into `dst`. */
   readInto(dst: Uint8Array, offset: number): void;
+  /** Asks for read-ahead of a range, where the backend can (mmap: MADV_WILLNEED). Returns at once. */
+  prefetch?(offset: number, length: number): void;
   /** Releases the file (and any mapping). Idempotent. */
   close(): void;
 }

@@ -34,3 +34,22 @@ test("--backend read is honoured; an unknown backend is a usage error", async ()
   expect(bad.code).toBe(2);
   expect(bad.stderr).toMatch(/^error: --backend wants one of auto, mmap, read, got 'gpu'\n/);
 });
+
+// These machines have libcudart but no GPU (cudaGetDeviceCount returns cudaErrorInsufficientDriver); Node has no FFI.
+test("--device auto falls back to cpu and says why", async () => {
+  const r = await cli("load", fixture("sharded"), "--device", "auto");
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/^17 tensors, 20\.7 kB in .* \(device cpu\)\nauto chose cpu: no usable GPU \(.+\)\n$/);
+});
+
+test("--device cuda without a usable GPU is one clear line and exit 1", async () => {
+  const r = await cli("load", fixture("sharded"), "--device", "cuda:0");
+  expect(r.code).toBe(1);
+  expect(r.stdout).toBe("");
+  expect(r.stderr).toMatch(/^error: CudaUnavailable: cuda:0 is not usable: .+\n$/);
+});
+
+test("an unknown --device, or --host-register without CUDA, is a usage error", async () => {
+  expect((await cli("load", fixture("sharded"), "--device", "gpu")).code).toBe(2);
+  expect((await cli("load", fixture("sharded"), "--host-register")).code).toBe(2);
+});

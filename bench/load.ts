@@ -1,0 +1,280 @@
+/**
+ * How fast does a checkpoint load? Open + every tensor's bytes + one byte touched per 4 KiB page, warm and
+ * cold (evicted with posix_fadvise(DONTNEED)), for tensormap under Bun and Deno and for the peers, each timed
+ * inside its own process, all in one run. Not a test.
+ *
+ *   bun bench/load.ts            # or: deno run -A bench/load.ts
+ *   bun bench/load.ts --quick    # fewer repetitions
+ *   bun bench/load.ts --clean    # delete the generated checkpoints afterwards
+ *
+ * Files go to bench/data/ (git-ignored): a Llama-shaped 1.1B-parameter bf16 checkpoint (~2.2 GB, 201 tensors)
+ * and a 20,000-tensor file. Python peers run through bench/peers.py with /usr/bin/python3 when torch imports.
+ */
+import { spawnSync } from "node:child_process";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, statSync, writeSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadLibc, POSIX_FADV_DONTNEED } from "../ffi/libc.ts";
+import { touchPages } from "../src/io/mmap.ts";
+import { open } from "../src/open.ts";
+import { runtime } from "../src/runtime.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "..");
+const data = join(here, "data");
+const self = fileURLToPath(import.meta.url);
+
+interface Spec {
+  name: string;
+  dtype: "BF16" | "F16" | "F32";
+  shape: number[];
+}
+const BYTES = { BF16: 2, F16: 2, F32: 4 } as const;
+
+/** TinyLlama-1.1B: 22 layers, hidden 2048, MLP 5632, 4 KV heads of 64, vocabulary 32000, all bf16. */
+function llama(): Spec[] {
+  const h = 2048;
+  const kv = 256;
+  const mlp = 5632;
+  const specs: Spec[] = [
+    { name: "model.embed_tokens.weight", dtype: "BF16", shape: [32000, h] },
+    { name: "model.norm.weight", dtype: "BF16", shape: [h] },
+    { name: "lm_head.weight", dtype: "BF16", shape: [32000, h] },
+  ];
+  for (let i = 0; i < 22; i++) {
+    const p = `model.layers.${i}.`;
+    specs.push(
+      { name: `${p}self_attn.q_proj.weight`, dtype: "BF16", shape: [h, h] },
+      { name: `${p}self_attn.k_proj.weight`, dtype: "BF16", shape: [kv, h] },
+      { name: `${p}self_attn.v_proj.weight`, dtype: "BF16", shape: [kv, h] },
+      { name: `${p}self_attn.o_proj.weight`, dtype: "BF16", shape: [h, h] },
+      { name: `${p}mlp.gate_proj.weight`, dtype: "BF16", shape: [mlp, h] },
+      { name: `${p}mlp.up_proj.weight`, dtype: "BF16", shape: [mlp, h] },
+      { name: `${p}mlp.down_proj.weight`, dtype: "BF16", shape: [h, mlp] },
+      { name: `${p}input_layernorm.weight`, dtype: "BF16", shape: [h] },
+      { name: `${p}post_attention_layernorm.weight`, dtype: "BF16", shape: [h] },
+    );
+  }
+  return specs;
+}
+
+/** 20,000 small tensors of three kinds, some smaller than a page. */
+function many(): Spec[] {
+  const kinds: Array<Omit<Spec, "name">> = [
+    { dtype: "F16", shape: [64, 64] },
+    { dtype: "F32", shape: [4096] },
+    { dtype: "BF16", shape: [16, 16] },
+  ];
+  return Array.from({ length: 20_000 }, (_, i) => ({ name: `blocks.${i}.weight`, ...kinds[i % 3]! }));
+}
+
+const nbytes = (s: Spec) => s.shape.reduce((a, b) => a * b, 1) * BYTES[s.dtype];
+
+/** Writes a safetensors file with pseudo-random data (never sparse: cold reads must hit the disk). */
+function generate(path: string, specs: Spec[]): void {
+  const sorted = [...specs].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const entries: Record<string, unknown> = { __metadata__: { format: "pt" } };
+  let at = 0;
+  for (const s of sorted) {
+    entries[s.name] = { dtype: s.dtype, shape: s.shape, data_offsets: [at, at + nbytes(s)] };
+    at += nbytes(s);
+  }
+  let json = JSON.stringify(entries);
+  json = json.padEnd(Math.ceil(json.length / 8) * 8);
+  const header = new Uint8Array(8 + json.length);
+  new DataView(header.buffer).setBigUint64(0, BigInt(json.length), true);
+  header.set(new TextEncoder().encode(json), 8);
+  const block = new Uint32Array(16 * 2 ** 20);
+  let x = 2463534242;
+  for (let i = 0; i < block.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    block[i] = x >>> 0;
+  }
+  const bytes = new Uint8Array(block.buffer);
+  const fd = openSync(`${path}.tmp`, "w");
+  writeSync(fd, header);
+  for (let left = at, n = 0; left > 0; n++) {
+    block[0] = n;
+    const k = Math.min(left, bytes.length);
+    writeSync(fd, bytes, 0, k);
+    left -= k;
+  }
+  fsyncSync(fd);
+  closeSync(fd);
+  spawnSync("mv", [`${path}.tmp`, path]);
+}
+
+// ---- workers: one measurement each, in a process of its own -------------------------------------------
+
+type Contender = "mmap" | "mmap-sequential" | "mmap-populate" | "read" | "seqread";
+
+async function work(contender: Contender, path: string): Promise<{ seconds: number; checksum: number }> {
+  const t0 = performance.now();
+  let checksum = 0;
+  if (contender === "seqread") {
+    const fd = openSync(path, "r");
+    const buf = new Uint8Array(16 * 2 ** 20);
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) checksum += buf[n - 1]!;
+    closeSync(fd);
+  } else {
+    const file = await open(path, {
+      backend: contender === "read" ? "read" : "mmap",
+      advice: contender === "mmap-sequential" ? "sequential" : "none",
+      populate: contender === "mmap-populate",
+    });
+    for (const k of file.offsetKeys()) checksum += touchPages(file.tensor(k).bytes);
+    file.close();
+  }
+  return { seconds: (performance.now() - t0) / 1000, checksum };
+}
+
+// ---- the orchestra --------------------------------------------------------------------------------------
+
+interface Runner {
+  label: string;
+  argv: (path: string, pt: string) => string[] | undefined;
+  /** The file the contender reads (the .pt copy for torch.load). */
+  pt?: boolean;
+  /** Timed from outside (a tool that cannot time itself); process start-up is then included. */
+  wall?: boolean;
+}
+
+function tool(name: string): string | undefined {
+  const local = join(root, "node_modules/.bin", name);
+  if (existsSync(local)) return local;
+  const r = spawnSync("which", [name], { encoding: "utf8" });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+function runners(python: string | undefined, pyInfo: { safetensors: string; torchLoad: string }): Runner[] {
+  const bun = runtime === "bun" ? process.execPath : tool("bun");
+  const deno = runtime === "deno" ? process.execPath : tool("deno");
+  const js = (rt: "bun" | "deno", contender: Contender): Runner => ({
+    label: `tensormap ${contender} (${rt})`,
+    argv: (path) => {
+      const bin = rt === "bun" ? bun : deno;
+      if (!bin) return undefined;
+      return rt === "bun" ? [bin, self, "--worker", contender, path] : [bin, "run", "-A", self, "--worker", contender, path];
+    },
+  });
+  const out: Runner[] = [];
+  for (const rt of ["bun", "deno"] as const) {
+    for (const c of ["mmap", "mmap-sequential", "mmap-populate", "read", "seqread"] as const) out.push(js(rt, c));
+  }
+  out.push({ label: "cat FILE > /dev/null (wall clock)", argv: (path) => ["sh", "-c", `cat '${path}' > /dev/null`], wall: true });
+  if (python) {
+    out.push({ label: pyInfo.safetensors, argv: (path) => [python, join(here, "peers.py"), "safetensors", path] });
+    out.push({ label: pyInfo.torchLoad, argv: (_, pt) => [python, join(here, "peers.py"), "torch-load", pt], pt: true });
+  }
+  return out;
+}
+
+function measure(argv: string[], wall = false): { seconds: number } {
+  const t0 = performance.now();
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", cwd: root, maxBuffer: 1 << 24 });
+  const seconds = (performance.now() - t0) / 1000;
+  if (wall && r.status === 0) return { seconds };
+  const line = r.stdout.trim().split("\n").pop() ?? "";
+  if (r.status !== 0 || !line.startsWith("{")) throw new Error(`${argv.join(" ")} failed: ${r.stderr.trim().split("\n").pop()}`);
+  return JSON.parse(line);
+}
+
+/** The same page-cache state for every contender's warm runs: evicted, then read once sequentially. */
+function rewarm(evict: (path: string) => void, path: string): void {
+  evict(path);
+  const fd = openSync(path, "r");
+  const buf = new Uint8Array(16 * 2 ** 20);
+  while (readSync(fd, buf, 0, buf.length, null) > 0);
+  closeSync(fd);
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args[0] === "--worker") {
+    console.log(JSON.stringify(await work(args[1] as Contender, args[2]!)));
+    return;
+  }
+  const quick = args.includes("--quick");
+  const libc = await loadLibc();
+  if ("unavailable" in libc) throw new Error(`the benchmark evicts files through libc: ${libc.unavailable}`);
+  const evict = (path: string) => {
+    const fd = libc.openRead(path);
+    libc.posixFadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    libc.close(fd);
+  };
+  mkdirSync(data, { recursive: true });
+  const python = ["/usr/bin/python3", "python3"].find((p) => spawnSync(p, ["-c", "import torch"]).status === 0);
+  const info = python
+    ? JSON.parse(spawnSync(python, [join(here, "peers.py"), "info"], { encoding: "utf8" }).stdout)
+    : { safetensors: "", torchLoad: "" };
+  const files = [
+    { label: "llama-1.1b-bf16", specs: llama() },
+    { label: "20000-tensors", specs: many() },
+  ];
+  const contenders = runners(python, info);
+  const results: Record<string, Record<string, { warm: number; cold: number }>> = {};
+
+  for (const f of files) {
+    const path = join(data, `${f.label}.safetensors`);
+    const pt = join(data, `${f.label}.pt`);
+    if (!existsSync(path)) {
+      console.error(`generating ${path} …`);
+      generate(path, f.specs);
+    }
+    if (python && !existsSync(pt)) {
+      console.error(`converting to ${pt} …`);
+      measure([python, join(here, "peers.py"), "convert", path, pt]);
+    }
+    const size = statSync(path).size;
+    console.log(`\n${f.label}: ${f.specs.length} tensors, ${(size / 1e9).toFixed(2)} GB`);
+    console.log(`${"".padEnd(48)} ${"warm s".padStart(8)} ${"GB/s".padStart(6)} ${"cold s".padStart(8)} ${"GB/s".padStart(6)}`);
+    const row: Record<string, { warm: number; cold: number }> = {};
+    for (const c of contenders) {
+      const file = c.pt ? pt : path;
+      const argv = c.argv(path, pt);
+      if (!argv) continue;
+      rewarm(evict, file);
+      measure(argv, c.wall); // the runtime's own caches (compiled code) warm up too
+      let warm = Infinity;
+      for (let i = 0; i < (quick ? 3 : 7); i++) warm = Math.min(warm, measure(argv, c.wall).seconds);
+      let cold = Infinity;
+      for (let i = 0; i < (quick ? 1 : 2); i++) {
+        evict(file);
+        cold = Math.min(cold, measure(argv, c.wall).seconds);
+      }
+      row[c.label] = { warm, cold };
+      const gbs = (s: number) => (size / 1e9 / s).toFixed(2).padStart(6);
+      console.log(`${c.label.padEnd(48)} ${warm.toFixed(3).padStart(8)} ${gbs(warm)} ${cold.toFixed(3).padStart(8)} ${gbs(cold)}`);
+    }
+    results[f.label] = row;
+  }
+
+  console.log("\nratios (targets: warm ≤ 0.80 × Python safetensors; cold ≤ 1.10 × sequential read; Bun/Deno within 15%)");
+  const r2 = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  for (const [label, row] of Object.entries(results)) {
+    const py = row[info.safetensors];
+    const torch = row[info.torchLoad];
+    const seqs = Object.entries(row).filter(([k]) => k.includes("seqread") || k.startsWith("cat "));
+    const bestSeq = Math.min(...seqs.map(([, v]) => v.cold));
+    for (const c of ["mmap", "mmap-populate", "mmap-sequential"]) {
+      for (const rt of ["bun", "deno"]) {
+        const mine = row[`tensormap ${c} (${rt})`];
+        const seq = row[`tensormap seqread (${rt})`];
+        if (!mine) continue;
+        const parts = [`${label} ${c} (${rt}):`.padEnd(48)];
+        if (py) parts.push(`warm ${r2(mine.warm, py.warm)} ${info.safetensors}`);
+        if (torch) parts.push(`warm ${r2(mine.warm, torch.warm)} torch.load`);
+        if (seq) parts.push(`cold ${r2(mine.cold, seq.cold)} ${rt} sequential read, ${r2(mine.cold, bestSeq)} the fastest`);
+        console.log(parts.join("  "));
+      }
+      const b = row[`tensormap ${c} (bun)`];
+      const d = row[`tensormap ${c} (deno)`];
+      if (b && d) console.log(`${`${label} ${c} bun/deno:`.padEnd(48)}  warm ${r2(b.warm, d.warm)}  cold ${r2(b.cold, d.cold)}`);
+    }
+  }
+  if (args.includes("--clean")) rmSync(data, { recursive: true, force: true });
+}
+
+await main();

@@ -1,0 +1,60 @@
+/** libc through `Deno.dlopen`. Thin: declares the symbols and converts values; `../libc.ts` checks errors. */
+import type { LibCBinding } from "../libc.ts";
+import { deno } from "./api.ts";
+
+/** V8 takes ArrayBuffers far past 4 GiB; keep views within what a typed array can index exactly. */
+const MAX_VIEW = 2 ** 52;
+
+/**
+ * Opens glibc and returns the raw binding (needs `--allow-ffi`).
+ *
+ * @example
+ * ```ts
+ * const raw = bindLibc();
+ * console.log(raw.sysconf(30)); // page size
+ * ```
+ */
+export function bindLibc(): LibCBinding {
+  const { symbols: c } = deno().dlopen("libc.so.6", {
+    open: { parameters: ["buffer", "i32"], result: "i32" },
+    close: { parameters: ["i32"], result: "i32" },
+    lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
+    mmap: { parameters: ["usize", "usize", "i32", "i32", "i32", "i64"], result: "isize" },
+    munmap: { parameters: ["usize", "usize"], result: "i32" },
+    madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
+    posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
+    sysconf: { parameters: ["i32"], result: "i64" },
+    memcpy: { parameters: ["usize", "usize", "usize"], result: "void" },
+    __errno_location: { parameters: [], result: "pointer" },
+    strerror: { parameters: ["i32"], result: "pointer" },
+  });
+  const { UnsafePointer, UnsafePointerView } = deno();
+  // getArrayBuffer has no free hook: the registry unmaps once the buffer is collected.
+  const unmapper = new FinalizationRegistry<[bigint, number]>(([addr, length]) => c.munmap(addr, length));
+  const encoder = new TextEncoder();
+  const num = (v: unknown): number => Number(v as number | bigint);
+  const pointer = (addr: bigint) => UnsafePointer.create(addr);
+  const view = (addr: bigint, length: number) => UnsafePointerView.getArrayBuffer(pointer(addr)!, length);
+  return {
+    runtime: "deno",
+    maxView: MAX_VIEW,
+    open: (path, flags) => num(c.open(encoder.encode(`${path}\0`), flags)),
+    close: (fd) => num(c.close(fd)),
+    lseek: (fd, offset, whence) => num(c.lseek(fd, offset, whence)),
+    mmap: (addr, length, prot, flags, fd, offset) => BigInt(c.mmap(addr, length, prot, flags, fd, offset) as bigint),
+    munmap: (addr, length) => num(c.munmap(addr, length)),
+    madvise: (addr, length, advice) => num(c.madvise(addr, length, advice)),
+    posixFadvise: (fd, offset, length, advice) => num(c.posix_fadvise(fd, offset, length, advice)),
+    sysconf: (name) => num(c.sysconf(name)),
+    memcpy: (dst, src, length) => void c.memcpy(dst, src, length),
+    errno: () => new UnsafePointerView(c.__errno_location()!).getInt32(),
+    strerror: (errno) => UnsafePointerView.getCString(c.strerror(errno)!),
+    view,
+    viewOwningMapping(addr, length) {
+      const buffer = view(addr, length);
+      unmapper.register(buffer, [addr, length]);
+      return buffer;
+    },
+    address: (v) => BigInt(UnsafePointer.value(UnsafePointer.of(v)) ?? 0),
+  };
+}

@@ -1,0 +1,282 @@
+/**
+ * The mmap backend: a {@link ByteSource} whose `bytes()` are zero-copy views of the file's pages.
+ *
+ * A file is mapped in windows, each one `mmap` and one ArrayBuffer no larger than the runtime allows (Bun: 4 GiB).
+ * A file that fits is one window, mapped at open. A larger one gets overlapping windows on a grid of half a window,
+ * mapped when first touched, so any range up to half a window lies inside one; a longer range gets a window of
+ * its own, and one longer than a window is read through {@link MmapSource.chunks}.
+ *
+ * Lifetime: each window's ArrayBuffer owns its mapping and unmaps it when collected. `close()` maps zero pages
+ * over every window (MAP_FIXED), so a view kept past close reads zeros instead of faulting, and drops the
+ * windows; the collector unmaps them once the last view is gone.
+ */
+import type { LibC } from "../../ffi/libc.ts";
+import {
+  MADV_NORMAL,
+  MADV_POPULATE_READ,
+  MADV_RANDOM,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  PROT_READ,
+  PROT_WRITE,
+} from "../../ffi/libc.ts";
+import { statSync } from "node:fs";
+import { SafetensorsError } from "../errors.ts";
+import type { ByteSource } from "./source.ts";
+
+/** Read-ahead hint for the kernel (`madvise`), applied to every window. */
+export type Advice = "sequential" | "random" | "willneed" | "none";
+
+export interface MmapOptions {
+  /** Access pattern hint; default `"none"` (the kernel's default read-ahead). */
+  advice?: Advice;
+  /** Fault in every page at open (MADV_POPULATE_READ; MADV_WILLNEED on kernels before 5.14). */
+  populate?: boolean;
+  /** Largest window, in bytes (default: the runtime's largest ArrayBuffer). Smaller only to exercise windows. */
+  windowBytes?: number;
+}
+
+export interface MmapSource extends ByteSource {
+  readonly backend: "mmap";
+  /** The longest range one `bytes()` view or `pointer()` may span. */
+  readonly maxView: number;
+  /**
+   * The address of byte `offset`, valid for `length` bytes (at most {@link maxView}) until `close()`.
+   * For native consumers (memcpy, cudaMemcpy, cudaHostRegister).
+   */
+  pointer(offset: number, length?: number): bigint;
+  /** Asks the kernel to read `[offset, offset + length)` ahead (MADV_WILLNEED); returns at once. */
+  prefetch(offset: number, length: number): void;
+  /** Zero-copy views covering `[offset, offset + length)` in order, each at most `chunk` bytes. */
+  chunks(offset: number, length: number, chunk?: number): Generator<Uint8Array>;
+}
+
+const ADVICE: Record<Advice, number> = {
+  none: MADV_NORMAL,
+  sequential: MADV_SEQUENTIAL,
+  random: MADV_RANDOM,
+  willneed: MADV_WILLNEED,
+};
+
+interface Window {
+  start: number;
+  length: number;
+  addr: bigint;
+  buffer: ArrayBuffer;
+}
+
+/** Closes the descriptor of a windowed source that was dropped without `close()`. */
+const fdCloser = new FinalizationRegistry<{ libc: LibC; fd: number }>(({ libc, fd }) => {
+  try {
+    libc.close(fd);
+  } catch {
+    // Nothing to report to: the source is gone.
+  }
+});
+
+/** Whether MADV_POPULATE_READ exists here; learnt on first use (EINVAL before Linux 5.14). */
+let populateRead = true;
+
+/**
+ * Maps `path` read-only. Throws `SafetensorsError` with the errno name (`ENOENT`, `EACCES`, `ENOMEM`, …).
+ *
+ * @example
+ * ```ts
+ * const libc = await loadLibc();
+ * if (!("unavailable" in libc)) {
+ *   const src = openMmap(libc, "model.safetensors", { advice: "sequential" });
+ *   const prefix = src.bytes(0, 8); // a view of the first page, nothing copied
+ *   src.close();
+ * }
+ * ```
+ */
+export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): MmapSource {
+  const advice = ADVICE[options.advice ?? "none"];
+  if (advice === undefined) throw new SafetensorsError("InvalidArgument", `unknown advice ${String(options.advice)}`);
+  const fd = libc.openRead(path);
+  let size: number;
+  try {
+    if (!statSync(path).isFile()) throw new SafetensorsError("EISDIR", `${path} is not a regular file`);
+    size = libc.fileSize(fd);
+  } catch (e) {
+    libc.close(fd);
+    throw e;
+  }
+  const page = libc.pageSize;
+  const windowMax = Math.max(page, floorTo(Math.min(options.windowBytes ?? libc.maxView, libc.maxView), page));
+  const step = Math.max(page, floorTo(windowMax / 2, page));
+  const windows = new Map<string, Window>();
+  let open = true;
+  let fdOpen = true;
+  const token = {};
+
+  const map = (start: number, length: number): Window => {
+    // Private and writable: a caller writing into a view gets its own copy of that page (the file never
+    // changes) instead of a SIGSEGV; pages nobody writes stay shared with the page cache.
+    const addr = libc.mmap(0n, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, start);
+    try {
+      if (advice !== MADV_NORMAL) libc.madvise(addr, length, advice);
+      return { start, length, addr, buffer: libc.viewOwningMapping(addr, length) };
+    } catch (e) {
+      libc.munmap(addr, length);
+      throw e;
+    }
+  };
+
+  /** The window holding `[offset, offset + length)`, mapped on first use; `length` ≤ windowMax − step. */
+  const windowFor = (offset: number, length: number): Window => {
+    let start: number;
+    let end: number;
+    if (size <= windowMax) [start, end] = [0, size];
+    else if (length <= windowMax - step) {
+      start = floorTo(offset, step);
+      end = Math.min(start + windowMax, size);
+    } else [start, end] = [floorTo(offset, page), offset + length];
+    const key = `${start}+${end}`;
+    let w = windows.get(key);
+    if (!w) {
+      if (!open) throw closed(path);
+      w = map(start, end - start);
+      windows.set(key, w);
+    }
+    return w;
+  };
+
+  const check = (offset: number, length: number): void => {
+    if (!open) throw closed(path);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+      throw new SafetensorsError("IoError", `read of ${length} bytes at ${offset} is past the end of ${path}`);
+    }
+  };
+  /** Whether one window can hold the range (a window of its own starts at a page boundary). */
+  const fits = (offset: number, length: number): boolean =>
+    size <= windowMax || offset + length - floorTo(offset, page) <= windowMax;
+  const tooLarge = (length: number): SafetensorsError =>
+    new SafetensorsError(
+      "TensorTooLarge",
+      `${length} bytes do not fit one view (at most ${windowMax} bytes in ${libc.runtime}); read them with chunks()`,
+    );
+
+  /** Splits a range into pieces that each lie in one window. */
+  function* pieces(offset: number, length: number, most: number): Generator<[Window, number, number]> {
+    const limit = size <= windowMax ? Math.min(most, windowMax) : Math.min(most, windowMax - step);
+    for (let at = offset, end = offset + length; at < end; ) {
+      const n = Math.min(limit, end - at);
+      yield [windowFor(at, n), at, n];
+      at += n;
+    }
+  }
+
+  const hint = (offset: number, length: number, advice: number): void => {
+    for (const [w, at, n] of pieces(offset, length, windowMax)) {
+      const from = floorTo(at - w.start, page);
+      libc.madvise(w.addr + BigInt(from), at - w.start + n - from, advice);
+    }
+  };
+
+  const source: MmapSource = {
+    backend: "mmap",
+    path,
+    size,
+    maxView: windowMax,
+    bytes(offset, length) {
+      check(offset, length);
+      if (length === 0) return new Uint8Array(0);
+      if (!fits(offset, length)) throw tooLarge(length);
+      const w = windowFor(offset, length);
+      return new Uint8Array(w.buffer, offset - w.start, length);
+    },
+    readInto(dst, offset) {
+      check(offset, dst.byteLength);
+      for (const [w, at, n] of pieces(offset, dst.byteLength, windowMax)) {
+        dst.set(new Uint8Array(w.buffer, at - w.start, n), at - offset);
+      }
+    },
+    pointer(offset, length = 1) {
+      const n = Math.min(length, size - offset);
+      check(offset, n);
+      if (!fits(offset, n)) throw tooLarge(n);
+      const w = windowFor(offset, n);
+      return w.addr + BigInt(offset - w.start);
+    },
+    prefetch(offset, length) {
+      check(offset, length);
+      hint(offset, length, MADV_WILLNEED);
+    },
+    *chunks(offset, length, chunk = windowMax) {
+      check(offset, length);
+      for (const [w, at, n] of pieces(offset, length, Math.max(1, chunk))) yield new Uint8Array(w.buffer, at - w.start, n);
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      for (const w of windows.values()) {
+        try {
+          // Zero pages over the file pages: views kept past close read zeros; the collector unmaps later.
+          libc.mmap(w.addr, w.length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        } catch {
+          // Out of memory for the swap: the file pages stay mapped until the views are collected.
+        }
+      }
+      windows.clear();
+      if (fdOpen) {
+        fdOpen = false;
+        fdCloser.unregister(token);
+        libc.close(fd);
+      }
+    },
+  };
+
+  try {
+    if (size > 0 && size <= windowMax) {
+      windowFor(0, size);
+      // One window holds the whole file: the descriptor is no longer needed.
+      fdOpen = false;
+      libc.close(fd);
+    } else fdCloser.register(source, { libc, fd }, token);
+    if (options.populate && size > 0) populate(hint, size);
+  } catch (e) {
+    source.close();
+    throw e;
+  }
+  return source;
+}
+
+function populate(hint: (offset: number, length: number, advice: number) => void, size: number): void {
+  if (populateRead) {
+    try {
+      return hint(0, size, MADV_POPULATE_READ);
+    } catch (e) {
+      if (!(e instanceof SafetensorsError && e.code === "EINVAL")) throw e;
+      populateRead = false;
+    }
+  }
+  hint(0, size, MADV_WILLNEED);
+}
+
+/**
+ * Reads one byte in every `step` bytes of a view, so that every page is faulted in; returns their sum so the
+ * reads cannot be optimized away. What `tensormap load` and the benchmarks use to touch a tensor.
+ *
+ * @example
+ * ```ts
+ * touchPages(file.tensor("lm_head.weight").bytes);
+ * ```
+ */
+export function touchPages(bytes: Uint8Array, step = 4096): number {
+  let sum = 0;
+  for (let i = 0; i < bytes.length; i += step) sum += bytes[i]!;
+  if (bytes.length > 0) sum += bytes[bytes.length - 1]!;
+  return sum;
+}
+
+function floorTo(n: number, unit: number): number {
+  return n - (n % unit);
+}
+
+function closed(path: string): SafetensorsError {
+  return new SafetensorsError("Closed", `${path} is closed`);
+}

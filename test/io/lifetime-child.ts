@@ -1,0 +1,73 @@
+/**
+ * Run by lifetime.test.ts in a child process of the same runtime, so that a crash shows as an exit status
+ * and the collector can be driven (`Bun.gc`, Deno with `--v8-flags=--expose-gc`). Prints one JSON line.
+ */
+import { readFileSync } from "node:fs";
+import { open } from "../../src/open.ts";
+
+const [mode, path, count] = process.argv.slice(2) as [string, string, string?];
+
+function fileMappings(): number {
+  return readFileSync("/proc/self/maps", "utf8").split("\n").filter((l) => l.endsWith(path)).length;
+}
+
+function vmSize(): number {
+  return Number(/VmSize:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))![1]) * 1024;
+}
+
+async function collect(): Promise<void> {
+  const g = globalThis as { Bun?: { gc(full: boolean): void }; gc?: () => void };
+  for (let i = 0; i < 5; i++) {
+    if (g.Bun) g.Bun.gc(true);
+    else g.gc?.();
+    // Finalization callbacks run in a later task.
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** In a function of its own, so no stack slot of the caller still points at the last file. */
+async function openWithoutClosing(n: number): Promise<number> {
+  for (let i = 0; i < n; i++) (await open(path)).tensor("big");
+  return fileMappings();
+}
+
+if (mode === "after-close") {
+  const file = await open(path);
+  const views = file.keys().map((k) => file.tensor(k).bytes);
+  const before = views.reduce((s, v) => s + v.reduce((a, b) => a + b, 0), 0);
+  // Writing into a view must not fault either: the page becomes the process's own copy, the file is untouched.
+  const first = views.find((v) => v.length > 0)!;
+  first[0] = first[0]! ^ 0xff;
+  const wrote = first[0];
+  file.close();
+  // Reading views after close must not fault: they read the zero pages mapped over the file.
+  const after = views.reduce((s, v) => s + v.reduce((a, b) => a + b, 0), 0);
+  first[0] = 7;
+  let code = "";
+  try {
+    file.tensor(file.keys()[0]!);
+  } catch (e) {
+    code = (e as { code: string }).code;
+  }
+  console.log(JSON.stringify({ backend: file.backend, before, after, code, wrote, writtenAfterClose: first[0] }));
+} else if (mode === "cycles") {
+  await collect();
+  const baseline = vmSize();
+  const kept: Uint8Array[] = [];
+  for (let i = 0; i < Number(count); i++) {
+    const file = await open(path);
+    const view = file.tensor("big").bytes;
+    if (i % 10 === 0) kept.push(view);
+    file.close();
+  }
+  const afterClose = fileMappings();
+  // Never closed: released by the collector alone.
+  const unclosed = await openWithoutClosing(100);
+  kept.length = 0;
+  await collect();
+  console.log(JSON.stringify({ afterClose, unclosed, afterGc: fileMappings(), growth: vmSize() - baseline }));
+} else if (mode === "debug") {
+  const file = await open(path);
+  console.log(JSON.stringify({ backend: file.backend }));
+  file.close();
+}

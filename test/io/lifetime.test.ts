@@ -1,0 +1,79 @@
+import { spawnSync } from "node:child_process";
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, test } from "vitest";
+import { runtime } from "../../src/runtime.ts";
+import { fixture, sha256 } from "../support/fixtures.ts";
+
+const child = fileURLToPath(new URL("./lifetime-child.ts", import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), "tensormap-life-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Runs the child script under this runtime; `denoFlags` replaces Deno's permissions. */
+function run(args: string[], denoFlags = ["-A", "--v8-flags=--expose-gc"]) {
+  const argv = runtime === "deno" ? ["run", ...denoFlags, child, ...args] : [child, ...args];
+  const r = spawnSync(process.execPath, argv, { encoding: "utf8", env: { ...process.env, TENSORMAP_DEBUG: "1" } });
+  const last = r.stdout.trim().split("\n").pop() ?? "";
+  return { status: r.status, signal: r.signal, stderr: r.stderr, out: last.startsWith("{") ? JSON.parse(last) : undefined };
+}
+
+/** A safetensors file with one U8 tensor `big` of `n` bytes, all a hole on disk. */
+function sparseModel(n: number): string {
+  let json = JSON.stringify({ big: { dtype: "U8", shape: [n], data_offsets: [0, n] } });
+  json = json.padEnd(Math.ceil(json.length / 8) * 8);
+  const header = new Uint8Array(8 + json.length);
+  new DataView(header.buffer).setBigUint64(0, BigInt(json.length), true);
+  header.set(new TextEncoder().encode(json), 8);
+  const path = join(dir, `sparse-${n}.safetensors`);
+  const fd = openSync(path, "w");
+  writeSync(fd, header);
+  ftruncateSync(fd, header.length + n);
+  closeSync(fd);
+  return path;
+}
+
+describe.skipIf(runtime === "node")("mmap lifetime, in a child process", () => {
+  test("views written, and used after close, never fault; the file is untouched", () => {
+    const path = fixture("safetensors/tiny-gpt2.safetensors");
+    const hash = sha256(readFileSync(path));
+    const r = run(["after-close", path]);
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0);
+    expect(r.out.backend).toBe("mmap");
+    expect(r.out.before).toBeGreaterThan(0);
+    expect(r.out.after).toBe(0);
+    expect(r.out.code).toBe("Closed");
+    expect(r.out.wrote).toBe(r.out.wrote & 0xff);
+    expect(r.out.writtenAfterClose).toBe(7);
+    expect(sha256(readFileSync(path))).toBe(hash);
+  });
+
+  test("thousands of open/close cycles leave no mappings behind", () => {
+    const big = 64 * 2 ** 20;
+    const r = run(["cycles", sparseModel(big), "2000"]);
+    expect(r.status).toBe(0);
+    expect(r.out.afterClose).toBe(0);
+    // 100 files opened and dropped without close(): the collector releases their mappings. JavaScriptCore scans
+    // the stack conservatively, so a stale slot may still pin one.
+    expect(r.out.unclosed).toBeGreaterThan(1);
+    expect(r.out.afterGc).toBeLessThanOrEqual(1);
+    // 2000 leaked windows would be 125 GiB of address space; what is left is the runtime's own growth.
+    expect(r.out.growth).toBeLessThan(100 * big);
+  });
+
+  test("TENSORMAP_DEBUG explains the choice", () => {
+    const r = run(["debug", fixture("safetensors/all-dtypes.safetensors")]);
+    expect(r.status).toBe(0);
+    expect(r.out.backend).toBe("mmap");
+    expect(r.stderr).toMatch(/all-dtypes\.safetensors: mmap backend \(auto: libc through (bun:ffi|Deno\.dlopen)\)/);
+  });
+
+  test.skipIf(runtime !== "deno")("Deno without --allow-ffi keeps the read backend and says why", () => {
+    const r = run(["debug", fixture("safetensors/all-dtypes.safetensors")], ["--allow-read", "--allow-env"]);
+    expect(r.status).toBe(0);
+    expect(r.out.backend).toBe("read");
+    expect(r.stderr).toContain("read backend (auto: Deno runs without --allow-ffi)");
+  });
+});

@@ -1,0 +1,151 @@
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, test } from "vitest";
+import { loadLibc } from "../../ffi/libc.ts";
+import { openMmap, touchPages } from "../../src/io/mmap.ts";
+
+const fixtures = resolve(process.cwd(), "../shared/fixtures");
+const tiny = join(fixtures, "safetensors/tiny-gpt2.safetensors");
+const loaded = await loadLibc();
+const libc = "unavailable" in loaded ? undefined : loaded;
+const dir = mkdtempSync(join(tmpdir(), "tensormap-mmap-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const GiB = 2 ** 30;
+
+/** A file of `size` bytes that are all holes but the first `head` (sparse: costs no disk). */
+function sparseFile(name: string, size: number, head: Uint8Array): string {
+  const path = join(dir, name);
+  const fd = openSync(path, "w");
+  writeSync(fd, head);
+  ftruncateSync(fd, size);
+  closeSync(fd);
+  return path;
+}
+
+function fileMappings(path: string): number {
+  return readFileSync("/proc/self/maps", "utf8").split("\n").filter((l) => l.endsWith(path)).length;
+}
+
+function rssAnon(): number {
+  const kb = /RssAnon:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))![1]!;
+  return Number(kb) * 1024;
+}
+
+describe.skipIf(!libc)("mmap source", () => {
+  const whole = readFileSync(tiny);
+
+  test("views show the file's bytes without copying", () => {
+    const src = openMmap(libc!, tiny);
+    expect(src.backend).toBe("mmap");
+    expect(src.size).toBe(whole.length);
+    expect(Buffer.from(src.bytes(0, src.size)).equals(whole)).toBe(true);
+    const a = src.bytes(1000, 64);
+    expect(Buffer.from(a).equals(whole.subarray(1000, 1064))).toBe(true);
+    // Zero-copy: the view's memory is the mapping itself.
+    expect(libc!.address(a)).toBe(src.pointer(1000));
+    expect(src.bytes(1000, 64).buffer).toBe(a.buffer);
+    const dst = new Uint8Array(100);
+    src.readInto(dst, 17);
+    expect(Buffer.from(dst).equals(whole.subarray(17, 117))).toBe(true);
+    src.close();
+  });
+
+  test("small windows: ranges across window edges, chunks and the too-large error", () => {
+    const page = libc!.pageSize;
+    const src = openMmap(libc!, tiny, { windowBytes: 2 * page });
+    expect(src.maxView).toBe(2 * page);
+    for (const [offset, length] of [[0, 8], [page - 3, 10], [page + 5, page + 100], [3 * page + 10, 2 * page - 200], [whole.length - 7, 7]]) {
+      expect(Buffer.from(src.bytes(offset!, length!)).equals(whole.subarray(offset!, offset! + length!))).toBe(true);
+    }
+    expect(() => src.bytes(10, 2 * page)).toThrow(expect.objectContaining({ code: "TensorTooLarge" }));
+    const parts = [...src.chunks(10, whole.length - 10, 3000)];
+    expect(parts.every((p) => p.length <= 3000)).toBe(true);
+    expect(Buffer.concat(parts).equals(whole.subarray(10))).toBe(true);
+    const dst = new Uint8Array(whole.length - 1);
+    src.readInto(dst, 1);
+    expect(Buffer.from(dst).equals(whole.subarray(1))).toBe(true);
+    src.close();
+  });
+
+  test("range and lifetime errors", () => {
+    const src = openMmap(libc!, tiny, { advice: "random" });
+    expect(() => src.bytes(whole.length - 4, 8)).toThrow(expect.objectContaining({ code: "IoError" }));
+    expect(() => src.bytes(-1, 1)).toThrow(expect.objectContaining({ code: "IoError" }));
+    const kept = src.bytes(0, 4096);
+    src.close();
+    src.close();
+    expect(() => src.bytes(0, 8)).toThrow(expect.objectContaining({ code: "Closed" }));
+    expect(() => src.pointer(0)).toThrow(expect.objectContaining({ code: "Closed" }));
+    // The safe close pattern: a view kept past close reads zero pages.
+    expect(kept.every((b) => b === 0)).toBe(true);
+    expect(fileMappings(tiny)).toBe(0);
+  });
+
+  test("libc failures are errno-named", () => {
+    expect(() => openMmap(libc!, join(dir, "missing.safetensors"))).toThrow(expect.objectContaining({ code: "ENOENT" }));
+    expect(() => openMmap(libc!, dir)).toThrow(expect.objectContaining({ code: "EISDIR" }));
+    expect(() => openMmap(libc!, tiny, { advice: "often" as never })).toThrow(
+      expect.objectContaining({ code: "InvalidArgument" }),
+    );
+  });
+
+  test("advice, populate and prefetch", () => {
+    for (const advice of ["sequential", "random", "willneed", "none"] as const) {
+      const src = openMmap(libc!, tiny, { advice, populate: true });
+      src.prefetch(100, 5000);
+      expect(Buffer.from(src.bytes(0, src.size)).equals(whole)).toBe(true);
+      src.close();
+    }
+  });
+
+  test("open/close cycles leave no file mapping behind", () => {
+    for (let i = 0; i < 2000; i++) {
+      const src = openMmap(libc!, tiny);
+      touchPages(src.bytes(0, src.size));
+      src.close();
+    }
+    expect(fileMappings(tiny)).toBe(0);
+  });
+
+  test("views of a large file do not grow private memory", () => {
+    const size = 512 * 2 ** 20;
+    const path = sparseFile("large.bin", size, new Uint8Array([7]));
+    const before = rssAnon();
+    const src = openMmap(libc!, path);
+    const view = src.bytes(0, size);
+    expect(view[0]).toBe(7);
+    expect(rssAnon() - before).toBeLessThan(size / 4);
+    src.close();
+  });
+
+  test("a file over 4 GiB: ranges anywhere, one longer than a view is chunked", () => {
+    const size = 5 * GiB + 123;
+    const path = sparseFile("huge.bin", size, new Uint8Array([1, 2, 3]));
+    const src = openMmap(libc!, path, { advice: "random" });
+    expect(src.size).toBe(size);
+    expect([...src.bytes(0, 3)]).toEqual([1, 2, 3]);
+    // Straddles the 4 GiB mark, and in Bun a window edge.
+    const mid = src.bytes(4 * GiB - 10, GiB);
+    expect(mid.length).toBe(GiB);
+    expect(mid[0]! + mid[GiB - 1]!).toBe(0);
+    expect(src.bytes(size - 1, 1)[0]).toBe(0);
+    const long = 4.5 * GiB;
+    if (long > src.maxView) expect(() => src.bytes(1, long)).toThrow(expect.objectContaining({ code: "TensorTooLarge" }));
+    let total = 0;
+    for (const part of src.chunks(1, long, GiB)) {
+      expect(part.length).toBeLessThanOrEqual(GiB);
+      total += part.length;
+    }
+    expect(total).toBe(long);
+    src.close();
+    expect(fileMappings(path)).toBe(0);
+  });
+});
+
+test("touchPages reads every page and the last byte", () => {
+  const bytes = new Uint8Array(10_000).fill(1);
+  expect(touchPages(bytes)).toBe(4);
+  expect(touchPages(new Uint8Array(0))).toBe(0);
+});
