@@ -126,6 +126,8 @@ export interface TensorSpec {
   shape: number[];
   stride?: number[];
   offset?: number;
+  /** Legacy format only: a storage view `(view key, offset, size)` in elements of the root storage. */
+  view?: [string, number, number];
 }
 
 function rowMajor(shape: number[]): number[] {
@@ -138,13 +140,21 @@ function rowMajor(shape: number[]): number[] {
   return stride;
 }
 
-/** The `data.pkl` torch.save writes for a flat dict of tensors (protocol 2, `_rebuild_tensor_v2`/`v3`). */
-export function statePickle(tensors: TensorSpec[]): Uint8Array {
+/**
+ * The pickle torch.save writes for a flat dict of tensors (protocol 2, `_rebuild_tensor_v2`/`v3`); `legacy`
+ * gives persistent ids the sixth item (the view) the pre-zip format has.
+ */
+export function statePickle(tensors: TensorSpec[], legacy = false): Uint8Array {
   const p = new Pickle().proto().emptyDict().mark();
   for (const t of tensors) {
     p.str(t.name).global("torch._utils", t.dtype ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2").mark();
     p.mark().str("storage").global(t.dtype ? "torch.storage" : "torch", t.dtype ? "UntypedStorage" : t.storage!);
-    p.str(t.key).str("cpu").int(t.numel).tuple().raw(0x51);
+    p.str(t.key).str("cpu").int(t.numel);
+    if (legacy) {
+      if (t.view) p.str(t.view[0]).int(t.view[1]).int(t.view[2]).raw(0x87);
+      else p.none();
+    }
+    p.tuple().raw(0x51);
     p.int(t.offset ?? 0).ints(t.shape).ints(t.stride ?? rowMajor(t.shape)).false();
     p.global("collections", "OrderedDict").emptyTuple().reduce();
     if (t.dtype) p.global("torch", t.dtype);
@@ -161,6 +171,28 @@ export function torchZip(pickle: Uint8Array, storages: Record<string, Uint8Array
     ...Object.entries(storages).map(([k, v]): [string, Uint8Array] => [`${root}/data/${k}`, v]),
     [`${root}/version`, enc.encode("3\n")],
   ]);
+}
+
+/**
+ * A pre-zip torch.save stream: magic number, protocol 1001, sys info, the pickle, the storage keys, then each
+ * storage as a little-endian u64 element count and its bytes.
+ */
+export function legacyFile(pickle: Uint8Array, storages: Array<[key: string, count: number, bytes: Uint8Array]>): Uint8Array {
+  const magic = new Pickle().proto().raw(0x8a, 10, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19).stop();
+  const protocol = new Pickle().proto().int(1001).stop();
+  const sysInfo = new Pickle().proto().emptyDict().str("little_endian").raw(0x88, 0x73).stop();
+  const keys = new Pickle().proto().raw(0x5d).mark();
+  for (const [key] of storages) keys.str(key);
+  keys.raw(0x65).stop();
+  const parts = [magic.bytes(), protocol.bytes(), sysInfo.bytes(), pickle, keys.bytes()];
+  for (const [, count, bytes] of storages) parts.push(Uint8Array.from(u64(count)), bytes);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** A ByteSource over bytes in memory (read-backend semantics: `bytes` returns a copy). */

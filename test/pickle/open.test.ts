@@ -4,6 +4,7 @@ import path from "node:path";
 import { expect, test } from "vitest";
 import { open } from "../../src/open.ts";
 import { describeLeaf } from "../../src/pickle/index.ts";
+import { runtime } from "../../src/runtime.ts";
 
 const dir = path.resolve(process.cwd(), "../shared/fixtures");
 
@@ -39,4 +40,15 @@ test("safetensors files still open as before, with no leaves", async () => {
 
 test("open() refuses a malicious checkpoint with UnsafePickle", async () => {
   await expect(open(path.join(dir, "malicious/os-system.pt"))).rejects.toMatchObject({ code: "UnsafePickle" });
+});
+
+test.skipIf(runtime === "node")("under mmap, a contiguous pickle tensor is a view of the file, not a copy", async () => {
+  using f = await open(path.join(dir, "torch/state-dict.pt"), { backend: "mmap" });
+  expect(f.backend).toBe("mmap");
+  const t = f.tensor("embed.weight");
+  const [start] = f.info("embed.weight").dataOffsets;
+  // One window over the whole (small) file: the view's offset in it is the tensor's offset in the file.
+  expect(t.bytes.buffer.byteLength).toBe(f.source.size);
+  expect(t.bytes.byteOffset).toBe(start);
+  expect(f.tensor("lm_head.weight").bytes.buffer).toBe(t.bytes.buffer);
 });

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { SafetensorsError } from "../../src/errors.ts";
 import { openPytorchLayout } from "../../src/pickle/index.ts";
-import { Pickle, memorySource, statePickle, torchZip, type TensorSpec } from "./build.ts";
+import { Pickle, legacyFile, memorySource, statePickle, torchZip, type TensorSpec } from "./build.ts";
 
 function open(tensors: TensorSpec[], storages: Record<string, Uint8Array>) {
   const source = memorySource(torchZip(statePickle(tensors), storages));
@@ -132,5 +132,38 @@ describe("allowlist", () => {
     p.raw(0x73).stop();
     const layout = openPytorchLayout(memorySource(torchZip(p.bytes(), { "0": iota(4) })));
     expect(layout.entries.get("w")).toMatchObject({ dtype: "F16", shape: [2], byteLength: 4 });
+  });
+});
+
+describe("legacy (pre-zip) format", () => {
+  test("a pickle longer than the first read, and storage views", () => {
+    // 3,000 tensors make the pickle far longer than the 64 KiB read first, so the reader has to read on.
+    const specs: TensorSpec[] = Array.from({ length: 3000 }, (_, i) => ({ name: `layer.${i}.w`, storage: "ShortStorage", key: "a", numel: 3000, shape: [1], offset: i }));
+    specs.push({ name: "view", storage: "ShortStorage", key: "a", numel: 3000, shape: [2], view: ["a_view", 10, 2] });
+    specs.push({ name: "odd", storage: "FloatStorage", key: "b", numel: 1, shape: [] });
+    const shorts = new Uint8Array(new Int16Array(Array.from({ length: 3000 }, (_, i) => i)).buffer);
+    const floats = new Uint8Array(new Float32Array([2.5]).buffer);
+    const file = legacyFile(statePickle(specs, true), [["a", 3000, shorts], ["b", 1, floats]]);
+    expect(file.length).toBeGreaterThan(1 << 16);
+    const source = memorySource(file);
+    const layout = openPytorchLayout(source);
+    expect(layout.container).toBe("legacy");
+    const read = (name: string) => {
+      const e = layout.entries.get(name)!;
+      return source.bytes(e.start, e.byteLength);
+    };
+    expect(new Int16Array(read("layer.2999.w").slice().buffer)).toEqual(Int16Array.of(2999));
+    expect(new Int16Array(read("view").slice().buffer)).toEqual(Int16Array.of(10, 11));
+    expect(new Float32Array(read("odd").slice().buffer)).toEqual(Float32Array.of(2.5));
+  });
+
+  test("a stream cut short in its storages or its pickles is refused", () => {
+    const spec = { name: "t", storage: "FloatStorage", key: "k", numel: 4, shape: [4] };
+    const file = legacyFile(statePickle([spec], true), [["k", 4, iota(16)]]);
+    expect(code(() => openPytorchLayout(memorySource(file.subarray(0, file.length - 1))))).toMatch(/^InvalidPickle: .* truncated in storage k/);
+    expect(code(() => openPytorchLayout(memorySource(file.subarray(0, 60))))).toBe("InvalidPickle: pickle is truncated");
+    // The count before a storage must match what the pickle declared.
+    const short = legacyFile(statePickle([spec], true), [["k", 3, iota(12)]]);
+    expect(code(() => openPytorchLayout(memorySource(short)))).toMatch(/^InvalidPickle: storage k is declared larger/);
   });
 });
