@@ -4,6 +4,7 @@
  * has (every dtype, hostile structure) without Python.
  */
 import type { ByteSource } from "../../src/io/source.ts";
+import { concat } from "../support/bytes.ts";
 
 const enc = new TextEncoder();
 
@@ -186,13 +187,7 @@ export function legacyFile(pickle: Uint8Array, storages: Array<[key: string, cou
   keys.raw(0x65).stop();
   const parts = [magic.bytes(), protocol.bytes(), sysInfo.bytes(), pickle, keys.bytes()];
   for (const [, count, bytes] of storages) parts.push(Uint8Array.from(u64(count)), bytes);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concat(...parts);
 }
 
 /** A ByteSource over bytes in memory (read-backend semantics: `bytes` returns a copy). */
