@@ -9,20 +9,19 @@
  * both the in-process time (open until every tensor is touched) and the whole-process time from spawn to
  * exit (what a serverless cold start pays). Warm = page cache hot (after one untimed run); cold = the files
  * evicted with posix_fadvise(DONTNEED) before each run. Median of RUNS runs.
- * Writes bench/results/pickle.md and bench/results/pickle.svg. Data goes to $TENSORMAP_BENCH_DIR
- * (default: the OS temp folder) and is reused across runs.
+ * Writes bench/results/pickle.md and bench/results/pickle.svg. Generated checkpoints go to bench/data/
+ * (git-ignored) and are reused by later runs.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { save, type TensorData } from "../src/format/writer.ts";
+import { DATA_DIR, generated } from "./support.ts";
 
 const RUNS = Number(process.env.RUNS ?? 3);
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
-const dataDir = process.env.TENSORMAP_BENCH_DIR ?? join(tmpdir(), "tensormap-bench");
 const python = process.env.PYTHON ?? "/usr/bin/python3";
 const peers = join(here, "pickle_peers.py");
 const bunBin = process.execPath;
@@ -107,19 +106,15 @@ const hasTorchMmap = hasTorch && pythonHas("import inspect, torch, sys; sys.exit
 const hasSafetensors = hasTorch && pythonHas("import safetensors.torch");
 
 async function prepare(m: Model): Promise<{ st: string; bin?: string }> {
-  mkdirSync(dataDir, { recursive: true });
-  const st = join(dataDir, `${m.name}.safetensors`);
-  const bin = join(dataDir, `${m.name}.bin`);
-  const bytes = params(m) * (m.dtype === "F32" ? 4 : 2);
-  if (!existsSync(st) || statSync(st).size < bytes) {
-    console.error(`writing ${st} (${(bytes / 1e9).toFixed(2)} GB)`);
-    await save(st, weights(m), { format: "pt" });
-  }
+  const st = await generated(`${m.name}.safetensors`, (path) => {
+    console.error(`writing ${path} (${((params(m) * (m.dtype === "F32" ? 4 : 2)) / 1e9).toFixed(2)} GB)`);
+    return save(path, weights(m), { format: "pt" });
+  });
   if (!hasTorch) return { st };
-  if (!existsSync(bin) || statSync(bin).size < bytes) {
-    console.error(`writing ${bin} with torch.save`);
-    run(python, [peers, "make-bin", st, bin]);
-  }
+  const bin = await generated(`${m.name}.bin`, (path) => {
+    console.error(`writing ${path} with torch.save`);
+    run(python, [peers, "make-bin", st, path]);
+  });
   return { st, bin };
 }
 
@@ -157,7 +152,7 @@ function measure(files: string[], launch: () => { ms: number; stdout: string }):
 
 /** Node cannot run TypeScript here: bundle the child for it (split, so the Bun/Deno FFI modules stay unloaded). */
 function nodeChild(): string {
-  const out = join(dataDir, "node-child");
+  const out = join(DATA_DIR, "node-child");
   run(bunBin, ["build", join(here, "pickle-child.ts"), "--target=node", "--format=esm", "--splitting", `--outdir=${out}`]);
   return join(out, "pickle-child.js");
 }

@@ -22,8 +22,10 @@ def make_bin(src, dst):
             count = (end - start) // torch.tensor([], dtype=dt).element_size()
             t = torch.frombuffer(mm, dtype=dt, count=count, offset=8 + n + start) if count else torch.empty(0, dtype=dt)
             sd[name] = t.reshape(info["shape"]).clone()
-    torch.save(sd, dst)
+    # Written aside and renamed, so an interrupted run leaves no half file for the next run to reuse.
+    torch.save(sd, dst + ".tmp")
     os.sync()
+    os.replace(dst + ".tmp", dst)
 
 def touch(sd):
     s = 0
