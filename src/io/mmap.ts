@@ -19,7 +19,9 @@ import {
   MADV_WILLNEED,
   MAP_ANONYMOUS,
   MAP_FIXED,
+  MAP_NORESERVE,
   MAP_PRIVATE,
+  MAP_SHARED,
   PROT_READ,
   PROT_WRITE,
 } from "../../ffi/libc.ts";
@@ -115,8 +117,10 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
 
   const map = (start: number, length: number): Window => {
     // Private and writable: a caller writing into a view gets its own copy of that page (the file never
-    // changes) instead of a SIGSEGV; pages nobody writes stay shared with the page cache.
-    const addr = libc.mmap(0n, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, start);
+    // changes) instead of a SIGSEGV; pages nobody writes stay shared with the page cache. NORESERVE: a
+    // writable private mapping is otherwise charged in full against overcommit, and a checkpoint larger
+    // than RAM + swap fails with ENOMEM. Where the kernel still refuses (strict overcommit), map read-only.
+    const addr = mapFile(libc, length, fd, start);
     try {
       if (advice !== MADV_NORMAL) libc.madvise(addr, length, advice);
       return { start, length, addr, buffer: libc.viewOwningMapping(addr, length) };
@@ -216,7 +220,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
       for (const w of windows.values()) {
         try {
           // Zero pages over the file pages: views kept past close read zeros; the collector unmaps later.
-          libc.mmap(w.addr, w.length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+          zeroOver(libc, w.addr, w.length);
         } catch {
           // Out of memory for the swap: the file pages stay mapped until the views are collected.
         }
@@ -243,6 +247,25 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
     throw e;
   }
   return source;
+}
+
+function mapFile(libc: LibC, length: number, fd: number, offset: number): bigint {
+  try {
+    return libc.mmap(0n, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, offset);
+  } catch (e) {
+    if (!(e instanceof SafetensorsError && e.code === "ENOMEM")) throw e;
+    return libc.mmap(0n, length, PROT_READ, MAP_SHARED, fd, offset);
+  }
+}
+
+/** Replaces `[addr, addr + length)` with zero pages, writable like the file mapping was where memory allows. */
+function zeroOver(libc: LibC, addr: bigint, length: number): void {
+  const flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE;
+  try {
+    libc.mmap(addr, length, PROT_READ | PROT_WRITE, flags, -1, 0);
+  } catch {
+    libc.mmap(addr, length, PROT_READ, flags, -1, 0);
+  }
 }
 
 function populate(hint: (offset: number, length: number, advice: number) => void, size: number): void {

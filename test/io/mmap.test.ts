@@ -1,5 +1,5 @@
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { loadLibc } from "../../ffi/libc.ts";
@@ -117,6 +117,15 @@ describe.skipIf(!libc)("mmap source", () => {
     const view = src.bytes(0, size);
     expect(view[0]).toBe(7);
     expect(rssAnon() - before).toBeLessThan(size / 4);
+    src.close();
+  });
+
+  test("a file larger than memory maps (writable private mappings reserve no memory)", () => {
+    const size = Math.max(256 * GiB, 4 * totalmem());
+    const path = sparseFile("larger-than-ram.bin", size, new Uint8Array([9]));
+    const src = openMmap(libc!, path);
+    expect(src.bytes(0, 1)[0]).toBe(9);
+    expect(src.bytes(size - 1, 1)[0]).toBe(0);
     src.close();
   });
 
