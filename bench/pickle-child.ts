@@ -1,11 +1,14 @@
 /**
  * One measured load, run as its own process by `bench/pickle.ts` under Bun, Deno or Node: opens a checkpoint
  * with tensormap, touches every tensor (its first and last byte), and prints the in-process time as JSON.
+ * Loading libc through FFI happens before the clock starts, as `import torch` does for the Python peers.
  * Usage: `pickle-child.ts PATH`.
  */
+import { loadLibc } from "../ffi/libc.ts";
 import { open } from "../src/open.ts";
 
 const path = process.argv[process.argv.length - 1]!;
+await loadLibc();
 const t0 = performance.now();
 const file = await open(path);
 let sink = 0;
