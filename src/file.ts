@@ -23,7 +23,11 @@ export interface FileLayout {
   entries: Map<string, TensorEntry>;
   order: string[];
   metadata: Record<string, string> | null;
+  /** PyTorch checkpoints: the values that are not tensors (epoch, hyperparameters, …), by dotted name. */
+  leaves?: ReadonlyMap<string, unknown>;
 }
+
+const NO_LEAVES: ReadonlyMap<string, unknown> = new Map();
 
 /**
  * An open checkpoint. Reading a tensor touches only that tensor's bytes; which backend serves them
@@ -62,6 +66,14 @@ export class SafetensorsFile {
   /** `__metadata__`, or null when the file has none. */
   get metadata(): Record<string, string> | null {
     return this.#layout.metadata;
+  }
+
+  /**
+   * A PyTorch checkpoint's non-tensor values (epoch, optimizer hyperparameters, …) by dotted name, as
+   * unpickled; `describeLeaf` renders one. Empty for safetensors files.
+   */
+  get leaves(): ReadonlyMap<string, unknown> {
+    return this.#layout.leaves ?? NO_LEAVES;
   }
 
   /** Tensor names, sorted. */

@@ -1,12 +1,14 @@
-import { SafetensorsFile, type TensorEntry } from "./file.ts";
+import { SafetensorsFile, type FileLayout, type TensorEntry } from "./file.ts";
 import { headerLength, parseHeader } from "./format/header.ts";
 import { openSource, type SourceOptions } from "./io/open-source.ts";
 import type { ByteSource } from "./io/source.ts";
+import { isPytorch, openPytorchLayout } from "./pickle/index.ts";
 
 export type OpenOptions = SourceOptions;
 
 /**
- * Opens a safetensors file: validates the whole header, reads nothing else up front.
+ * Opens a safetensors file (validates the whole header, reads nothing else up front) or a PyTorch
+ * checkpoint (`.bin`/`.pt`, recognised by content: its pickle is read by an allowlist, never executed).
  *
  * @example
  * ```ts
@@ -38,8 +40,10 @@ export function fileFromSource(source: ByteSource): SafetensorsFile {
   }
 }
 
-function readLayout(source: ByteSource) {
-  const n = headerLength(source.bytes(0, Math.min(8, source.size)), source.size);
+function readLayout(source: ByteSource): FileLayout {
+  const prefix = source.bytes(0, Math.min(8, source.size));
+  if (isPytorch(prefix)) return openPytorchLayout(source);
+  const n = headerLength(prefix, source.size);
   const header = parseHeader(source.bytes(0, 8 + n), source.size);
   const entries = new Map<string, TensorEntry>();
   for (const [name, info] of header.tensors) entries.set(name, { ...info, start: header.dataStart + info.dataOffsets[0] });

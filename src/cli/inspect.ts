@@ -1,4 +1,5 @@
 /** `tensormap inspect PATH [--json]`: the tensors of a file or sharded checkpoint, totals and metadata. */
+import { describeLeaf } from "../pickle/index.ts";
 import type { Command } from "./command.ts";
 import { formatBytes, formatCount, table } from "./format.ts";
 import { type Checkpoint, withPath } from "./open-path.ts";
@@ -69,7 +70,14 @@ export function summary(file: Checkpoint, limit = Infinity): string {
   const meta = file.metadata;
   lines.push(meta ? `metadata: ${Object.entries(meta).map(([k, v]) => `${k}=${v}`).join(", ")}` : "metadata: none");
   if (sharded && file.indexMetadata) lines.push(`index metadata: ${JSON.stringify(file.indexMetadata)}`);
+  const values = leaves(file);
+  if (values.length) lines.push("other values (not tensors):", table(values.map(([k, v]) => [`  ${k}`, v]), []));
   return lines.join("\n");
+}
+
+/** A PyTorch checkpoint's non-tensor values (epoch, hyperparameters, …), rendered; none for safetensors. */
+function leaves(file: Checkpoint): Array<[string, string]> {
+  return "leaves" in file ? [...file.leaves].map(([k, v]) => [k, describeLeaf(v)]) : [];
 }
 
 /**
@@ -84,6 +92,7 @@ export function toJson(file: Checkpoint): object {
   return {
     metadata: file.metadata,
     ...("files" in file ? { index_metadata: file.indexMetadata } : {}),
+    ...(leaves(file).length ? { values: Object.fromEntries(leaves(file)) } : {}),
     tensors: rows(file).map((r) => ({
       name: r.name,
       dtype: r.dtype,
@@ -96,7 +105,7 @@ export function toJson(file: Checkpoint): object {
 
 export const inspect: Command = {
   name: "inspect",
-  summary: "list a checkpoint's tensors, totals and metadata",
+  summary: "list a checkpoint's tensors, totals and metadata (safetensors or PyTorch .bin/.pt)",
   usage: "inspect PATH [--json]",
   help: [
     "Lists every tensor (name, dtype, shape, size) of a safetensors file, or of a sharded checkpoint given",

@@ -4,13 +4,14 @@
  */
 import { parseArgs } from "node:util";
 import { type Args, type Command, errorLine, type Io, UsageError } from "./command.ts";
+import { convert } from "./convert.ts";
 import { demo } from "./demo.ts";
 import { inspect } from "./inspect.ts";
 import { load } from "./load.ts";
 import { verify } from "./verify.ts";
 
 /** Every command, in the order `--help` lists them. A new command is a file plus one entry here. */
-const COMMANDS: readonly Command[] = [inspect, verify, load, demo];
+const COMMANDS: readonly Command[] = [inspect, verify, load, convert, demo];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

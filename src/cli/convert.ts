@@ -1,0 +1,38 @@
+/** `tensormap convert IN OUT [--max-shard-size SIZE]`: PyTorch pickle checkpoints to safetensors. */
+import { convert as convertCheckpoint } from "../pickle/convert.ts";
+import type { Command } from "./command.ts";
+import { formatBytes, formatCount } from "./format.ts";
+import { Progress } from "./progress.ts";
+
+export const convert: Command = {
+  name: "convert",
+  summary: "convert PyTorch .bin/.pt checkpoints to safetensors",
+  usage: "convert IN OUT [--max-shard-size SIZE]",
+  help: [
+    "Reads IN without executing it (an allowlisted unpickler) and writes safetensors with metadata",
+    '{"format": "pt"}. IN a .bin/.pt file: OUT is the .safetensors file. IN a folder or a',
+    "pytorch_model.bin.index.json of pickle shards: OUT is a folder of model-0000N-of-0000M.safetensors",
+    "shards and model.safetensors.index.json. Output is verified by re-reading it; on error none is left.",
+    "",
+    "options:",
+    '  --max-shard-size SIZE  largest shard (sharded output), bytes or "5GB"/"5GiB"; default 5GB',
+  ].join("\n"),
+  options: { "max-shard-size": { type: "string" } },
+  positionals: { min: 2, max: 2 },
+  async run({ values, positionals }, io) {
+    const [inPath, outPath] = positionals as [string, string];
+    let bar: Progress | undefined;
+    let seen = 0;
+    const result = await convertCheckpoint(inPath, outPath, {
+      maxShardSize: values["max-shard-size"] as string | undefined,
+      onProgress: (done, total) => {
+        bar ??= new Progress(io.stderr, "convert", total);
+        bar.add(done - seen);
+        seen = done;
+      },
+    });
+    bar?.finish();
+    io.stdout.write(`${formatCount(result.tensors)} tensors, ${formatBytes(result.bytes)} → ${result.files.join(", ")}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,227 @@
+/**
+ * PyTorch checkpoints → safetensors. A `.bin`/`.pt` file becomes one `.safetensors` file; a folder or a
+ * `pytorch_model.bin.index.json` of pickle shards becomes a folder of shards named by the Hugging Face
+ * convention. Output is written under temporary names, verified by re-reading every tensor, and only then
+ * renamed into place: on any error no output file is left behind.
+ */
+import { Buffer } from "node:buffer";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { fromSystemError, SafetensorsError } from "../errors.ts";
+import type { SafetensorsFile } from "../file.ts";
+import { SAVED_FILE } from "../format/sharded.ts";
+import { save, type TensorData } from "../format/writer.ts";
+import { open, type OpenOptions } from "../open.ts";
+import { saveSharded } from "../sharded.ts";
+import { isPytorch } from "./index.ts";
+
+export interface ConvertOptions extends OpenOptions {
+  /** Sharded output only: the largest shard's data size, bytes or `"5GB"`/`"5GiB"`. Default `"5GB"`. */
+  maxShardSize?: number | string;
+  /** Called as bytes are converted and then verified; `done` reaches `total` at the end. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface ConvertResult {
+  /** The files written, in order (the index last for sharded output). */
+  files: string[];
+  tensors: number;
+  /** Tensor data bytes written. */
+  bytes: number;
+}
+
+const PICKLE_INDEX = "pytorch_model.bin.index.json";
+const PICKLE_SINGLE = "pytorch_model.bin";
+const METADATA = { format: "pt" };
+
+/**
+ * Converts a PyTorch checkpoint to safetensors. `inPath` a file → `outPath` is the `.safetensors` file to
+ * write; `inPath` a folder or pickle index → `outPath` is the folder to write shards and
+ * `model.safetensors.index.json` into. Tied weights are written as separate tensors; non-tensor values
+ * (epoch, hyperparameters) are not written.
+ *
+ * @example
+ * ```ts
+ * await convert("pytorch_model.bin", "model.safetensors", { onProgress: (d, t) => bar.update(d / t) });
+ * await convert("checkpoints/llama", "out/llama", { maxShardSize: "2GB" });
+ * ```
+ */
+export async function convert(inPath: string, outPath: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
+  const shards = pickleShards(inPath);
+  if (!shards) return convertFile(inPath, outPath, opts);
+  return convertSharded(shards, outPath, opts);
+}
+
+/** The pickle shards a folder or index names, in order; undefined when `inPath` is a single file. */
+function pickleShards(inPath: string): { files: string[]; weightMap?: Map<string, string> } | undefined {
+  let isDir: boolean;
+  try {
+    isDir = statSync(inPath).isDirectory();
+  } catch (e) {
+    throw fromSystemError(e, `cannot read ${inPath}`);
+  }
+  let index = inPath;
+  if (isDir) {
+    index = join(inPath, PICKLE_INDEX);
+    if (!existsSync(index)) {
+      const single = join(inPath, PICKLE_SINGLE);
+      if (existsSync(single)) return { files: [single] };
+      throw new SafetensorsError("InvalidArgument", `${inPath} holds neither ${PICKLE_INDEX} nor ${PICKLE_SINGLE}`);
+    }
+  } else if (!inPath.endsWith(".index.json")) {
+    return undefined;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(index, "utf8"));
+  } catch (e) {
+    throw e instanceof SyntaxError ? new SafetensorsError("InvalidIndex", `${index} is not JSON`) : fromSystemError(e, `cannot read ${index}`);
+  }
+  const map = (parsed as { weight_map?: unknown })?.weight_map;
+  if (typeof map !== "object" || map === null || Array.isArray(map)) throw new SafetensorsError("InvalidIndex", `${index} has no weight_map`);
+  const weightMap = new Map<string, string>();
+  for (const [name, file] of Object.entries(map)) {
+    if (typeof file !== "string" || file.includes("/") || file.includes("\\")) throw new SafetensorsError("InvalidIndex", `${index}: bad shard name for ${name}`);
+    weightMap.set(name, file);
+  }
+  const files = [...new Set(weightMap.values())].map((f) => join(dirname(index), f));
+  for (const f of files) if (!existsSync(f)) throw new SafetensorsError("MissingShard", `${index} names ${basename(f)}, which does not exist`);
+  return { files, weightMap };
+}
+
+async function openPickle(path: string, opts: OpenOptions): Promise<SafetensorsFile> {
+  const file = await open(path, opts);
+  if (!isPytorch(file.source.bytes(0, Math.min(8, file.source.size)))) {
+    file.close();
+    throw new SafetensorsError("InvalidArgument", `${path} is not a PyTorch checkpoint`);
+  }
+  return file;
+}
+
+/** Tensors of the given files as writer input (views under mmap, copies under the read backend). */
+function tensorsOf(files: SafetensorsFile[], progress: Progress): Map<string, TensorData> {
+  const out = new Map<string, TensorData>();
+  for (const f of files) {
+    for (const name of f.offsetKeys()) {
+      if (out.has(name)) throw new SafetensorsError("InvalidIndex", `tensor ${name} appears in more than one shard`);
+      const t = f.tensor(name);
+      out.set(name, { dtype: t.dtype, shape: t.shape, data: t.bytes });
+      progress.add(t.bytes.byteLength);
+    }
+  }
+  return out;
+}
+
+/** Re-reads a written file and checks every tensor against what was meant to be written. */
+async function verify(path: string, tensors: Map<string, TensorData>, names: readonly string[], progress: Progress, opts: OpenOptions): Promise<void> {
+  const file = await open(path, opts);
+  try {
+    if (file.offsetKeys().length !== names.length) throw new SafetensorsError("VerifyFailed", `${path} holds ${file.offsetKeys().length} tensors, expected ${names.length}`);
+    for (const name of names) {
+      const want = tensors.get(name)!;
+      const got = file.tensor(name);
+      const a = Buffer.from(got.bytes.buffer, got.bytes.byteOffset, got.bytes.byteLength);
+      const b = Buffer.from(want.data.buffer, want.data.byteOffset, want.data.byteLength);
+      if (got.dtype !== want.dtype || got.shape.join() !== want.shape.join() || !a.equals(b)) {
+        throw new SafetensorsError("VerifyFailed", `${path}: tensor ${name} did not read back as written`);
+      }
+      progress.add(a.byteLength);
+    }
+  } finally {
+    file.close();
+  }
+}
+
+class Progress {
+  done = 0;
+  constructor(readonly total: number, readonly report?: (done: number, total: number) => void) {}
+  add(n: number): void {
+    this.done += n;
+    this.report?.(this.done, this.total);
+  }
+}
+
+function totalBytes(files: SafetensorsFile[]): number {
+  let n = 0;
+  for (const f of files) for (const name of f.offsetKeys()) n += f.info(name).byteLength;
+  return n;
+}
+
+async function convertFile(inPath: string, outPath: string, opts: ConvertOptions): Promise<ConvertResult> {
+  const file = await openPickle(inPath, opts);
+  const tmp = join(dirname(outPath), `.${basename(outPath)}.${process.pid}.converting`);
+  try {
+    const bytes = totalBytes([file]);
+    const progress = new Progress(2 * bytes, opts.onProgress);
+    const tensors = tensorsOf([file], progress);
+    await save(tmp, tensors, METADATA);
+    await verify(tmp, tensors, [...tensors.keys()], progress, opts);
+    renameSync(tmp, outPath);
+    return { files: [outPath], tensors: tensors.size, bytes };
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw fromSystemError(e, `cannot convert ${inPath}`);
+  } finally {
+    file.close();
+  }
+}
+
+async function convertSharded(shards: { files: string[]; weightMap?: Map<string, string> }, outDir: string, opts: ConvertOptions): Promise<ConvertResult> {
+  const files: SafetensorsFile[] = [];
+  let tmpDir: string | undefined;
+  try {
+    for (const path of shards.files) files.push(await openPickle(path, opts));
+    if (shards.weightMap) checkIndex(files, shards.weightMap);
+    const bytes = totalBytes(files);
+    const progress = new Progress(2 * bytes, opts.onProgress);
+    const tensors = tensorsOf(files, progress);
+    try {
+      mkdirSync(outDir, { recursive: true });
+      tmpDir = mkdtempSync(join(outDir, ".tensormap-convert-"));
+    } catch (e) {
+      throw fromSystemError(e, `cannot create ${outDir}`);
+    }
+    const written = await saveSharded(tmpDir, tensors, { maxShardSize: opts.maxShardSize, metadata: METADATA });
+    const shardFiles = written.filter((p) => p.endsWith(".safetensors"));
+    let verified = 0;
+    for (const shard of shardFiles) {
+      const names = await shardKeys(shard, opts);
+      await verify(shard, tensors, names, progress, opts);
+      verified += names.length;
+    }
+    if (verified !== tensors.size) throw new SafetensorsError("VerifyFailed", `shards hold ${verified} tensors, expected ${tensors.size}`);
+    // Everything is written and checked: move it into place, then drop what an earlier save left there.
+    const names = new Set(written.map((p) => basename(p)));
+    try {
+      for (const p of written) renameSync(p, join(outDir, basename(p)));
+      for (const name of readdirSync(outDir)) if (SAVED_FILE.test(name) && !names.has(name)) rmSync(join(outDir, name), { force: true });
+    } catch (e) {
+      throw fromSystemError(e, `cannot move shards into ${outDir}`);
+    }
+    return { files: written.map((p) => join(outDir, basename(p))), tensors: tensors.size, bytes };
+  } finally {
+    if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
+    for (const f of files) f.close();
+  }
+}
+
+async function shardKeys(path: string, opts: OpenOptions): Promise<string[]> {
+  const f = await open(path, opts);
+  try {
+    return f.offsetKeys();
+  } finally {
+    f.close();
+  }
+}
+
+/** Each shard must hold exactly the tensors the index assigns to it. */
+function checkIndex(files: SafetensorsFile[], weightMap: Map<string, string>): void {
+  let count = 0;
+  for (const f of files) {
+    for (const name of f.offsetKeys()) {
+      if (weightMap.get(name) !== basename(f.path)) throw new SafetensorsError("InvalidIndex", `tensor ${name} is in ${basename(f.path)}, but the index says ${weightMap.get(name) ?? "nothing"}`);
+      count++;
+    }
+  }
+  if (count !== weightMap.size) throw new SafetensorsError("InvalidIndex", `the index names ${weightMap.size} tensors, the shards hold ${count}`);
+}

@@ -1,0 +1,39 @@
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect, test } from "vitest";
+import { cli } from "../support/cli.ts";
+import { fixture } from "../support/fixtures.ts";
+
+test("convert writes a verified .safetensors that verify and inspect then accept", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-cli-convert-"));
+  const out = join(dir, "model.safetensors");
+  const r = await cli("convert", fixture("torch/pytorch_model.bin"), out);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toBe(`4 tensors, 84 B → ${out}\n`);
+  expect(r.stderr).toMatch(/^convert: /);
+  expect((await cli("verify", out)).stdout).toBe(`${out}: ok (4 tensors)\n`);
+  expect((await cli("inspect", out)).stdout).toMatch(/metadata: format=pt/);
+  rmSync(dir, { recursive: true });
+});
+
+test("verify and inspect accept pickle checkpoints; inspect shows their other values", async () => {
+  const ckpt = fixture("torch/training-checkpoint.pt");
+  expect((await cli("verify", ckpt)).stdout).toBe(`${ckpt}: ok (16 tensors)\n`);
+  const inspect = await cli("inspect", ckpt);
+  expect(inspect.stdout).toMatch(/^ {2}epoch +3$/m);
+  expect(inspect.stdout).toMatch(/^ {2}optimizer\.param_groups\.0\.betas +\(0\.9, 0\.999\)$/m);
+  const json = JSON.parse((await cli("inspect", "--json", ckpt)).stdout);
+  expect(json.values).toMatchObject({ epoch: "3", name: '"run-1"' });
+});
+
+test("a malicious checkpoint: verify names the refusal, convert fails and writes nothing", async () => {
+  const bad = fixture("malicious/builtins-exec.pt");
+  expect((await cli("verify", bad)).stdout).toBe(`${bad}: UnsafePickle: refused global __builtin__.exec\n`);
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-cli-convert-"));
+  const r = await cli("convert", bad, join(dir, "x.safetensors"));
+  expect(r.code).toBe(1);
+  expect(r.stderr).toBe("error: UnsafePickle: refused global __builtin__.exec\n");
+  expect(readdirSync(dir)).toEqual([]);
+  rmSync(dir, { recursive: true });
+});

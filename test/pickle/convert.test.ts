@@ -1,0 +1,105 @@
+import { createHash } from "node:crypto";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { open } from "../../src/open.ts";
+import { convert } from "../../src/pickle/convert.ts";
+import { openSharded } from "../../src/sharded.ts";
+
+const fixtures = path.resolve(process.cwd(), "../shared/fixtures");
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+const expected = (name: string) => JSON.parse(readFileSync(path.join(fixtures, "torch", name), "utf8")) as Record<string, { sha256: string; dtype: string; shape: number[] }>;
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), "tensormap-convert-"));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("convert a file", () => {
+  test("state-dict.pt → .safetensors: every tensor, views row-major, tied weights written separately", async () => {
+    const out = path.join(dir, "model.safetensors");
+    const progress: number[] = [];
+    const result = await convert(path.join(fixtures, "torch/state-dict.pt"), out, { onProgress: (done, total) => progress.push(done / total) });
+    const want = expected("state-dict.expected.json");
+    expect(result).toMatchObject({ files: [out], tensors: Object.keys(want).length });
+    expect(progress.at(-1)).toBe(1);
+    using f = await open(out);
+    expect(f.metadata).toEqual({ format: "pt" });
+    expect(f.keys()).toEqual(Object.keys(want).sort());
+    for (const [name, e] of Object.entries(want)) {
+      const t = f.tensor(name);
+      expect([name, t.dtype, t.shape, sha(t.bytes)]).toEqual([name, e.dtype, e.shape, e.sha256]);
+    }
+    // Tied weights become two tensors with their own offsets.
+    expect(f.info("lm_head.weight").dataOffsets).not.toEqual(f.info("embed.weight").dataOffsets);
+    expect(readdirSync(dir)).toEqual(["model.safetensors"]);
+  });
+
+  test("a training checkpoint writes its tensors under dotted names, and no other values", async () => {
+    const out = path.join(dir, "ckpt.safetensors");
+    await convert(path.join(fixtures, "torch/training-checkpoint.pt"), out);
+    using f = await open(out);
+    for (const [name, e] of Object.entries(expected("training-checkpoint.model.expected.json"))) expect(sha(f.tensor(name).bytes)).toBe(e.sha256);
+    expect(f.keys()).toContain("optimizer.state.0.exp_avg_sq");
+    expect(f.keys().some((k) => k.startsWith("epoch") || k.includes("param_groups"))).toBe(false);
+  });
+
+  test.each([
+    ["malicious/os-system.pt", "UnsafePickle"],
+    ["safetensors/tiny-gpt2.safetensors", "InvalidArgument"],
+  ])("%s is refused with %s and leaves no file", async (input, code) => {
+    await expect(convert(path.join(fixtures, input), path.join(dir, "out.safetensors"))).rejects.toMatchObject({ code });
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe("convert pickle shards", () => {
+  /** Two pickle shards of one model, with the index transformers writes. */
+  function shardedInput(): string {
+    const input = path.join(dir, "in");
+    mkdirSync(input);
+    copyFileSync(path.join(fixtures, "torch/pytorch_model.bin"), path.join(input, "pytorch_model-00001-of-00002.bin"));
+    copyFileSync(path.join(fixtures, "torch/torch113-zip.pt"), path.join(input, "pytorch_model-00002-of-00002.bin"));
+    const weightMap: Record<string, string> = {};
+    for (const k of Object.keys(expected("pytorch_model.expected.json"))) weightMap[k] = "pytorch_model-00001-of-00002.bin";
+    for (const k of Object.keys(expected("torch113.expected.json"))) weightMap[k] = "pytorch_model-00002-of-00002.bin";
+    writeFileSync(path.join(input, "pytorch_model.bin.index.json"), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
+    return input;
+  }
+
+  test("a folder of shards → HF-named safetensors shards with an index", async () => {
+    const input = shardedInput();
+    const out = path.join(dir, "out");
+    const result = await convert(input, out, { maxShardSize: 100 });
+    expect(result.files.at(-1)).toBe(path.join(out, "model.safetensors.index.json"));
+    expect(readdirSync(out).sort()).toEqual([...result.files.map((f) => path.basename(f))].sort());
+    expect(readdirSync(out).filter((f) => f.startsWith("."))).toEqual([]);
+    using model = await openSharded(out);
+    const want = { ...expected("pytorch_model.expected.json"), ...expected("torch113.expected.json") };
+    expect(model.keys()).toEqual(Object.keys(want).sort());
+    for (const [name, e] of Object.entries(want)) expect(sha(model.tensor(name).bytes), name).toBe(e.sha256);
+    expect(model.files.length).toBeGreaterThan(1);
+  });
+
+  test("the index file works as input too; one shard's worth is a single model.safetensors", async () => {
+    const input = shardedInput();
+    const out = path.join(dir, "out");
+    const result = await convert(path.join(input, "pytorch_model.bin.index.json"), out);
+    expect(result.files).toEqual([path.join(out, "model.safetensors")]);
+  });
+
+  test("an index that disagrees with its shards is refused and nothing is written", async () => {
+    const input = shardedInput();
+    const index = path.join(input, "pytorch_model.bin.index.json");
+    const parsed = JSON.parse(readFileSync(index, "utf8"));
+    parsed.weight_map["0.weight"] = "pytorch_model-00002-of-00002.bin";
+    writeFileSync(index, JSON.stringify(parsed));
+    const out = path.join(dir, "out");
+    await expect(convert(input, out)).rejects.toMatchObject({ code: "InvalidIndex" });
+    expect(readdirSync(dir).includes("out")).toBe(false);
+  });
+});
