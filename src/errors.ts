@@ -38,6 +38,8 @@ export type ErrorCode =
   | "CudaError"
   // pickle checkpoints
   | "UnsafePickle"
+  | "UnsupportedDtype"
+  | "VerifyFailed"
   | "InvalidPickle"
   | "InvalidZip"
   | (string & {});

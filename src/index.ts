@@ -26,3 +26,5 @@ export { DeviceTensors, type CudaTensor, type DeviceTensor, type HostTensor } fr
 export { parseDevice, type DeviceSpec } from "./device/spec.ts";
 export { openMmap, touchPages, type Advice, type MmapOptions, type MmapSource } from "./io/mmap.ts";
 export { chooseBackend, openSource, type BackendChoice, type SourceOptions } from "./io/open-source.ts";
+export { convert, type ConvertOptions, type ConvertResult } from "./pickle/convert.ts";
+export { describeLeaf, isPytorch, openPytorchLayout, type PickleLayout } from "./pickle/index.ts";
