@@ -2,7 +2,7 @@
 import { describeLeaf } from "../pickle/index.ts";
 import type { Command } from "./command.ts";
 import { formatBytes, formatCount, table } from "./format.ts";
-import { type Checkpoint, withPath } from "./open-path.ts";
+import { type Checkpoint, withPath } from "../checkpoint.ts";
 
 /** One tensor as inspect lists it. */
 export interface Row {

@@ -3,7 +3,7 @@ import { loadToDevice } from "../device/load.ts";
 import type { Backend } from "../io/source.ts";
 import { type Command, type Output, UsageError } from "./command.ts";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.ts";
-import { type Checkpoint, withPath } from "./open-path.ts";
+import { type Checkpoint, withPath } from "../checkpoint.ts";
 import { Progress } from "./progress.ts";
 
 const PAGE = 4096;

@@ -1,6 +1,6 @@
 /** `tensormap verify PATH...`: checks each file's (or sharded checkpoint's) structure, one line per path. */
 import { type Command, errorLine } from "./command.ts";
-import { withPath } from "./open-path.ts";
+import { withPath } from "../checkpoint.ts";
 
 /**
  * Checks one path the way a loader would meet it: the whole header of every file (shards included) and,

@@ -8,8 +8,8 @@ import { CUDA, type HostFile } from "../../ffi/cudart.ts";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import type { SafetensorsFile } from "../file.ts";
 import type { ByteSource } from "../io/source.ts";
-import { open } from "../open.ts";
-import { checkpointFiles } from "./checkpoint.ts";
+import { openCheckpoint } from "../checkpoint.ts";
+import { ShardedFile } from "../sharded.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
 import { PinnedRing, quietly, yieldToLoop, type ChunkSource, type RingOptions } from "./pipeline.ts";
 import { layoutDevice, planChunks, type Extent } from "./plan.ts";
@@ -96,17 +96,13 @@ export async function toDevice(file: SafetensorsFile, opts: DeviceLoadOptions = 
  */
 export async function loadToDevice(path: string, opts: DeviceLoadOptions = {}): Promise<DeviceTensors> {
   const target = await resolveDevice(opts.device ?? "auto", opts.env);
-  const paths = checkpointFiles(path);
   const owned = new Cleanup();
   try {
-    const files: SafetensorsFile[] = [];
     // On CUDA the data is pread into the ring, so a mapping is only worth making to register it.
     const backend = target.kind === "cpu" ? "auto" : opts.hostRegister ? "mmap" : "read";
-    for (const p of paths) {
-      const f = await open(p, { backend });
-      owned.add(() => f.close());
-      files.push(f);
-    }
+    const checkpoint = await openCheckpoint(path, { backend });
+    owned.add(() => checkpoint.close());
+    const files = checkpoint instanceof ShardedFile ? checkpoint.files.map((f) => checkpoint.shard(f)) : [checkpoint];
     return await load(target, files, owned, opts);
   } catch (e) {
     quietly(() => owned.run());
@@ -123,7 +119,7 @@ interface FilePlan {
 
 /** `owned` closes files the load opened itself: right after a CUDA upload, or with the tensors on cpu. */
 async function load(target: DeviceTarget, files: SafetensorsFile[], owned: Cleanup, opts: DeviceLoadOptions): Promise<DeviceTensors> {
-  const plans = pick(files, opts.names);
+  const plans = pick(files, opts.names, target.kind === "cpu");
   const total = plans.reduce((a, p) => a + p.extents.reduce((b, e) => b + e.byteLength, 0), 0);
   const progress = { done: 0, total };
   const report = (file: string, n: number) => {
@@ -154,7 +150,7 @@ async function load(target: DeviceTarget, files: SafetensorsFile[], owned: Clean
 }
 
 /** The tensors to load from each file, in file order; every requested name must exist exactly once. */
-function pick(files: SafetensorsFile[], names: string[] | undefined): FilePlan[] {
+function pick(files: SafetensorsFile[], names: string[] | undefined, onHost: boolean): FilePlan[] {
   const wanted = names ? new Set(names) : null;
   const seen = new Map<string, string>();
   const plans = files.map((file) => {
@@ -165,7 +161,10 @@ function pick(files: SafetensorsFile[], names: string[] | undefined): FilePlan[]
       seen.set(n, file.path);
     }
     const extents = chosen.map((n) => {
-      const { start, byteLength } = file.entry(n);
+      const { start, byteLength, gather } = file.entry(n);
+      if (gather && !onHost) {
+        throw new SafetensorsError("InvalidArgument", `${JSON.stringify(n)} in ${file.path} is a strided view, not one run of bytes; convert the checkpoint to safetensors first (tensormap convert)`);
+      }
       return { start, byteLength };
     });
     return { file, names: chosen, extents };
@@ -247,8 +246,8 @@ function readerFor(device: CudaDevice, path: string, threads: number | undefined
   return { file };
 }
 
-/** The mmap source's address of file byte `offset` (one contiguous mapping of the whole file). */
-type MappedSource = ByteSource & { pointer?: (offset: number) => bigint };
+/** The mmap source's address of file byte `offset`; it throws when the range spans more than one mapping. */
+type MappedSource = ByteSource & { pointer?: (offset: number, length?: number) => bigint };
 
 /** Pins the file's whole mapping read-only so the copy engine reads its pages; unregistered by `release`. */
 function registerMapping(device: CudaDevice, source: MappedSource, release: Cleanup): ChunkSource {
@@ -261,7 +260,8 @@ function registerMapping(device: CudaDevice, source: MappedSource, release: Clea
     check(cuda, cuda.cudaDeviceGetAttribute(attr, id, device.index), `cudaDeviceGetAttribute(${id})`);
     if (!attr[0]) throw new SafetensorsError("CudaError", `${device.name} does not support ${what}; load without hostRegister`);
   }
-  const base = source.pointer(0);
+  // The whole file must be one mapping (under 4 GiB on Bun): the copy engine reads it at base + offset.
+  const base = source.pointer(0, source.size);
   const size = BigInt(Math.ceil(source.size / 4096) * 4096);
   check(cuda, cuda.cudaHostRegister(base, size, CUDA.hostRegisterPortable | CUDA.hostRegisterReadOnly), `cudaHostRegister(${source.path})`);
   release.add(() => check(cuda, cuda.cudaHostUnregister(base), "cudaHostUnregister"));

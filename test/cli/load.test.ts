@@ -1,6 +1,6 @@
 import { expect, test } from "vitest";
 import { touchAll } from "../../src/cli/load.ts";
-import { openPath } from "../../src/cli/open-path.ts";
+import { openCheckpoint } from "../../src/checkpoint.ts";
 import { cli } from "../support/cli.ts";
 import { fixture } from "../support/fixtures.ts";
 
@@ -15,8 +15,8 @@ test("load reads every tensor of a sharded checkpoint and reports the totals", a
 });
 
 test("the sharded fixture and the single file it was split from read the same bytes", async () => {
-  const single = await openPath(fixture("safetensors/tiny-gpt2.safetensors"));
-  const sharded = await openPath(fixture("sharded"));
+  const single = await openCheckpoint(fixture("safetensors/tiny-gpt2.safetensors"));
+  const sharded = await openCheckpoint(fixture("sharded"));
   const a = touchAll(single, quiet);
   const b = touchAll(sharded, quiet);
   expect([a.tensors, a.bytes]).toEqual([17, 20736]);

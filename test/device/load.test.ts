@@ -79,6 +79,16 @@ describe("loading to cpu (the fallback)", () => {
     for (const [name, t] of Object.entries(want)) expect(sha256(w.toHost(name)), name).toBe(t.sha256);
   });
 
+  test("a PyTorch checkpoint loads too, strided views and tied weights included", async () => {
+    const want = expected("torch/state-dict.expected.json");
+    using weights = await loadToDevice(fixture("torch/state-dict.pt"), { device: "cpu" });
+    expect([...weights.keys()].sort()).toEqual(Object.keys(want).sort());
+    for (const [name, w] of Object.entries(want)) {
+      const t = weights.get(name)!;
+      expect(t.device === "cpu" && sha256(t.bytes), name).toBe(w.sha256);
+    }
+  });
+
   test("names picks tensors across shards; an unknown name fails the load", async () => {
     using w = await loadToDevice(SHARDED, { device: "cpu", names: ["wte.weight", "h.2.mlp.c_fc.weight"] });
     expect(w.keys()).toEqual(["wte.weight", "h.2.mlp.c_fc.weight"]);

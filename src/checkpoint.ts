@@ -1,8 +1,8 @@
-/** What a CLI PATH argument opens: a sharded folder or index, or a single safetensors file. */
+/** What a checkpoint path opens: a sharded folder or index, or a single file (safetensors or PyTorch). */
 import { statSync } from "node:fs";
-import type { SafetensorsFile } from "../file.ts";
-import { open, type OpenOptions } from "../open.ts";
-import { openSharded, type ShardedFile } from "../sharded.ts";
+import type { SafetensorsFile } from "./file.ts";
+import { open, type OpenOptions } from "./open.ts";
+import { openSharded, type ShardedFile } from "./sharded.ts";
 
 export type Checkpoint = SafetensorsFile | ShardedFile;
 
@@ -11,10 +11,10 @@ export type Checkpoint = SafetensorsFile | ShardedFile;
  *
  * @example
  * ```ts
- * using model = await openPath("checkpoints/gpt2");
+ * using model = await openCheckpoint("checkpoints/gpt2");
  * ```
  */
-export async function openPath(path: string, opts: OpenOptions = {}): Promise<Checkpoint> {
+export async function openCheckpoint(path: string, opts: OpenOptions = {}): Promise<Checkpoint> {
   // A missing path falls through to open(), which names the error.
   const isDir = (() => {
     try {
@@ -35,7 +35,7 @@ export async function openPath(path: string, opts: OpenOptions = {}): Promise<Ch
  * ```
  */
 export async function withPath<T>(path: string, opts: OpenOptions, use: (file: Checkpoint) => T): Promise<T> {
-  const file = await openPath(path, opts);
+  const file = await openCheckpoint(path, opts);
   try {
     return use(file);
   } finally {
