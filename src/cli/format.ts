@@ -48,7 +48,7 @@ export function formatRate(bytes: number, seconds: number): string {
 }
 
 /**
- * Seconds as `0.42 s`, `12.3 s` or `4m05s`.
+ * Seconds as `4.2 ms`, `0.42 s`, `12.3 s` or `4m05s`.
  *
  * @example
  * ```ts
@@ -56,6 +56,7 @@ export function formatRate(bytes: number, seconds: number): string {
  * ```
  */
 export function formatDuration(seconds: number): string {
+  if (seconds < 0.1) return `${(seconds * 1000).toFixed(1)} ms`;
   if (seconds < 10) return `${seconds.toFixed(2)} s`;
   if (seconds < 60) return `${seconds.toFixed(1)} s`;
   const m = Math.floor(seconds / 60);

@@ -9,9 +9,9 @@ const quiet = { write: () => {} };
 test("load reads every tensor of a sharded checkpoint and reports the totals", async () => {
   const r = await cli("load", fixture("sharded"));
   expect(r.code).toBe(0);
-  expect(r.stdout).toMatch(/^17 tensors, 20\.7 kB in \d+\.\d+ s: (\d+\.\d\d GB\/s|-) \(backend (read|mmap)\)\n$/);
+  expect(r.stdout).toMatch(/^17 tensors, 20\.7 kB in \d+\.\d+ m?s: (\d+\.\d\d GB\/s|-) \(backend (read|mmap)\)\n$/);
   // Piped stderr gets no animation, just the final progress line.
-  expect(r.stderr).toMatch(/^load: 20\.7 kB in \d+\.\d+ s \((\d+\.\d\d GB\/s|-)\)\n$/);
+  expect(r.stderr).toMatch(/^load: 20\.7 kB in \d+\.\d+ m?s \((\d+\.\d\d GB\/s|-)\)\n$/);
 });
 
 test("the sharded fixture and the single file it was split from read the same bytes", async () => {
