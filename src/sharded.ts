@@ -9,7 +9,7 @@ import { fromSystemError, SafetensorsError } from "./errors.ts";
 import type { SafetensorsFile, TensorInfo } from "./file.ts";
 import { compareNames } from "./format/names.ts";
 import { formatIndex, INDEX_FILE, parseIndex, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE, type ShardIndex } from "./format/sharded.ts";
-import { save, writeAtomic, type TensorData, type TensorMap } from "./format/writer.ts";
+import { commit, planFile, writeTemp, type TensorData, type TensorMap } from "./format/writer.ts";
 import { sourceOpener } from "./io/open-source.ts";
 import { fileFromSource, type OpenOptions } from "./open.ts";
 import type { SliceSpec } from "./slice.ts";
@@ -231,10 +231,11 @@ export async function saveSharded(
   } catch (e) {
     throw fromSystemError(e, `cannot create ${dir}`);
   }
-  const written: string[] = [];
+  // Plan every shard first (this checks all the data), then write them all to temp files, then rename:
+  // a failure part-way leaves the folder's earlier checkpoint as it was.
   const weightMap: [string, string][] = [];
   let totalSize = 0;
-  for (const [i, names] of plan.entries()) {
+  const files = plan.map((names, i) => {
     const file = plan.length === 1 ? SINGLE_FILE : shardName(i, plan.length);
     const part = new Map<string, TensorData>();
     for (const name of names) {
@@ -243,13 +244,21 @@ export async function saveSharded(
       weightMap.push([name, file]);
       totalSize += t.data.byteLength;
     }
-    await save(join(dir, file), part, opts.metadata);
-    written.push(join(dir, file));
-  }
+    const { header, chunks } = planFile(part, opts.metadata);
+    return { path: join(dir, file), chunks: [header, ...chunks] };
+  });
   if (plan.length > 1) {
-    writeAtomic(join(dir, INDEX_FILE), [new TextEncoder().encode(formatIndex(totalSize, weightMap))]);
-    written.push(join(dir, INDEX_FILE));
+    files.push({ path: join(dir, INDEX_FILE), chunks: [new TextEncoder().encode(formatIndex(totalSize, weightMap))] });
   }
+  const temps: string[] = [];
+  try {
+    for (const f of files) temps.push(writeTemp(f.path, f.chunks));
+  } catch (e) {
+    for (const t of temps) rmSync(t, { force: true });
+    throw e;
+  }
+  files.forEach((f, i) => commit(temps[i]!, f.path));
+  const written = files.map((f) => f.path);
   removeLeftovers(dir, new Set(written.map((p) => basename(p))));
   return written;
 }

@@ -201,3 +201,18 @@ describe("saveSharded", () => {
     expect(existsSync(dir)).toBe(false);
   });
 });
+
+test("a saveSharded that fails part-way leaves the earlier checkpoint whole", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-shard-"));
+  const u8 = (n: number, v: number) => ({ dtype: "U8" as const, shape: [n], data: new Uint8Array(n).fill(v) });
+  await saveSharded(dir, { a: u8(8, 1), b: u8(8, 2) }, { maxShardSize: 8 });
+  const before = Object.fromEntries(readdirSync(dir).map((f) => [f, sha256(readFileSync(join(dir, f)))]));
+  // The second shard's tensor is bad: nothing may be written, not even the first shard.
+  const bad = { dtype: "U8" as const, shape: [9], data: new Uint8Array(8) };
+  await expect(saveSharded(dir, { x: u8(8, 3), y: bad }, { maxShardSize: 8 })).rejects.toMatchObject({ code: "InvalidTensor" });
+  await expect(saveSharded(dir, { x: u8(8, 3), y: u8(8, 4), z: bad }, { maxShardSize: 8 })).rejects.toMatchObject({ code: "InvalidTensor" });
+  expect(Object.fromEntries(readdirSync(dir).map((f) => [f, sha256(readFileSync(join(dir, f)))]))).toEqual(before);
+  using model = await openSharded(dir);
+  expect(Array.from(model.tensor("b").bytes)).toEqual(new Array(8).fill(2));
+  rmSync(dir, { recursive: true });
+});

@@ -128,6 +128,14 @@ const MAX_WRITE = 1 << 30;
 
 /** Writes chunks to `path` through a temp file + fsync + rename; on failure nothing is left behind. */
 export function writeAtomic(path: string, chunks: Iterable<Uint8Array>): void {
+  commit(writeTemp(path, chunks), path);
+}
+
+/**
+ * Writes chunks, fsynced, to a temporary file beside `path` and returns its name; on failure removes it.
+ * {@link commit} renames it into place: writers of several files write them all first, then rename.
+ */
+export function writeTemp(path: string, chunks: Iterable<Uint8Array>): string {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
   let fd: number | undefined;
   try {
@@ -137,11 +145,29 @@ export function writeAtomic(path: string, chunks: Iterable<Uint8Array>): void {
     }
     fsyncSync(fd);
     closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, path);
+    return tmp;
   } catch (e) {
     if (fd !== undefined) closeSync(fd);
     rmSync(tmp, { force: true });
     throw fromSystemError(e, `cannot write ${path}`);
+  }
+}
+
+/** Renames a temp file from {@link writeTemp} over `path`, then fsyncs the folder so the rename survives a crash. */
+export function commit(tmp: string, path: string): void {
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw fromSystemError(e, `cannot write ${path}`);
+  }
+  let dir: number | undefined;
+  try {
+    dir = openSync(dirname(path), "r");
+    fsyncSync(dir);
+  } catch {
+    // Some filesystems refuse to fsync a folder; the data itself is already on disk.
+  } finally {
+    if (dir !== undefined) closeSync(dir);
   }
 }
