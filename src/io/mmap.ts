@@ -25,9 +25,8 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from "../../ffi/libc.ts";
-import { statSync } from "node:fs";
 import { SafetensorsError } from "../errors.ts";
-import type { ByteSource } from "./source.ts";
+import { requireRegularFile, type ByteSource } from "./source.ts";
 
 /** Read-ahead hint for the kernel (`madvise`), applied to every window. */
 export type Advice = "sequential" | "random" | "willneed" | "none";
@@ -98,10 +97,10 @@ let populateRead = true;
 export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): MmapSource {
   const advice = ADVICE[options.advice ?? "none"];
   if (advice === undefined) throw new SafetensorsError("InvalidArgument", `unknown advice ${String(options.advice)}`);
+  requireRegularFile(path);
   const fd = libc.openRead(path);
   let size: number;
   try {
-    if (!statSync(path).isFile()) throw new SafetensorsError("EISDIR", `${path} is not a regular file`);
     size = libc.fileSize(fd);
   } catch (e) {
     libc.close(fd);

@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
-import type { ByteSource } from "./source.ts";
+import { requireRegularFile, type ByteSource } from "./source.ts";
 
 /** One `read(2)` moves at most this much (Linux caps a read near 2 GiB; smaller keeps each call short). */
 const MAX_READ = 1 << 30;
@@ -17,6 +17,7 @@ const MAX_READ = 1 << 30;
  * ```
  */
 export function openRead(path: string): ByteSource {
+  requireRegularFile(path);
   let fd: number;
   try {
     fd = openSync(path, "r");
@@ -25,9 +26,7 @@ export function openRead(path: string): ByteSource {
   }
   let size: number;
   try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new SafetensorsError("EISDIR", `${path} is not a regular file`);
-    size = st.size;
+    size = fstatSync(fd).size;
   } catch (e) {
     closeSync(fd);
     throw fromSystemError(e, `cannot stat ${path}`);

@@ -1,3 +1,6 @@
+import { statSync } from "node:fs";
+import { fromSystemError, SafetensorsError } from "../errors.ts";
+
 /**
  * A byte source: the one thing the format layer needs from storage. The read backend copies with
  * positional reads; the mmap backend hands out views into a mapping. Nothing above this layer knows which.
@@ -20,4 +23,23 @@ export interface ByteSource {
   prefetch?(offset: number, length: number): void;
   /** Releases the file (and any mapping). Idempotent. */
   close(): void;
+}
+
+/**
+ * Refuses anything but a regular file before it is opened: opening a FIFO would block for ever, and a
+ * device or a folder has no size to check a header against.
+ *
+ * @example
+ * ```ts
+ * requireRegularFile("/dev/zero"); // throws SafetensorsError NotAFile
+ * ```
+ */
+export function requireRegularFile(path: string): void {
+  let isFile: boolean;
+  try {
+    isFile = statSync(path).isFile();
+  } catch (e) {
+    throw fromSystemError(e, `cannot open ${path}`);
+  }
+  if (!isFile) throw new SafetensorsError("NotAFile", `${path} is not a regular file`);
 }
