@@ -122,6 +122,26 @@ export class SafetensorsFile {
   }
 
   /**
+   * A tensor's bytes in pieces of at most `chunkBytes`: for tensors too large for one view (over 4 GiB under
+   * Bun's mmap) and for streaming without holding a whole tensor in memory under the read backend.
+   *
+   * @example
+   * ```ts
+   * for (const piece of file.chunks("lm_head.weight")) hash.update(piece);
+   * ```
+   */
+  *chunks(name: string, chunkBytes = 1 << 28): Generator<Uint8Array> {
+    const e = this.#entry(name);
+    if (e.gather) {
+      yield e.gather(this.#source);
+    } else if (this.#source.chunks) {
+      yield* this.#source.chunks(e.start, e.byteLength, chunkBytes);
+    } else {
+      for (let at = 0; at < e.byteLength; at += chunkBytes) yield this.#source.bytes(e.start + at, Math.min(chunkBytes, e.byteLength - at));
+    }
+  }
+
+  /**
    * Part of a tensor, reading only the bytes it needs. Per dimension: `[start, end)`, an index, or `null`.
    *
    * @example

@@ -92,6 +92,16 @@ export class ShardedFile {
     return this.shard(this.#fileOf(name)).tensor(name);
   }
 
+  /** A tensor's bytes in pieces; see `SafetensorsFile.chunks`. */
+  chunks(name: string, chunkBytes?: number): Generator<Uint8Array> {
+    return this.shard(this.#fileOf(name)).chunks(name, chunkBytes);
+  }
+
+  /** Asks the kernel to read ahead the named tensors (all by default); see `SafetensorsFile.prefetch`. */
+  prefetch(names: readonly string[] = this.keys()): void {
+    for (const name of names) this.shard(this.#fileOf(name)).prefetch([name]);
+  }
+
   /** Part of a tensor; see `SafetensorsFile.slice`. */
   slice(name: string, spec: SliceSpec): Tensor {
     return this.shard(this.#fileOf(name)).slice(name, spec);

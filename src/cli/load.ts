@@ -1,12 +1,13 @@
 /** `tensormap load PATH`: reads every tensor the way a program would, with a progress bar and the rate. */
 import { loadToDevice } from "../device/load.ts";
+import { parseDevice } from "../device/spec.ts";
+import { touchPages } from "../io/mmap.ts";
 import type { Backend } from "../io/source.ts";
 import { type Command, type Output, UsageError } from "./command.ts";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.ts";
 import { type Checkpoint, withPath } from "../checkpoint.ts";
 import { Progress } from "./progress.ts";
 
-const PAGE = 4096;
 const BACKENDS = ["auto", "mmap", "read"] as const;
 
 export interface LoadResult {
@@ -32,9 +33,11 @@ export function touchAll(file: Checkpoint, progressTo: Output, label = "load"): 
   const bar = new Progress(progressTo, label, total);
   let checksum = 0;
   for (const name of names) {
-    const bytes = file.tensor(name).bytes;
-    for (let i = 0; i < bytes.length; i += PAGE) checksum += bytes[i]!;
-    bar.add(bytes.byteLength);
+    // In pieces: a tensor may be larger than one view (4 GiB under Bun's mmap).
+    for (const piece of file.chunks(name)) {
+      checksum += touchPages(piece);
+      bar.add(piece.byteLength);
+    }
   }
   return { tensors: names.length, bytes: total, seconds: bar.finish(), checksum };
 }
@@ -88,9 +91,14 @@ export const load: Command = {
     const backend = (values.backend ?? "auto") as Backend | "auto";
     if (!BACKENDS.includes(backend)) throw new UsageError(`--backend wants one of ${BACKENDS.join(", ")}, got '${backend}'`);
     const device = (values.device ?? "cpu") as string;
-    if (!/^(cpu|auto|cuda(:\d+)?)$/.test(device)) throw new UsageError(`--device wants cpu, auto, cuda or cuda:N, got '${device}'`);
+    try {
+      parseDevice(device);
+    } catch (e) {
+      throw new UsageError(`--device: ${(e as Error).message}`);
+    }
     const path = positionals[0]!;
     if (device !== "cpu") {
+      if (values.backend !== undefined) throw new UsageError("--backend applies to --device cpu; device loads choose their own reads");
       io.stdout.write((await loadDevice(path, device, values["host-register"] === true, io)) + "\n");
       return 0;
     }

@@ -160,7 +160,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
   const tooLarge = (length: number): SafetensorsError =>
     new SafetensorsError(
       "TensorTooLarge",
-      `${length} bytes do not fit one view (at most ${windowMax} bytes in ${libc.runtime}); read them with chunks()`,
+      `${length} bytes do not fit one view (at most ${windowMax} bytes in ${libc.runtime}); read them with file.chunks(name)`,
     );
 
   /** Splits a range into pieces that each lie in one window. */

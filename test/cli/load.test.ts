@@ -49,7 +49,9 @@ test("--device cuda without a usable GPU is one clear line and exit 1", async ()
   expect(r.stderr).toMatch(/^error: CudaUnavailable: cuda:0 is not usable: .+\n$/);
 });
 
-test("an unknown --device, or --host-register without CUDA, is a usage error", async () => {
+test("an unknown --device, --backend with a device load, or --host-register without CUDA, is a usage error", async () => {
   expect((await cli("load", fixture("sharded"), "--device", "gpu")).code).toBe(2);
+  expect((await cli("load", fixture("sharded"), "--device", "cuda:99999")).code).toBe(2);
+  expect((await cli("load", fixture("sharded"), "--device", "auto", "--backend", "read")).code).toBe(2);
   expect((await cli("load", fixture("sharded"), "--host-register")).code).toBe(2);
 });

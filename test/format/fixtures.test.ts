@@ -69,3 +69,12 @@ test("unknown names and closed files are named errors", async () => {
   file.close();
   expect(() => file.tensor("wte.weight")).toThrow(expect.objectContaining({ code: "Closed" }));
 });
+
+test.each(["read", "auto"] as const)("chunks() pieces a tensor together exactly (%s backend)", async (backend) => {
+  using file = await open(fixture("safetensors/tiny-gpt2.safetensors"), { backend });
+  for (const name of file.keys()) {
+    const pieces = [...file.chunks(name, 100)];
+    expect(pieces.every((p) => p.byteLength <= 100)).toBe(true);
+    expect(Buffer.concat(pieces).equals(file.tensor(name).bytes)).toBe(true);
+  }
+});
