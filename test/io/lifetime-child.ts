@@ -2,13 +2,23 @@
  * Run by lifetime.test.ts in a child process of the same runtime, so that a crash shows as an exit status
  * and the collector can be driven (`Bun.gc`, Deno with `--v8-flags=--expose-gc`). Prints one JSON line.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { open } from "../../src/open.ts";
 
 const [mode, path, count] = process.argv.slice(2) as [string, string, string?];
 
 function fileMappings(): number {
   return readFileSync("/proc/self/maps", "utf8").split("\n").filter((l) => l.endsWith(path)).length;
+}
+
+/** Anonymous regions exactly as long as the file's mapping: what close() leaves over a view until it is collected. */
+function zeroedWindows(): number {
+  const length = Math.ceil(statSync(path).size / 4096) * 4096;
+  return readFileSync("/proc/self/maps", "utf8").split("\n").filter((l) => {
+    const [range, , , , inode, name] = l.split(/\s+/);
+    const [start, end] = (range ?? "0-0").split("-").map((x) => parseInt(x, 16));
+    return inode === "0" && !name && end! - start! === length;
+  }).length;
 }
 
 function vmSize(): number {
@@ -61,11 +71,12 @@ if (mode === "after-close") {
     file.close();
   }
   const afterClose = fileMappings();
+  const zeroedWhileKept = zeroedWindows();
   // Never closed: released by the collector alone.
   const unclosed = await openWithoutClosing(100);
   kept.length = 0;
   await collect();
-  console.log(JSON.stringify({ afterClose, unclosed, afterGc: fileMappings(), growth: vmSize() - baseline }));
+  console.log(JSON.stringify({ afterClose, zeroedWhileKept, unclosed, afterGc: fileMappings(), zeroedAfterGc: zeroedWindows(), growth: vmSize() - baseline }));
 } else if (mode === "debug") {
   const file = await open(path);
   console.log(JSON.stringify({ backend: file.backend }));
