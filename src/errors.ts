@@ -73,6 +73,8 @@ export function fromSystemError(err: unknown, what: string): SafetensorsError {
   if (err instanceof SafetensorsError) return err;
   const e = err as { code?: unknown; message?: unknown };
   const code = typeof e?.code === "string" && /^E[A-Z0-9]+$/.test(e.code) ? e.code : "IoError";
-  const reason = typeof e?.message === "string" ? e.message.split("\n")[0] : String(err);
+  // Node words it "ENOENT: no such file or directory, open 'x'": keep only the reason, the code and path are said already.
+  const message = typeof e?.message === "string" ? e.message.split("\n")[0]! : String(err);
+  const reason = message.replace(/^E[A-Z0-9]+: /, "").replace(/, \w+ '[^']*'$/, "");
   return new SafetensorsError(code, `${what}: ${reason}`, { cause: err });
 }

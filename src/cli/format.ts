@@ -84,3 +84,17 @@ export function table(rows: readonly (readonly string[])[], right: readonly numb
     )
     .join("\n");
 }
+
+/**
+ * Text from a file, safe to print: control characters (which could move the cursor or recolour the terminal)
+ * are shown as escapes.
+ *
+ * @example
+ * ```ts
+ * printable("a\u001b[2Jb"); // "a\\u001b[2Jb"
+ * ```
+ */
+export function printable(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}

@@ -1,7 +1,7 @@
 /** `tensormap inspect PATH [--json]`: the tensors of a file or sharded checkpoint, totals and metadata. */
 import { describeLeaf } from "../pickle/index.ts";
 import type { Command } from "./command.ts";
-import { formatBytes, formatCount, table } from "./format.ts";
+import { formatBytes, formatCount, printable, table } from "./format.ts";
 import { type Checkpoint, withPath } from "../checkpoint.ts";
 
 /** One tensor as inspect lists it. */
@@ -44,7 +44,7 @@ export function summary(file: Checkpoint, limit = Infinity): string {
   const head = ["name", "dtype", "shape", "size", ...(sharded ? ["file"] : [])];
   const body = all
     .slice(0, limit)
-    .map((r) => [r.name, r.dtype, `[${r.shape.join(", ")}]`, formatBytes(r.byteLength), ...(r.file ? [r.file] : [])]);
+    .map((r) => [printable(r.name), r.dtype, `[${r.shape.join(", ")}]`, formatBytes(r.byteLength), ...(r.file ? [r.file] : [])]);
   const lines = [table([head, ...body], [3])];
   if (all.length > limit) lines.push(`… ${all.length - limit} more tensors`);
 
@@ -68,10 +68,10 @@ export function summary(file: Checkpoint, limit = Infinity): string {
     ),
   );
   const meta = file.metadata;
-  lines.push(meta ? `metadata: ${Object.entries(meta).map(([k, v]) => `${k}=${v}`).join(", ")}` : "metadata: none");
+  lines.push(meta ? `metadata: ${Object.entries(meta).map(([k, v]) => `${printable(k)}=${printable(v)}`).join(", ")}` : "metadata: none");
   if (sharded && file.indexMetadata) lines.push(`index metadata: ${JSON.stringify(file.indexMetadata)}`);
   const values = leaves(file);
-  if (values.length) lines.push("other values (not tensors):", table(values.map(([k, v]) => [`  ${k}`, v]), []));
+  if (values.length) lines.push("other values (not tensors):", table(values.map(([k, v]) => [`  ${printable(k)}`, printable(v)]), []));
   return lines.join("\n");
 }
 
