@@ -43,6 +43,7 @@ export class SafetensorsFile {
   #source: ByteSource;
   #layout: FileLayout;
   #closed = false;
+  #sorted?: string[];
 
   constructor(source: ByteSource, layout: FileLayout) {
     this.#source = source;
@@ -78,7 +79,8 @@ export class SafetensorsFile {
 
   /** Tensor names, sorted. */
   keys(): string[] {
-    return [...this.#layout.order].sort(compareNames);
+    this.#sorted ??= [...this.#layout.order].sort(compareNames);
+    return [...this.#sorted];
   }
 
   /** Tensor names in file order. */

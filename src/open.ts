@@ -45,7 +45,8 @@ function readLayout(source: ByteSource): FileLayout {
   if (isPytorch(prefix)) return openPytorchLayout(source);
   const n = headerLength(prefix, source.size);
   const header = parseHeader(source.bytes(0, 8 + n), source.size);
-  const entries = new Map<string, TensorEntry>();
-  for (const [name, info] of header.tensors) entries.set(name, { ...info, start: header.dataStart + info.dataOffsets[0] });
+  // The header's infos are fresh objects of this open: give each its absolute start in place, no copies.
+  const entries = header.tensors as Map<string, TensorEntry>;
+  for (const info of entries.values()) info.start = header.dataStart + info.dataOffsets[0];
   return { entries, order: header.order, metadata: header.metadata };
 }

@@ -110,6 +110,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
   const windowMax = Math.max(page, floorTo(Math.min(options.windowBytes ?? libc.maxView, libc.maxView), page));
   const step = Math.max(page, floorTo(windowMax / 2, page));
   const windows = new Map<string, Window>();
+  let whole: Window | undefined;
   let open = true;
   let fdOpen = true;
   const token = {};
@@ -131,6 +132,8 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
 
   /** The window holding `[offset, offset + length)`, mapped on first use; `length` ≤ windowMax − step. */
   const windowFor = (offset: number, length: number): Window => {
+    // Nearly every file fits one window: the hot path is one lookup-free check.
+    if (size <= windowMax && whole && open) return whole;
     let start: number;
     let end: number;
     if (size <= windowMax) [start, end] = [0, size];
@@ -144,6 +147,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
       if (!open) throw closed(path);
       w = map(start, end - start);
       windows.set(key, w);
+      if (size <= windowMax) whole = w;
     }
     return w;
   };
