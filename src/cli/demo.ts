@@ -2,7 +2,7 @@
  * `tensormap demo`: writes a GPT-2-small-shaped model with random weights (one file, and sharded), inspects
  * it and loads it with a progress bar. Later backends add their steps here.
  */
-import { rmdirSync, rmSync } from "node:fs";
+import { mkdtempSync, rmdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TensorData } from "../format/writer.ts";
@@ -11,7 +11,7 @@ import { openSharded, saveSharded } from "../sharded.ts";
 import { type Command, UsageError } from "./command.ts";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.ts";
 import { summary } from "./inspect.ts";
-import { loadReport, touchAll } from "./load.ts";
+import { loadDevice, loadReport, touchAll } from "./load.ts";
 
 /**
  * GPT-2 small's tensor names and shapes (148 tensors, 124,439,808 parameters at the defaults).
@@ -101,7 +101,7 @@ export const demo: Command = {
   },
   positionals: { min: 0, max: 0 },
   async run({ values }, io) {
-    const dir = typeof values.dir === "string" ? values.dir : join(tmpdir(), "tensormap-demo");
+    const dir = typeof values.dir === "string" ? values.dir : mkdtempSync(join(tmpdir(), "tensormap-demo-"));
     const shapes = gpt2Shapes(positiveInt(values.layers, "layers"), positiveInt(values.vocab, "vocab"));
     const maxShardSize = typeof values["max-shard-size"] === "string" ? values["max-shard-size"] : "200MB";
     const say = (line: string) => io.stdout.write(line + "\n");
@@ -122,7 +122,8 @@ export const demo: Command = {
       const [, saveSeconds] = await timed(() => saveSharded(single, tensors, { maxShardSize: bytes }));
       say(`wrote ${join(single, "model.safetensors")}: ${formatRate(bytes, saveSeconds)}`);
       const [files, shardSeconds] = await timed(() => saveSharded(sharded, tensors, { maxShardSize, metadata: { format: "pt" } }));
-      say(`wrote ${files.length - 1} shards of at most ${maxShardSize} + index to ${sharded}: ${formatRate(bytes, shardSeconds)}`);
+      const shards = Math.max(1, files.length - 1);
+      say(`wrote ${shards} shard${shards === 1 ? "" : "s"} of at most ${maxShardSize}${files.length > 1 ? " + index" : ""} to ${sharded}: ${formatRate(bytes, shardSeconds)}`);
 
       const shardedFile = await openSharded(sharded);
       try {
@@ -138,6 +139,8 @@ export const demo: Command = {
           const b = touchAll(shardedFile, io.stderr, "sharded");
           say("  " + loadReport(b, `backend ${shardedFile.backend}`));
           if (a.checksum !== b.checksum) throw new Error("single and sharded loads read different bytes");
+          say(`load ${sharded} --device auto`);
+          for (const line of (await loadDevice(sharded, "auto", false, io)).split("\n")) say(`  ${line}`);
         } finally {
           singleFile.close();
         }

@@ -61,7 +61,7 @@ export function summary(file: Checkpoint, limit = Infinity): string {
   lines.push(
     "",
     `${formatCount(all.length)} tensors, ${formatCount(params)} parameters, ${formatBytes(bytes)} (${formatCount(bytes)} bytes)` +
-      (sharded ? ` in ${file.files.length} shards` : ""),
+      (sharded ? ` in ${file.files.length} shard${file.files.length === 1 ? "" : "s"}` : ""),
     table(
       [...byDtype].map(([dtype, d]) => [`  ${dtype}`, `${formatCount(d.tensors)} tensors`, `${formatCount(d.params)} parameters`, formatBytes(d.bytes)]),
       [1, 2, 3],

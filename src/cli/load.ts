@@ -54,8 +54,16 @@ export function loadReport(r: LoadResult, where: string): string {
   return `${formatCount(r.tensors)} tensors, ${formatBytes(r.bytes)} in ${formatDuration(r.seconds)}: ${formatRate(r.bytes, r.seconds)} (${where})`;
 }
 
-/** Loads onto a device through the CUDA pipeline (or its CPU fallback under `auto`), with the bar fed by its progress. */
-async function loadDevice(path: string, device: string, hostRegister: boolean, io: Parameters<Command["run"]>[1]): Promise<string> {
+/**
+ * Loads onto a device through the CUDA pipeline (or its CPU fallback under `auto`), with the bar fed by its
+ * progress; returns the totals line and the line saying which device and why.
+ *
+ * @example
+ * ```ts
+ * console.log(await loadDevice("checkpoints/gpt2", "auto", false, { stdout: process.stdout, stderr: process.stderr }));
+ * ```
+ */
+export async function loadDevice(path: string, device: string, hostRegister: boolean, io: Parameters<Command["run"]>[1]): Promise<string> {
   let bar: Progress | undefined;
   using tensors = await loadToDevice(path, {
     device,
