@@ -5,6 +5,8 @@
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import type { DeviceLoadOptions } from "./device/load.ts";
+import type { DeviceTensors } from "./device/tensors.ts";
 import { fromSystemError, SafetensorsError } from "./errors.ts";
 import type { SafetensorsFile, TensorInfo } from "./file.ts";
 import { compareNames } from "./format/names.ts";
@@ -90,6 +92,12 @@ export class ShardedFile {
 
   tensor(name: string): Tensor {
     return this.shard(this.#fileOf(name)).tensor(name);
+  }
+
+  /** Loads every shard's tensors onto a device; see `SafetensorsFile.toDevice`. */
+  toDevice(opts?: DeviceLoadOptions): Promise<DeviceTensors> {
+    // Imported on use: the device layer sits above this one (and would make an import cycle).
+    return import("./device/load.ts").then((m) => m.toDevice(this, opts));
   }
 
   /** A tensor's bytes in pieces; see `SafetensorsFile.chunks`. */

@@ -79,10 +79,13 @@ export async function resolveDevice(spec: string, env?: Record<string, string | 
  * using weights = await toDevice(file, { device: "cuda:0", onProgress: (p) => console.log(p.bytesDone) });
  * ```
  */
-export async function toDevice(file: SafetensorsFile, opts: DeviceLoadOptions = {}): Promise<DeviceTensors> {
+export async function toDevice(file: SafetensorsFile | ShardedFile, opts: DeviceLoadOptions = {}): Promise<DeviceTensors> {
   const target = await resolveDevice(opts.device ?? "auto", opts.env);
-  return load(target, [file], new Cleanup(), opts);
+  return load(target, filesOf(file), new Cleanup(), opts);
 }
+
+/** The files behind a checkpoint: itself, or every shard (opened now). */
+const filesOf = (c: SafetensorsFile | ShardedFile): SafetensorsFile[] => (c instanceof ShardedFile ? c.files.map((f) => c.shard(f)) : [c]);
 
 /**
  * Loads a safetensors file, or every shard of a checkpoint directory, onto a device. By default one device
@@ -102,8 +105,7 @@ export async function loadToDevice(path: string, opts: DeviceLoadOptions = {}): 
     const backend = target.kind === "cpu" ? "auto" : opts.hostRegister ? "mmap" : "read";
     const checkpoint = await openCheckpoint(path, { backend });
     owned.add(() => checkpoint.close());
-    const files = checkpoint instanceof ShardedFile ? checkpoint.files.map((f) => checkpoint.shard(f)) : [checkpoint];
-    return await load(target, files, owned, opts);
+    return await load(target, filesOf(checkpoint), owned, opts);
   } catch (e) {
     quietly(() => owned.run());
     throw e;

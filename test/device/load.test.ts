@@ -3,6 +3,7 @@ import { describe, expect, test } from "vitest";
 import { loadToDevice, resolveDevice, toDevice, type LoadProgress } from "../../src/device/load.ts";
 import { SafetensorsError } from "../../src/errors.ts";
 import { open } from "../../src/open.ts";
+import { openSharded } from "../../src/sharded.ts";
 import { runtime } from "../../src/runtime.ts";
 import { expected, fixture, sha256 } from "../support/fixtures.ts";
 
@@ -124,5 +125,13 @@ describe("loading to cpu (the fallback)", () => {
     expect(w.keys()).toEqual(["wte.weight"]);
     w.free();
     expect(file.tensor("wte.weight").bytes.byteLength).toBe(file.info("wte.weight").byteLength);
+  });
+
+  test("a sharded checkpoint's toDevice loads every shard", async () => {
+    const want = expected("sharded/expected.json");
+    using model = await openSharded(SHARDED);
+    using w = await model.toDevice({ device: "auto" });
+    expect([...w.keys()].sort()).toEqual(Object.keys(want).sort());
+    for (const [name, t] of Object.entries(want)) expect(sha256(w.toHost(name)), name).toBe(t.sha256);
   });
 });
