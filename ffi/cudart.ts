@@ -1,10 +1,11 @@
 /**
  * The CUDA runtime as tensormap sees it: the raw `libcudart` calls a loader needs (DESIGN §5), with pointers as
- * `bigint` on every runtime, plus the two host helpers the pipeline needs from the same FFI (addresses of JS
- * buffers, parallel `pread` into host memory). The per-runtime bindings live in
+ * `bigint` on every runtime, plus the address of a JS buffer for copies into it. File reads into host memory
+ * are libc's (`LibC.openHostFile` in `ffi/libc.ts`). The per-runtime bindings live in
  * `ffi/bun/cudart.ts` and `ffi/deno/cudart.ts`; {@link loadCudart} picks one by dynamic import.
  */
 import { runtime } from "../src/runtime.ts";
+import { loadLibc } from "./libc.ts";
 
 /** libcudart constants (cuda_runtime_api.h / driver_types.h, CUDA 12 and 13). */
 export const CUDA = {
@@ -41,8 +42,6 @@ export interface CudaRuntime {
   cudaDeviceGetAttribute(value: Int32Array, attr: number, device: number): number;
   cudaMalloc(ptr: BigUint64Array, size: bigint): number;
   cudaFree(ptr: bigint): number;
-  cudaMallocAsync(ptr: BigUint64Array, size: bigint, stream: bigint): number;
-  cudaFreeAsync(ptr: bigint, stream: bigint): number;
   cudaHostAlloc(ptr: BigUint64Array, size: bigint, flags: number): number;
   cudaFreeHost(ptr: bigint): number;
   cudaHostRegister(ptr: bigint, size: bigint, flags: number): number;
@@ -55,23 +54,10 @@ export interface CudaRuntime {
   cudaEventCreateWithFlags(event: BigUint64Array, flags: number): number;
   cudaEventRecord(event: bigint, stream: bigint): number;
   cudaEventQuery(event: bigint): number;
-  cudaEventSynchronize(event: bigint): number;
   cudaEventDestroy(event: bigint): number;
 
   /** The address of a JS buffer's first byte, for copies into or out of it. The buffer must stay referenced. */
   address(bytes: Uint8Array): bigint;
-  /** Opens `path` for positional reads into host memory from up to `threads` threads at once. */
-  openHostFile(path: string, threads: number): HostFile;
-}
-
-/** A file read with `pread(2)` straight into host memory, several reads in flight at once. */
-export interface HostFile {
-  /** How many reads run in parallel (worker threads on Bun, the FFI thread pool on Deno). */
-  readonly threads: number;
-  /** One `pread(fd, dst, length, offset)`: resolves to the count read (short reads happen; -1 is an error). */
-  pread(dst: bigint, length: number, offset: number): Promise<number>;
-  /** Closes the descriptor and stops the threads. Idempotent. */
-  close(): void;
 }
 
 export type CudartLoad = { ok: true; cuda: CudaRuntime } | { ok: false; reason: string };
@@ -129,11 +115,13 @@ export function loadCudart(opts: { env?: Record<string, string | undefined> } = 
 
 async function tryLoad(candidates: string[]): Promise<CudartLoad> {
   if (runtime === "node") return { ok: false, reason: "no FFI on Node (use Bun or Deno for CUDA)" };
+  // A load reads files through libc too; and libc says why there is no FFI (Deno without --allow-ffi).
+  const libc = await loadLibc();
+  if ("unavailable" in libc) return { ok: false, reason: `FFI unavailable: ${libc.unavailable}` };
   let binding: CudartBinding;
   try {
     binding = runtime === "bun" ? await import("./bun/cudart.ts") : await import("./deno/cudart.ts");
   } catch (e) {
-    // The binding also opens libc; without it (or without --allow-ffi on Deno) there is no FFI to use.
     return { ok: false, reason: `FFI unavailable: ${(e instanceof Error ? e.message : String(e)).split("\n")[0]}` };
   }
   let first = "";

@@ -16,6 +16,12 @@ export interface LibCBinding {
   close(fd: number): number;
   /** Returns the new offset, or −1. */
   lseek(fd: number, offset: number, whence: number): number;
+  /**
+   * `pread(fd, dst, length, offset)` with up to `threads` running at once, off the JS thread where the runtime
+   * allows (Bun: a Worker pool, or this thread when `threads` is 1; Deno: its FFI thread pool). Resolves to the
+   * count read or −1 (errno is lost: the call ran on another thread); rejects only once the pread cannot run.
+   */
+  pread(fd: number, dst: bigint, length: number, offset: number, threads: number): Promise<number>;
   /** Returns the address, or −1n (`MAP_FAILED`). */
   mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint;
   munmap(addr: bigint, length: number): number;
@@ -23,15 +29,12 @@ export interface LibCBinding {
   /** Returns 0 or an errno value (it does not set errno). */
   posixFadvise(fd: number, offset: number, length: number, advice: number): number;
   sysconf(name: number): number;
-  memcpy(dst: bigint, src: bigint, length: number): void;
   errno(): number;
   strerror(errno: number): string;
   /** A zero-copy ArrayBuffer over `[addr, addr + length)`; the caller keeps that memory alive. */
   view(addr: bigint, length: number): ArrayBuffer;
   /** Like {@link view}, and `munmap(addr, length)` runs once the buffer has been garbage-collected. */
   viewOwningMapping(addr: bigint, length: number): ArrayBuffer;
-  /** The address of a JavaScript buffer's first byte (valid while the buffer is alive and not moved). */
-  address(view: ArrayBufferView): bigint;
 }
 
 /** libc with checked calls: every failure throws a {@link SafetensorsError} whose code is the errno name. */
@@ -48,10 +51,23 @@ export interface LibC {
   munmap(addr: bigint, length: number): void;
   madvise(addr: bigint, length: number, advice: number): void;
   posixFadvise(fd: number, offset: number, length: number, advice: number): void;
-  memcpy(dst: bigint, src: bigint, length: number): void;
   view(addr: bigint, length: number): ArrayBuffer;
   viewOwningMapping(addr: bigint, length: number): ArrayBuffer;
-  address(view: ArrayBufferView): bigint;
+  /** Opens `path` for positional reads into host memory from up to `threads` threads at once. */
+  openHostFile(path: string, threads: number): HostFile;
+}
+
+/** A file read with `pread(2)` straight into host memory (pinned buffers, mappings), several reads in flight. */
+export interface HostFile {
+  /** How many reads run in parallel (worker threads on Bun, the FFI thread pool on Deno). */
+  readonly threads: number;
+  /**
+   * One `pread(fd, dst, length, offset)`: resolves to the count read (short reads happen; −1 is an error). A
+   * rejection, too, means the read is over: nothing writes into `dst` after this promise settles.
+   */
+  pread(dst: bigint, length: number, offset: number): Promise<number>;
+  /** Closes the descriptor (once the reads in flight are over, so it cannot be reused under them). Idempotent. */
+  close(): void;
 }
 
 /** x86-64 / aarch64 Linux values (the generic ABI; DESIGN.md §4). */
@@ -91,11 +107,12 @@ export function checked(b: LibCBinding): LibC {
     if (r < 0) throw failure(b, b.errno(), what);
     return r;
   };
+  const openRead = (path: string) => check(b.open(path, O_RDONLY | O_CLOEXEC), `cannot open ${path}`);
   return {
     runtime: b.runtime,
     pageSize: pageSize > 0 ? pageSize : 4096,
     maxView: b.maxView,
-    openRead: (path) => check(b.open(path, O_RDONLY | O_CLOEXEC), `cannot open ${path}`),
+    openRead,
     close: (fd) => void check(b.close(fd), `close(${fd})`),
     fileSize: (fd) => check(b.lseek(fd, 0, SEEK_END), "cannot size the file"),
     mmap(addr, length, prot, flags, fd, offset) {
@@ -109,10 +126,39 @@ export function checked(b: LibCBinding): LibC {
       const err = b.posixFadvise(fd, offset, length, advice);
       if (err !== 0) throw failure(b, err, `posix_fadvise(${advice}) failed`);
     },
-    memcpy: (dst, src, length) => b.memcpy(dst, src, length),
     view: (addr, length) => b.view(addr, length),
     viewOwningMapping: (addr, length) => b.viewOwningMapping(addr, length),
-    address: (view) => b.address(view),
+    openHostFile: (path, threads) => hostFile(b, path, openRead(path), threads),
+  };
+}
+
+/** The descriptor outlives `close()` until the last read in flight is over: a reused fd would feed it another file. */
+function hostFile(b: LibCBinding, path: string, fd: number, threads: number): HostFile {
+  const n = Math.max(1, Math.floor(threads));
+  let open = true;
+  let reading = 0;
+  const closeWhenIdle = () => {
+    if (!open && reading === 0 && fd >= 0) {
+      b.close(fd);
+      fd = -1;
+    }
+  };
+  return {
+    threads: n,
+    async pread(dst, length, offset) {
+      if (!open) throw new SafetensorsError("Closed", `${path} is closed`);
+      reading++;
+      try {
+        return await b.pread(fd, dst, length, offset, n);
+      } finally {
+        reading--;
+        closeWhenIdle();
+      }
+    },
+    close() {
+      open = false;
+      closeWhenIdle();
+    },
   };
 }
 

@@ -19,12 +19,13 @@ export function bindLibc(): LibCBinding {
     open: { parameters: ["buffer", "i32"], result: "i32" },
     close: { parameters: ["i32"], result: "i32" },
     lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
+    // On Deno's blocking thread pool: the JS thread goes on, and several reads run at once.
+    pread: { parameters: ["i32", "usize", "usize", "i64"], result: "isize", nonblocking: true },
     mmap: { parameters: ["usize", "usize", "i32", "i32", "i32", "i64"], result: "isize" },
     munmap: { parameters: ["usize", "usize"], result: "i32" },
     madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
     posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
     sysconf: { parameters: ["i32"], result: "i64" },
-    memcpy: { parameters: ["usize", "usize", "usize"], result: "void" },
     __errno_location: { parameters: [], result: "pointer" },
     strerror: { parameters: ["i32"], result: "pointer" },
   });
@@ -41,12 +42,12 @@ export function bindLibc(): LibCBinding {
     open: (path, flags) => num(c.open(encoder.encode(`${path}\0`), flags)),
     close: (fd) => num(c.close(fd)),
     lseek: (fd, offset, whence) => num(c.lseek(fd, offset, whence)),
+    pread: async (fd, dst, length, offset) => num(await (c.pread(fd, dst, length, offset) as Promise<number | bigint>)),
     mmap: (addr, length, prot, flags, fd, offset) => BigInt(c.mmap(addr, length, prot, flags, fd, offset) as bigint),
     munmap: (addr, length) => num(c.munmap(addr, length)),
     madvise: (addr, length, advice) => num(c.madvise(addr, length, advice)),
     posixFadvise: (fd, offset, length, advice) => num(c.posix_fadvise(fd, offset, length, advice)),
     sysconf: (name) => num(c.sysconf(name)),
-    memcpy: (dst, src, length) => void c.memcpy(dst, src, length),
     errno: () => new UnsafePointerView(c.__errno_location()!).getInt32(),
     strerror: (errno) => UnsafePointerView.getCString(c.strerror(errno)!),
     view,
@@ -55,6 +56,5 @@ export function bindLibc(): LibCBinding {
       unmapper.register(buffer, [addr, length]);
       return buffer;
     },
-    address: (v) => BigInt(UnsafePointer.value(UnsafePointer.of(v)) ?? 0),
   };
 }

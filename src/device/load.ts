@@ -4,15 +4,17 @@
  * usable GPU, return the host tensors in the same {@link DeviceTensors} shape with `device: "cpu"`.
  */
 import { cpus } from "node:os";
-import { CUDA, type HostFile } from "../../ffi/cudart.ts";
-import { fromSystemError, SafetensorsError } from "../errors.ts";
+import { CUDA } from "../../ffi/cudart.ts";
+import { loadLibc, type LibC } from "../../ffi/libc.ts";
+import { SafetensorsError } from "../errors.ts";
 import type { SafetensorsFile } from "../file.ts";
+import type { MmapSource } from "../io/mmap.ts";
 import type { ByteSource } from "../io/source.ts";
 import { openCheckpoint } from "../checkpoint.ts";
 import { ShardedFile } from "../sharded.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
 import { PinnedRing, quietly, yieldToLoop, type ChunkSource, type RingOptions } from "./pipeline.ts";
-import { layoutDevice, planChunks, type Extent } from "./plan.ts";
+import { layoutDevice, mappedRange, planChunks, type Chunk, type Extent } from "./plan.ts";
 import { parseDevice } from "./spec.ts";
 import { DeviceTensors, type CudaTensor, type DeviceTensor } from "./tensors.ts";
 
@@ -184,6 +186,7 @@ async function upload(
   report: (file: string, n: number) => void,
 ): Promise<{ tensors: Map<string, DeviceTensor>; cleanup: Cleanup; copyBack: (t: CudaTensor) => Uint8Array }> {
   const { cuda } = device;
+  const libc = await hostLibc();
   check(cuda, cuda.cudaSetDevice(device.index), `cudaSetDevice(${device.index})`);
   const memory = new Cleanup();
   const tensors = new Map<string, DeviceTensor>();
@@ -196,8 +199,13 @@ async function upload(
       const chunks = planChunks(extents, ring.slotBytes);
       const release = new Cleanup();
       try {
-        const from = opts.hostRegister ? registerMapping(device, file.source, release) : readerFor(device, file.path, opts.threads, release);
-        await ring.upload(chunks, targets, from, (n) => report(file.path, n));
+        // Only empty tensors: no reader to open, no mapping to pin.
+        if (chunks.length) {
+          const from = opts.hostRegister
+            ? registerMapping(device, libc, file.source, chunks, release)
+            : readerFor(libc, file.path, opts.threads, release);
+          await ring.upload(chunks, targets, from, (n) => report(file.path, n));
+        }
         release.run();
       } catch (e) {
         quietly(() => ring.close()); // no copy may still read the mapping once it is unregistered
@@ -237,37 +245,41 @@ function allocate(device: CudaDevice, extents: Extent[], perTensor: boolean, mem
   return offsets.map((o) => base + BigInt(o));
 }
 
-function readerFor(device: CudaDevice, path: string, threads: number | undefined, release: Cleanup): ChunkSource {
-  let file: HostFile;
-  try {
-    file = device.cuda.openHostFile(path, threads ?? Math.min(8, cpus().length || 1));
-  } catch (e) {
-    throw fromSystemError(e, `cannot open ${path} for reading`);
-  }
+/** libc for reading files into host memory; there is FFI wherever libcudart loaded, so this is a safeguard. */
+async function hostLibc(): Promise<LibC> {
+  const libc = await loadLibc();
+  if ("unavailable" in libc) throw new SafetensorsError("FfiUnavailable", `cannot read files into host memory: ${libc.unavailable}`);
+  return libc;
+}
+
+function readerFor(libc: LibC, path: string, threads: number | undefined, release: Cleanup): ChunkSource {
+  const file = libc.openHostFile(path, threads ?? Math.min(8, cpus().length || 1));
   release.add(() => file.close());
   return { file };
 }
 
-/** The mmap source's address of file byte `offset`; it throws when the range spans more than one mapping. */
-type MappedSource = ByteSource & { pointer?: (offset: number, length?: number) => bigint };
-
-/** Pins the file's whole mapping read-only so the copy engine reads its pages; unregistered by `release`. */
-function registerMapping(device: CudaDevice, source: MappedSource, release: Cleanup): ChunkSource {
-  if (source.backend !== "mmap" || typeof source.pointer !== "function") {
+/**
+ * Pins the part of the file's mapping the chunks read (read-only) so the copy engine reads its pages; unregistered
+ * by `release`. That range must lie in one mapping (on Bun at most 4 GiB).
+ */
+function registerMapping(device: CudaDevice, libc: LibC, source: ByteSource, chunks: Chunk[], release: Cleanup): ChunkSource {
+  if (source.backend !== "mmap") {
     throw new SafetensorsError("InvalidArgument", `hostRegister needs a mapped file, but ${source.path} is read with the ${source.backend} backend`);
   }
+  const mapping = source as MmapSource;
   const { cuda } = device;
   const attr = new Int32Array(1);
   for (const [id, what] of [[CUDA.attrHostRegisterSupported, "cudaHostRegister"], [CUDA.attrHostRegisterReadOnlySupported, "cudaHostRegisterReadOnly"]] as const) {
     check(cuda, cuda.cudaDeviceGetAttribute(attr, id, device.index), `cudaDeviceGetAttribute(${id})`);
     if (!attr[0]) throw new SafetensorsError("CudaError", `${device.name} does not support ${what}; load without hostRegister`);
   }
-  // The whole file must be one mapping (under 4 GiB on Bun): the copy engine reads it at base + offset.
-  const base = source.pointer(0, source.size);
-  const size = BigInt(Math.ceil(source.size / 4096) * 4096);
+  const { start, length } = mappedRange(chunks, libc.pageSize, mapping.maxView, source.path)!;
+  const base = mapping.pointer(start, length);
+  const size = BigInt(Math.ceil(length / libc.pageSize) * libc.pageSize);
   check(cuda, cuda.cudaHostRegister(base, size, CUDA.hostRegisterPortable | CUDA.hostRegisterReadOnly), `cudaHostRegister(${source.path})`);
   release.add(() => check(cuda, cuda.cudaHostUnregister(base), "cudaHostUnregister"));
-  return { mapped: base };
+  // The ring reads file offset x at mapped + x; only offsets inside the registered range are ever used.
+  return { mapped: base - BigInt(start) };
 }
 
 /** 13000 → "13.0", 12040 → "12.4"; 0 (no driver) → "none". */

@@ -5,7 +5,8 @@
  * (`cudaHostRegister`) the copy engine reads file pages directly and the ring only paces progress.
  */
 import { setImmediate } from "node:timers";
-import { CUDA, type HostFile } from "../../ffi/cudart.ts";
+import { CUDA } from "../../ffi/cudart.ts";
+import type { HostFile } from "../../ffi/libc.ts";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import { check, Cleanup, hostAlloc, type CudaDevice } from "./cuda.ts";
 import { splitRead, type Chunk } from "./plan.ts";
@@ -26,13 +27,33 @@ const MIN_READ = 1 << 20;
 /** Lets timers, I/O and progress callbacks run between slots (FFI calls block the thread). */
 export const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** Polls that follow each other at once before {@link pollUntil} backs off to timers. */
+export const EAGER_POLLS = 16;
+
+/**
+ * Resolves once `done()` returns true, asking again at once for the first {@link EAGER_POLLS} polls (a copy
+ * finishing soon is caught without delay), then at most once a millisecond, so a long wait leaves the core idle.
+ * The loop runs between polls. Resolves to the number of polls made; rejects when `done()` throws.
+ *
+ * @example
+ * ```ts
+ * await pollUntil(() => cuda.cudaEventQuery(event) === CUDA.success);
+ * ```
+ */
+export async function pollUntil(done: () => boolean): Promise<number> {
+  for (let polls = 1; ; polls++) {
+    if (done()) return polls;
+    await (polls < EAGER_POLLS ? yieldToLoop() : new Promise<void>((resolve) => setTimeout(resolve, 1)));
+  }
+}
+
 /**
  * One device's copy machinery, reused for every file of a load.
  *
  * @example
  * ```ts
  * const ring = PinnedRing.open(device, { slots: 4, slotBytes: 32 << 20 });
- * try { await ring.upload(chunks, targets, { file: cuda.openHostFile(path, 8) }, (n) => done += n); }
+ * try { await ring.upload(chunks, targets, { file: libc.openHostFile(path, 8) }, (n) => done += n); }
  * finally { ring.close(); }
  * ```
  */
@@ -131,14 +152,17 @@ export class PinnedRing {
     this.#cleanup.run();
   }
 
+  /**
+   * Waits for a slot's copy. Timer polls may notice it up to a millisecond late; the stream meanwhile copies the
+   * other slots already queued, so the copy engine is not left idle.
+   */
   async #wait(event: bigint): Promise<void> {
     const { cuda } = this.#dev;
-    for (;;) {
+    await pollUntil(() => {
       const r = cuda.cudaEventQuery(event);
-      if (r === CUDA.success) return;
       if (r !== CUDA.errorNotReady) check(cuda, r, "cudaEventQuery");
-      await yieldToLoop();
-    }
+      return r === CUDA.success;
+    });
   }
 }
 
@@ -148,7 +172,7 @@ export class PinnedRing {
  *
  * @example
  * ```ts
- * await readChunk(cuda.openHostFile("model.safetensors", 8), slotAddress, 4096, 32 << 20);
+ * await readChunk(libc.openHostFile("model.safetensors", 8), slotAddress, 4096, 32 << 20);
  * ```
  */
 export async function readChunk(file: HostFile, dst: bigint, offset: number, length: number): Promise<void> {

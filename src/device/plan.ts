@@ -1,7 +1,9 @@
 /**
  * Pure planning for the device pipeline: where each tensor lands in device memory, how the file is cut into
- * ring-sized chunks, and how one chunk is split across reader threads. No I/O, so every rule is testable anywhere.
+ * ring-sized chunks, how one chunk is split across reader threads, and what a pinned mapping must cover. No I/O,
+ * so every rule is testable anywhere.
  */
+import { SafetensorsError } from "../errors.ts";
 
 /** Device allocations are aligned like `cudaMalloc`'s own (256 bytes), so any tensor suits vectorized kernels. */
 export const DEVICE_ALIGN = 256;
@@ -102,4 +104,28 @@ export function splitRead(
   const out: { offset: number; length: number; at: number }[] = [];
   for (let at = 0; at < length; at += step) out.push({ offset: offset + at, length: Math.min(step, length - at), at });
   return out;
+}
+
+/**
+ * The page-aligned file range a pinned mapping must cover so the copy engine can read every chunk from it, or
+ * null when there is nothing to copy (nothing to register). The range must lie in one mapping, so it may span at
+ * most `maxView` bytes: past that the load fails with `InvalidArgument` naming the sizes.
+ *
+ * @example
+ * ```ts
+ * mappedRange([{ fileOffset: 5000, length: 100, pieces }], 4096, 2 ** 32, "m.safetensors"); // { start: 4096, length: 1004 }
+ * mappedRange([], 4096, 2 ** 32, "m.safetensors"); // null
+ * ```
+ */
+export function mappedRange(chunks: Chunk[], page: number, maxView: number, path: string): { start: number; length: number } | null {
+  if (chunks.length === 0) return null;
+  const start = Math.floor(Math.min(...chunks.map((c) => c.fileOffset)) / page) * page;
+  const end = Math.max(...chunks.map((c) => c.fileOffset + c.length));
+  if (end - start > maxView) {
+    throw new SafetensorsError(
+      "InvalidArgument",
+      `hostRegister pins the loaded bytes as one mapping, but ${path} needs ${end - start} bytes and one mapping holds at most ${maxView} here; load without hostRegister, or fewer tensors at a time (names)`,
+    );
+  }
+  return { start, length: end - start };
 }

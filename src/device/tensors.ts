@@ -40,8 +40,9 @@ export interface DeviceTensorsInit {
 
 /**
  * Tensors loaded onto a device: name → {@link DeviceTensor}, in file order. On CUDA every `ptr` points into
- * device memory this object owns; `free()` (or `using`) releases it. On the CPU fallback entries carry `bytes`
- * instead of `ptr` (check `device`).
+ * device memory this object owns; `free()` (or `using`) releases it, and nothing else does: no finalizer frees it
+ * when this object is collected, since the `ptr`s handed out are plain bigints the collector cannot follow. On
+ * the CPU fallback entries carry `bytes` instead of `ptr` (check `device`).
  *
  * @example
  * ```ts

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { loadCudart, type CudaRuntime } from "../../ffi/cudart.ts";
+import { loadLibc, type LibC } from "../../ffi/libc.ts";
 import { check, Cleanup, deviceAlloc, hostAlloc, probeCuda, type CudaDevice, type CudaFailure } from "../../src/device/cuda.ts";
 import { PinnedRing, readChunk } from "../../src/device/pipeline.ts";
 import { SafetensorsError } from "../../src/errors.ts";
@@ -44,6 +45,7 @@ describe("Cleanup", () => {
 describe.skipIf(runtime === "node")("the CUDA layer with libcudart and no driver", async () => {
   const lib = await loadCudart({ env: {} });
   const cuda: CudaRuntime = lib.ok ? lib.cuda : undefined!;
+  const libc = (await loadLibc()) as LibC;
   // The real runtime, with the probe skipped: what a load would hold if cudaSetDevice had worked.
   const device: CudaDevice = { cuda, index: 0, name: "cuda:0", count: 1, driverVersion: 0, runtimeVersion: 13000 };
 
@@ -95,7 +97,7 @@ describe.skipIf(runtime === "node")("the CUDA layer with libcudart and no driver
     const want = randomBytes(3 * (1 << 20) + 12345);
     const path = join(mkdtempSync(join(tmpdir(), "tensormap-cuda-")), "data.bin");
     writeFileSync(path, want);
-    const f = cuda.openHostFile(path, threads);
+    const f = libc.openHostFile(path, threads);
     const buf = new Uint8Array(want.byteLength - 100);
     await readChunk(f, cuda.address(buf), 100, buf.byteLength);
     expect(Buffer.from(buf).equals(want.subarray(100))).toBe(true);

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { layoutDevice, planChunks, splitRead, type Extent } from "../../src/device/plan.ts";
+import { layoutDevice, mappedRange, planChunks, splitRead, type Chunk, type Extent } from "../../src/device/plan.ts";
 
 /** Replays a plan: every tensor byte must arrive exactly once, at the right tensor offset, from the right file byte. */
 function replay(tensors: Extent[], chunkBytes: number) {
@@ -87,5 +87,30 @@ describe("splitRead", () => {
   test("small reads stay whole; empty reads need nothing", () => {
     expect(splitRead(0, 5000, 8, 1 << 20)).toEqual([{ offset: 0, length: 5000, at: 0 }]);
     expect(splitRead(0, 0, 8, 1)).toEqual([]);
+  });
+});
+
+describe("mappedRange", () => {
+  const chunk = (fileOffset: number, length: number): Chunk => ({ fileOffset, length, pieces: [] });
+
+  test("nothing to copy: nothing to register", () => {
+    expect(mappedRange([], 4096, 2 ** 32, "m.safetensors")).toBeNull();
+  });
+
+  test("covers every chunk from the page holding the first byte", () => {
+    expect(mappedRange([chunk(5000, 100)], 4096, 2 ** 32, "m.safetensors")).toEqual({ start: 4096, length: 1004 });
+    expect(mappedRange([chunk(8192, 10), chunk(300, 7000), chunk(9000, 50)], 4096, 2 ** 32, "m.safetensors")).toEqual({ start: 0, length: 9050 });
+  });
+
+  test("a range past one mapping window is a clear InvalidArgument", () => {
+    expect(mappedRange([chunk(4096, 8192)], 4096, 8192, "m.safetensors")).toEqual({ start: 4096, length: 8192 });
+    const big = [chunk(100, 2 ** 32), chunk(2 ** 32 + 100, 5)];
+    expect(() => mappedRange(big, 4096, 2 ** 32, "/ckpt/m.safetensors")).toThrow(
+      expect.objectContaining({
+        code: "InvalidArgument",
+        message:
+          "hostRegister pins the loaded bytes as one mapping, but /ckpt/m.safetensors needs 4294967401 bytes and one mapping holds at most 4294967296 here; load without hostRegister, or fewer tensors at a time (names)",
+      }),
+    );
   });
 });

@@ -1,8 +1,6 @@
-import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { CUDA, cudartCandidates, loadCudart } from "../../ffi/cudart.ts";
 import { runtime } from "../../src/runtime.ts";
-import { fixture } from "../support/fixtures.ts";
 
 const MISSING = { TENSORMAP_CUDART: "/nonexistent/libcudart.so" };
 
@@ -80,28 +78,5 @@ describe.skipIf(runtime === "node")("libcudart through FFI (installed, no GPU)",
     const missing = await loadCudart({ env: MISSING });
     expect(missing.ok).toBe(false);
     expect(!missing.ok && missing.reason).toMatch(/^libcudart not found \(tried \/nonexistent\/libcudart\.so;/);
-  });
-
-  test.each([1, 3])("openHostFile reads file bytes into host memory (%i threads)", async (threads) => {
-    const path = fixture("safetensors/tiny-gpt2.safetensors");
-    const want = readFileSync(path);
-    const f = cuda.openHostFile(path, threads);
-    expect(f.threads).toBe(threads);
-    const buf = new Uint8Array(want.byteLength + 8);
-    const at = cuda.address(buf);
-    const half = 10_000;
-    expect(await Promise.all([f.pread(at, half, 0), f.pread(at + BigInt(half), buf.byteLength - half, half)])).toEqual([
-      half,
-      want.byteLength - half, // short read at the end of the file
-    ]);
-    expect(Buffer.from(buf.subarray(0, want.byteLength)).equals(want)).toBe(true);
-    expect(await f.pread(at, 8, want.byteLength)).toBe(0);
-    f.close();
-    f.close();
-    await expect(f.pread(at, 8, 0)).rejects.toThrow(/closed/);
-  });
-
-  test("openHostFile on a missing file throws", () => {
-    expect(() => cuda.openHostFile("/nonexistent/file", 1)).toThrow(/cannot open/);
   });
 });

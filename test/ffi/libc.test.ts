@@ -1,7 +1,8 @@
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, test } from "vitest";
-import { errnoName, loadLibc, MADV_WILLNEED, MAP_PRIVATE, PROT_READ } from "../../ffi/libc.ts";
+import { errnoName, loadLibc, MADV_WILLNEED, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, type LibC } from "../../ffi/libc.ts";
+import { SafetensorsError } from "../../src/errors.ts";
 import { runtime } from "../../src/runtime.ts";
 
 const fixture = resolve(process.cwd(), "../shared/fixtures/safetensors/tiny-gpt2.safetensors");
@@ -34,11 +35,58 @@ describe.skipIf(!libc)("libc over FFI", () => {
     c.munmap(addr, size);
   });
 
-  test("memcpy copies between raw addresses and JavaScript buffers", () => {
-    const src = new Uint8Array([1, 2, 3, 4, 5]);
-    const dst = new Uint8Array(5);
-    libc!.memcpy(libc!.address(dst), libc!.address(src) + 1n, 4);
-    expect([...dst]).toEqual([2, 3, 4, 5, 0]);
+  test.each([1, 3])("openHostFile reads file bytes into host memory (%i threads)", async (threads) => {
+    const want = readFileSync(fixture);
+    using mem = anonymous(libc!, want.byteLength + 8);
+    const f = libc!.openHostFile(fixture, threads);
+    expect(f.threads).toBe(threads);
+    const half = 10_000;
+    expect(await Promise.all([f.pread(mem.addr, half, 0), f.pread(mem.addr + BigInt(half), mem.bytes.byteLength - half, half)])).toEqual([
+      half,
+      want.byteLength - half, // short read at the end of the file
+    ]);
+    expect(Buffer.from(mem.bytes.subarray(0, want.byteLength)).equals(want)).toBe(true);
+    expect(await f.pread(mem.addr, 8, want.byteLength)).toBe(0);
+    f.close();
+    f.close();
+    await expect(f.pread(mem.addr, 8, 0)).rejects.toThrow(expect.objectContaining({ code: "Closed" }));
+  });
+
+  test("closing a host file waits for the reads in flight before closing the descriptor", async () => {
+    const want = readFileSync(fixture);
+    using mem = anonymous(libc!, want.byteLength);
+    const f = libc!.openHostFile(fixture, 3);
+    const third = Math.ceil(want.byteLength / 3);
+    const reads = [0, third, 2 * third].map((at) => f.pread(mem.addr + BigInt(at), third, at));
+    f.close(); // with the descriptor closed now, the reads would fail with EBADF (−1)
+    expect((await Promise.all(reads)).reduce((a, n) => a + n, 0)).toBe(want.byteLength);
+    expect(Buffer.from(mem.bytes).equals(want)).toBe(true);
+  });
+
+  test("a read that cannot run rejects alone; the others and later reads complete", async () => {
+    const want = readFileSync(fixture);
+    using mem = anonymous(libc!, 3 * 4096);
+    const f = libc!.openHostFile(fixture, 3);
+    const reads = [f.pread(mem.addr, 4096, 0), f.pread("not an address" as unknown as bigint, 4096, 4096), f.pread(mem.addr + 8192n, 4096, 8192)];
+    const [a, bad, c] = await Promise.allSettled(reads);
+    expect(bad!.status).toBe("rejected");
+    expect([a, c]).toEqual([{ status: "fulfilled", value: 4096 }, { status: "fulfilled", value: 4096 }]);
+    expect(await f.pread(mem.addr + 4096n, 4096, 4096)).toBe(4096);
+    expect(Buffer.from(mem.bytes).equals(want.subarray(0, 3 * 4096))).toBe(true);
+    expect(await f.pread(1n, 4096, 0)).toBe(-1); // EFAULT: a failed pread is −1, not a rejection
+    f.close();
+  });
+
+  test("openHostFile on a missing file is ENOENT with libc's message", () => {
+    const e = (() => {
+      try {
+        libc!.openHostFile("/nonexistent/file", 2);
+      } catch (err) {
+        return err;
+      }
+    })();
+    expect(e).toBeInstanceOf(SafetensorsError);
+    expect(e).toMatchObject({ code: "ENOENT", message: "cannot open /nonexistent/file: No such file or directory (ENOENT)" });
   });
 
   test("a missing file is ENOENT with libc's message", () => {
@@ -56,6 +104,12 @@ describe.skipIf(!libc)("libc over FFI", () => {
     expect(() => libc!.madvise(1n, 4096, MADV_WILLNEED)).toThrow(expect.objectContaining({ code: "EINVAL" }));
   });
 });
+
+/** Anonymous read-write memory with its address, unmapped at the end of the scope. */
+function anonymous(c: LibC, length: number): { addr: bigint; bytes: Uint8Array; [Symbol.dispose](): void } {
+  const addr = c.mmap(0n, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return { addr, bytes: new Uint8Array(c.view(addr, length)), [Symbol.dispose]: () => c.munmap(addr, length) };
+}
 
 test("errno values are named", () => {
   expect(errnoName(2)).toBe("ENOENT");
