@@ -18,6 +18,7 @@ import { loadLibc, POSIX_FADV_DONTNEED } from "../ffi/libc.ts";
 import { touchPages } from "../src/io/mmap.ts";
 import { open } from "../src/open.ts";
 import { runtime } from "../src/runtime.ts";
+import { tinyLlamaShapes } from "./support.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
@@ -31,31 +32,9 @@ interface Spec {
 }
 const BYTES = { BF16: 2, F16: 2, F32: 4 } as const;
 
-/** TinyLlama-1.1B: 22 layers, hidden 2048, MLP 5632, 4 KV heads of 64, vocabulary 32000, all bf16. */
+/** TinyLlama-1.1B, all bf16. */
 function llama(): Spec[] {
-  const h = 2048;
-  const kv = 256;
-  const mlp = 5632;
-  const specs: Spec[] = [
-    { name: "model.embed_tokens.weight", dtype: "BF16", shape: [32000, h] },
-    { name: "model.norm.weight", dtype: "BF16", shape: [h] },
-    { name: "lm_head.weight", dtype: "BF16", shape: [32000, h] },
-  ];
-  for (let i = 0; i < 22; i++) {
-    const p = `model.layers.${i}.`;
-    specs.push(
-      { name: `${p}self_attn.q_proj.weight`, dtype: "BF16", shape: [h, h] },
-      { name: `${p}self_attn.k_proj.weight`, dtype: "BF16", shape: [kv, h] },
-      { name: `${p}self_attn.v_proj.weight`, dtype: "BF16", shape: [kv, h] },
-      { name: `${p}self_attn.o_proj.weight`, dtype: "BF16", shape: [h, h] },
-      { name: `${p}mlp.gate_proj.weight`, dtype: "BF16", shape: [mlp, h] },
-      { name: `${p}mlp.up_proj.weight`, dtype: "BF16", shape: [mlp, h] },
-      { name: `${p}mlp.down_proj.weight`, dtype: "BF16", shape: [h, mlp] },
-      { name: `${p}input_layernorm.weight`, dtype: "BF16", shape: [h] },
-      { name: `${p}post_attention_layernorm.weight`, dtype: "BF16", shape: [h] },
-    );
-  }
-  return specs;
+  return tinyLlamaShapes().map(([name, shape]) => ({ name, dtype: "BF16", shape }));
 }
 
 /** 20,000 small tensors of three kinds, some smaller than a page. */

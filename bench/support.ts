@@ -1,6 +1,7 @@
 /**
- * What the benchmarks share: where generated files go (`bench/data/`, git-ignored), timing by median,
- * and a peer run through Python when the reference is installed there.
+ * What the benchmarks share: where generated files go (`bench/data/`, git-ignored), model shapes, timing by
+ * median, and a peer run through Python when the reference is installed there. (GPT-2's shapes are the
+ * demo's: `gpt2Shapes` in src/cli/demo.ts.)
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
@@ -9,6 +10,25 @@ import { fileURLToPath } from "node:url";
 import { runtime } from "../src/runtime.ts";
 
 export const DATA_DIR = join(dirname(fileURLToPath(import.meta.url)), "data");
+
+/**
+ * TinyLlama-1.1B's tensors in state-dict order: 22 layers, hidden 2048, MLP 5632, grouped KV (4 heads of
+ * 64), vocabulary 32000. All bf16 in the benchmarks: 2.2 GB.
+ */
+export function tinyLlamaShapes(): [string, number[]][] {
+  const h = 2048;
+  const mlp = 5632;
+  const kv = 256;
+  const shapes: [string, number[]][] = [["model.embed_tokens.weight", [32000, h]]];
+  for (let i = 0; i < 22; i++) {
+    const p = `model.layers.${i}.`;
+    shapes.push([`${p}self_attn.q_proj.weight`, [h, h]], [`${p}self_attn.k_proj.weight`, [kv, h]], [`${p}self_attn.v_proj.weight`, [kv, h]]);
+    shapes.push([`${p}self_attn.o_proj.weight`, [h, h]], [`${p}mlp.gate_proj.weight`, [mlp, h]], [`${p}mlp.up_proj.weight`, [mlp, h]]);
+    shapes.push([`${p}mlp.down_proj.weight`, [h, mlp]], [`${p}input_layernorm.weight`, [h]], [`${p}post_attention_layernorm.weight`, [h]]);
+  }
+  shapes.push(["model.norm.weight", [h]], ["lm_head.weight", [32000, h]]);
+  return shapes;
+}
 
 /** A generated input: made once, reused by later runs. */
 export async function generated(name: string, make: (path: string) => Promise<void> | void): Promise<string> {

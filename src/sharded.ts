@@ -10,8 +10,8 @@ import type { DeviceTensors } from "./device/tensors.ts";
 import { fromSystemError, SafetensorsError } from "./errors.ts";
 import type { SafetensorsFile, TensorInfo } from "./file.ts";
 import { compareNames } from "./format/names.ts";
-import { formatIndex, INDEX_FILE, parseIndex, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE, type ShardIndex } from "./format/sharded.ts";
-import { commit, planFile, writeTemp, type TensorData, type TensorMap } from "./format/writer.ts";
+import { formatIndex, INDEX_FILE, parseIndex, PICKLE_INDEX_FILE, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE, type ShardIndex } from "./format/sharded.ts";
+import { commit, planHeader, streamed, tensorBytes, writeTemp, type TensorMap, type TensorShape } from "./format/writer.ts";
 import { sourceOpener } from "./io/open-source.ts";
 import { fileFromSource, type OpenOptions } from "./open.ts";
 import type { SliceSpec } from "./slice.ts";
@@ -171,9 +171,34 @@ function exists(path: string): boolean {
 }
 
 /**
+ * Reads and checks an index file: valid, and every shard it names present beside it.
+ *
+ * @example
+ * ```ts
+ * const { weightMap, shards } = readIndex("checkpoints/llama/pytorch_model.bin.index.json");
+ * ```
+ */
+export function readIndex(path: string): ShardIndex {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw fromSystemError(e, `cannot read ${path}`);
+  }
+  const index = parseIndex(text, path);
+  for (const file of index.shards) {
+    if (!exists(join(dirname(path), file))) {
+      throw new SafetensorsError("MissingShard", `${path} names shard ${file}, which is not in ${dirname(path)}`);
+    }
+  }
+  return index;
+}
+
+/**
  * Opens a sharded checkpoint from its index file or the folder holding it. A folder with only
- * `model.safetensors` (what `saveSharded` writes when everything fits in one shard) opens too. Every shard
- * must exist up front; each is opened (header read and checked) only when first needed.
+ * `model.safetensors` (what `saveSharded` writes when everything fits in one shard) opens too, and so does
+ * one of PyTorch pickle shards with `pytorch_model.bin.index.json`. Every shard must exist up front; each
+ * is opened (header or pickle read and checked) only when first needed.
  *
  * @example
  * ```ts
@@ -188,19 +213,12 @@ export async function openSharded(dirOrIndexFile: string, opts: OpenOptions = {}
     path = join(path, SINGLE_FILE);
     index = { metadata: null, weightMap: new Map(), shards: [SINGLE_FILE] };
   } else {
-    if (isDirectory(path)) path = join(path, INDEX_FILE);
-    let text: string;
-    try {
-      text = readFileSync(path, "utf8");
-    } catch (e) {
-      throw fromSystemError(e, `cannot read ${path}`);
+    if (isDirectory(path)) {
+      // The safetensors index first; a folder of PyTorch pickle shards has only theirs.
+      const pickle = join(path, PICKLE_INDEX_FILE);
+      path = !exists(join(path, INDEX_FILE)) && exists(pickle) ? pickle : join(path, INDEX_FILE);
     }
-    index = parseIndex(text, path);
-  }
-  for (const file of index.shards) {
-    if (!exists(join(dirname(path), file))) {
-      throw new SafetensorsError("MissingShard", `${path} names shard ${file}, which is not in ${dirname(path)}`);
-    }
+    index = readIndex(path);
   }
   const openSource = await sourceOpener(opts);
   const openShard = (p: string) => fileFromSource(openSource(p));
@@ -239,38 +257,54 @@ export async function saveSharded(
   opts: SaveShardedOptions = {},
 ): Promise<string[]> {
   const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
-  const plan = planShards(
-    entries.map(([name, t]) => [name, t.data.byteLength] as const),
-    parseSize(opts.maxShardSize ?? "5GB"),
-  );
-  const byName = new Map(entries);
+  const bytes = new Map(entries.map(([name, t]) => [name, tensorBytes(name, t)]));
+  const shapes = entries.map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, byteLength: bytes.get(name)!.byteLength }] as const);
+  return writeShards(dir, shapes, (name) => bytes.get(name)!, opts);
+}
+
+/**
+ * What `saveSharded` does, with each tensor's bytes fetched by `read(name)` only as it is written (once per
+ * tensor), so a caller whose data lives elsewhere (a checkpoint being converted) holds one tensor at a time.
+ *
+ * @returns the paths written, shards first, index last.
+ * @example
+ * ```ts
+ * writeShards("out", [["w", { dtype: "F32", shape: [2], byteLength: 8 }]], (name) => file.tensor(name).bytes);
+ * ```
+ */
+export function writeShards(
+  dir: string,
+  tensors: ReadonlyArray<readonly [string, TensorShape]>,
+  read: (name: string) => Uint8Array,
+  opts: SaveShardedOptions = {},
+): string[] {
+  const plan = planShards(tensors.map(([name, t]) => [name, t.byteLength] as const), parseSize(opts.maxShardSize ?? "5GB"));
+  const byName = new Map(tensors);
   try {
     mkdirSync(dir, { recursive: true });
   } catch (e) {
     throw fromSystemError(e, `cannot create ${dir}`);
   }
-  // Plan every shard first (this checks all the data), then write them all to temp files, then rename:
-  // a failure part-way leaves the folder's earlier checkpoint as it was.
+  // Plan every shard's header (this checks every shape), write them all to temp files, one tensor in memory
+  // at a time, then rename, index last: a failure part-way leaves the folder's earlier checkpoint as it was.
   const weightMap: [string, string][] = [];
   let totalSize = 0;
   const files = plan.map((names, i) => {
     const file = plan.length === 1 ? SINGLE_FILE : shardName(i, plan.length);
-    const part = new Map<string, TensorData>();
+    const { header, order } = planHeader(names.map((name) => [name, byName.get(name)!]), opts.metadata);
     for (const name of names) {
-      const t = byName.get(name)!;
-      part.set(name, t);
       weightMap.push([name, file]);
-      totalSize += t.data.byteLength;
+      totalSize += byName.get(name)!.byteLength;
     }
-    const { header, chunks } = planFile(part, opts.metadata);
-    return { path: join(dir, file), chunks: [header, ...chunks] };
+    return { path: join(dir, file), chunks: () => streamed(header, order, read) };
   });
   if (plan.length > 1) {
-    files.push({ path: join(dir, INDEX_FILE), chunks: [new TextEncoder().encode(formatIndex(totalSize, weightMap))] });
+    const index = new TextEncoder().encode(formatIndex(totalSize, weightMap));
+    files.push({ path: join(dir, INDEX_FILE), chunks: () => [index][Symbol.iterator]() as Generator<Uint8Array> });
   }
   const temps: string[] = [];
   try {
-    for (const f of files) temps.push(writeTemp(f.path, f.chunks));
+    for (const f of files) temps.push(writeTemp(f.path, f.chunks()));
   } catch (e) {
     for (const t of temps) rmSync(t, { force: true });
     throw e;
@@ -281,8 +315,15 @@ export async function saveSharded(
   return written;
 }
 
-/** Removes what an earlier save left in `dir` that this save did not write (see `SAVED_FILE`). */
-function removeLeftovers(dir: string, keep: Set<string>): void {
+/**
+ * Removes what an earlier save left in `dir` that this save did not write (see `SAVED_FILE`).
+ *
+ * @example
+ * ```ts
+ * removeLeftovers("out", new Set(["model.safetensors"])); // drops old model-0000i-of-0000N shards and index
+ * ```
+ */
+export function removeLeftovers(dir: string, keep: ReadonlySet<string>): void {
   try {
     for (const name of readdirSync(dir)) {
       if (SAVED_FILE.test(name) && !keep.has(name)) rmSync(join(dir, name), { force: true });

@@ -8,6 +8,8 @@ import { SafetensorsError } from "../errors.ts";
 export const INDEX_FILE = "model.safetensors.index.json";
 /** What a checkpoint that fits in one shard is called (written with no index). */
 export const SINGLE_FILE = "model.safetensors";
+/** The index of PyTorch pickle shards (`pytorch_model-0000i-of-0000N.bin`); same layout as {@link INDEX_FILE}. */
+export const PICKLE_INDEX_FILE = "pytorch_model.bin.index.json";
 
 const UNITS: Record<string, number> = {
   B: 1,
@@ -43,7 +45,7 @@ export function parseSize(size: number | string): number {
   return bytes;
 }
 
-/** A parsed `model.safetensors.index.json`. */
+/** A parsed `model.safetensors.index.json` (or `pytorch_model.bin.index.json`). */
 export interface ShardIndex {
   /** The index's `metadata` object (null-prototype; `total_size` among others), or null when absent. */
   metadata: Record<string, unknown> | null;

@@ -35,18 +35,81 @@ function checkText(what: string, s: string): void {
   if (!s.isWellFormed()) invalid(`${what} ${JSON.stringify(s)} is not valid Unicode`);
 }
 
-function bytesOf(name: string, t: TensorData): Uint8Array {
-  const info = DTYPES.get(t.dtype);
-  if (!info) invalid(`tensor ${JSON.stringify(name)}: unknown dtype ${JSON.stringify(t.dtype)}`);
-  if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    invalid(`tensor ${JSON.stringify(name)}: shape must be non-negative integers`);
+/** What the header says of one tensor: enough to lay the file out before any data is read. */
+export interface TensorShape {
+  dtype: DType;
+  shape: readonly number[];
+  /** Data bytes; must match dtype × shape. */
+  byteLength: number;
+}
+
+/** A planned header: its bytes, the tensor names in file order, and the file size it describes. */
+export interface HeaderPlan {
+  header: Uint8Array;
+  order: string[];
+  size: number;
+}
+
+/**
+ * Lays out a header from shapes alone, so a caller can stream each tensor's bytes after it, in `order`.
+ *
+ * @example
+ * ```ts
+ * const { header, order } = planHeader([["w", { dtype: "F32", shape: [2], byteLength: 8 }]], { format: "pt" });
+ * order; // ["w"], the order to write tensors in after `header` (see writeStreamed)
+ * ```
+ */
+export function planHeader(tensors: Iterable<readonly [string, TensorShape]>, metadata?: Record<string, string> | null): HeaderPlan {
+  const rows = [...tensors].map(([name, t]) => ({ name, t }));
+  for (const { name, t } of rows) {
+    checkText("tensor name", name);
+    if (name === "__metadata__") invalid("a tensor cannot be named __metadata__");
+    const info = DTYPES.get(t.dtype);
+    if (!info) invalid(`tensor ${JSON.stringify(name)}: unknown dtype ${JSON.stringify(t.dtype)}`);
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      invalid(`tensor ${JSON.stringify(name)}: shape must be non-negative integers`);
+    }
+    const bits = t.shape.reduce((a, b) => a * BigInt(b), 1n) * BigInt(info!.bits);
+    if (bits % 8n !== 0n) invalid(`tensor ${JSON.stringify(name)}: ${t.dtype} × ${t.shape.join("×")} is not a whole number of bytes`);
+    if (BigInt(t.byteLength) !== bits / 8n) {
+      invalid(`tensor ${JSON.stringify(name)}: data holds ${t.byteLength} bytes, shape and dtype need ${bits / 8n}`);
+    }
   }
+  rows.sort((a, b) => DTYPE_RANK.get(b.t.dtype)! - DTYPE_RANK.get(a.t.dtype)! || compareNames(a.name, b.name));
+  const parts: string[] = [];
+  if (metadata) {
+    const keys = Object.keys(metadata).sort(compareNames);
+    for (const k of keys) {
+      checkText("metadata key", k);
+      if (typeof metadata[k] !== "string") invalid(`metadata value for ${JSON.stringify(k)} is not a string`);
+      checkText("metadata value", metadata[k]!);
+    }
+    parts.push(`"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(",")}}`);
+  }
+  let offset = 0;
+  for (const { name, t } of rows) {
+    const end = offset + t.byteLength;
+    parts.push(`${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${end}]}`);
+    offset = end;
+  }
+  const json = new TextEncoder().encode(`{${parts.join(",")}}`);
+  const n = Math.ceil(json.byteLength / 8) * 8;
+  const header = new Uint8Array(8 + n).fill(0x20, 8 + json.byteLength);
+  new DataView(header.buffer).setBigUint64(0, BigInt(n), true);
+  header.set(json, 8);
+  return { header, order: rows.map((r) => r.name), size: header.byteLength + offset };
+}
+
+/**
+ * A tensor's data as bytes (a view, no copy).
+ *
+ * @example
+ * ```ts
+ * tensorBytes("w", { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) }).byteLength; // 8
+ * ```
+ */
+export function tensorBytes(name: string, t: TensorData): Uint8Array {
   if (!ArrayBuffer.isView(t.data)) invalid(`tensor ${JSON.stringify(name)}: data is not an ArrayBufferView`);
-  const bits = t.shape.reduce((a, b) => a * BigInt(b), 1n) * BigInt(info!.bits);
-  if (bits % 8n !== 0n) invalid(`tensor ${JSON.stringify(name)}: ${t.dtype} × ${t.shape.join("×")} is not a whole number of bytes`);
-  if (BigInt(t.data.byteLength) !== bits / 8n) {
-    invalid(`tensor ${JSON.stringify(name)}: data holds ${t.data.byteLength} bytes, shape and dtype need ${bits / 8n}`);
-  }
   return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 }
 
@@ -60,34 +123,9 @@ function bytesOf(name: string, t: TensorData): Uint8Array {
  */
 export function planFile(tensors: TensorMap, metadata?: Record<string, string> | null): WritePlan {
   const list = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
-  for (const [name] of list) {
-    checkText("tensor name", name);
-    if (name === "__metadata__") invalid("a tensor cannot be named __metadata__");
-  }
-  const rows = list.map(([name, t]) => ({ name, t, bytes: bytesOf(name, t) }));
-  rows.sort((a, b) => DTYPE_RANK.get(b.t.dtype)! - DTYPE_RANK.get(a.t.dtype)! || compareNames(a.name, b.name));
-  const parts: string[] = [];
-  if (metadata) {
-    const keys = Object.keys(metadata).sort(compareNames);
-    for (const k of keys) {
-      checkText("metadata key", k);
-      if (typeof metadata[k] !== "string") invalid(`metadata value for ${JSON.stringify(k)} is not a string`);
-      checkText("metadata value", metadata[k]!);
-    }
-    parts.push(`"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(",")}}`);
-  }
-  let offset = 0;
-  for (const { name, t, bytes } of rows) {
-    const end = offset + bytes.byteLength;
-    parts.push(`${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${end}]}`);
-    offset = end;
-  }
-  const json = new TextEncoder().encode(`{${parts.join(",")}}`);
-  const n = Math.ceil(json.byteLength / 8) * 8;
-  const header = new Uint8Array(8 + n).fill(0x20, 8 + json.byteLength);
-  new DataView(header.buffer).setBigUint64(0, BigInt(n), true);
-  header.set(json, 8);
-  return { header, chunks: rows.map((r) => r.bytes), size: header.byteLength + offset };
+  const bytes = new Map(list.map(([name, t]) => [name, tensorBytes(name, t)]));
+  const { header, order, size } = planHeader(list.map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, byteLength: bytes.get(name)!.byteLength }]), metadata);
+  return { header, chunks: order.map((name) => bytes.get(name)!), size };
 }
 
 /**
@@ -170,4 +208,24 @@ export function commit(tmp: string, path: string): void {
   } finally {
     if (dir !== undefined) closeSync(dir);
   }
+}
+
+/**
+ * Writes a planned header and then each tensor in `order`, fetching its bytes with `read(name)` only when
+ * it is its turn: memory for one tensor at a time. Atomic, like {@link writeAtomic}.
+ *
+ * @example
+ * ```ts
+ * const { header, order } = planHeader(shapes, { format: "pt" });
+ * writeStreamed("model.safetensors", header, order, (name) => checkpoint.tensor(name).bytes);
+ * ```
+ */
+export function writeStreamed(path: string, header: Uint8Array, order: readonly string[], read: (name: string) => Uint8Array): void {
+  writeAtomic(path, streamed(header, order, read));
+}
+
+/** The header, then each tensor's bytes fetched as it is its turn. */
+export function* streamed(header: Uint8Array, order: readonly string[], read: (name: string) => Uint8Array): Generator<Uint8Array> {
+  yield header;
+  for (const name of order) yield read(name);
 }

@@ -2,17 +2,18 @@
  * PyTorch checkpoints → safetensors. A `.bin`/`.pt` file becomes one `.safetensors` file; a folder or a
  * `pytorch_model.bin.index.json` of pickle shards becomes a folder of shards named by the Hugging Face
  * convention. Output is written under temporary names, verified by re-reading every tensor, and only then
- * renamed into place: on any error no output file is left behind.
+ * renamed into place: on any error no output file is left behind. Tensors are read, written and verified
+ * one at a time, so converting needs memory for the largest tensor, not the checkpoint.
  */
 import { Buffer } from "node:buffer";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import type { SafetensorsFile } from "../file.ts";
-import { SAVED_FILE } from "../format/sharded.ts";
-import { save, type TensorData } from "../format/writer.ts";
+import { PICKLE_INDEX_FILE } from "../format/sharded.ts";
+import { planHeader, writeStreamed, type TensorShape } from "../format/writer.ts";
 import { open, type OpenOptions } from "../open.ts";
-import { saveSharded } from "../sharded.ts";
+import { readIndex, removeLeftovers, writeShards } from "../sharded.ts";
 import { isPytorch } from "./index.ts";
 
 export interface ConvertOptions extends OpenOptions {
@@ -30,7 +31,6 @@ export interface ConvertResult {
   bytes: number;
 }
 
-const PICKLE_INDEX = "pytorch_model.bin.index.json";
 const PICKLE_SINGLE = "pytorch_model.bin";
 const METADATA = { format: "pt" };
 
@@ -62,31 +62,17 @@ function pickleShards(inPath: string): { files: string[]; weightMap?: Map<string
   }
   let index = inPath;
   if (isDir) {
-    index = join(inPath, PICKLE_INDEX);
+    index = join(inPath, PICKLE_INDEX_FILE);
     if (!existsSync(index)) {
       const single = join(inPath, PICKLE_SINGLE);
       if (existsSync(single)) return { files: [single] };
-      throw new SafetensorsError("InvalidArgument", `${inPath} holds neither ${PICKLE_INDEX} nor ${PICKLE_SINGLE}`);
+      throw new SafetensorsError("InvalidArgument", `${inPath} holds neither ${PICKLE_INDEX_FILE} nor ${PICKLE_SINGLE}`);
     }
   } else if (!inPath.endsWith(".index.json")) {
     return undefined;
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(index, "utf8"));
-  } catch (e) {
-    throw e instanceof SyntaxError ? new SafetensorsError("InvalidIndex", `${index} is not JSON`) : fromSystemError(e, `cannot read ${index}`);
-  }
-  const map = (parsed as { weight_map?: unknown })?.weight_map;
-  if (typeof map !== "object" || map === null || Array.isArray(map)) throw new SafetensorsError("InvalidIndex", `${index} has no weight_map`);
-  const weightMap = new Map<string, string>();
-  for (const [name, file] of Object.entries(map)) {
-    if (typeof file !== "string" || file.includes("/") || file.includes("\\")) throw new SafetensorsError("InvalidIndex", `${index}: bad shard name for ${name}`);
-    weightMap.set(name, file);
-  }
-  const files = [...new Set(weightMap.values())].map((f) => join(dirname(index), f));
-  for (const f of files) if (!existsSync(f)) throw new SafetensorsError("MissingShard", `${index} names ${basename(f)}, which does not exist`);
-  return { files, weightMap };
+  const { weightMap, shards } = readIndex(index);
+  return { files: shards.map((f) => join(dirname(index), f)), weightMap };
 }
 
 async function openPickle(path: string, opts: OpenOptions): Promise<SafetensorsFile> {
@@ -98,30 +84,48 @@ async function openPickle(path: string, opts: OpenOptions): Promise<SafetensorsF
   return file;
 }
 
-/** Tensors of the given files as writer input (views under mmap, copies under the read backend). */
-function tensorsOf(files: SafetensorsFile[], progress: Progress): Map<string, TensorData> {
-  const out = new Map<string, TensorData>();
+/** Every tensor of the given files by name, with the file that holds it; a name in two files is an error. */
+function tensorsOf(files: SafetensorsFile[]): Map<string, SafetensorsFile> {
+  const out = new Map<string, SafetensorsFile>();
   for (const f of files) {
     for (const name of f.offsetKeys()) {
       if (out.has(name)) throw new SafetensorsError("InvalidIndex", `tensor ${name} appears in more than one shard`);
-      const t = f.tensor(name);
-      out.set(name, { dtype: t.dtype, shape: t.shape, data: t.bytes });
-      progress.add(t.bytes.byteLength);
+      out.set(name, f);
     }
   }
   return out;
 }
 
-/** Re-reads a written file and checks every tensor against what was meant to be written. */
-async function verify(path: string, tensors: Map<string, TensorData>, names: readonly string[], progress: Progress, opts: OpenOptions): Promise<void> {
+/** Dtype, shape and size of each tensor, for planning headers before any data is read. */
+function shapesOf(tensors: Map<string, SafetensorsFile>): Array<[string, TensorShape]> {
+  return [...tensors].map(([name, f]) => {
+    const { dtype, shape, byteLength } = f.info(name);
+    return [name, { dtype, shape, byteLength }];
+  });
+}
+
+/** Reads one tensor from its checkpoint as it is about to be written (a copy under the read backend). */
+function reader(tensors: Map<string, SafetensorsFile>, progress: Progress): (name: string) => Uint8Array {
+  return (name) => {
+    const bytes = tensors.get(name)!.tensor(name).bytes;
+    progress.add(bytes.byteLength);
+    return bytes;
+  };
+}
+
+/**
+ * Re-reads a written file and checks every tensor against the checkpoint it came from, one tensor at a
+ * time, so verifying needs no more memory than writing.
+ */
+async function verify(path: string, tensors: Map<string, SafetensorsFile>, names: readonly string[], progress: Progress, opts: OpenOptions): Promise<void> {
   const file = await open(path, opts);
   try {
     if (file.offsetKeys().length !== names.length) throw new SafetensorsError("VerifyFailed", `${path} holds ${file.offsetKeys().length} tensors, expected ${names.length}`);
     for (const name of names) {
-      const want = tensors.get(name)!;
+      const want = tensors.get(name)!.tensor(name);
       const got = file.tensor(name);
       const a = Buffer.from(got.bytes.buffer, got.bytes.byteOffset, got.bytes.byteLength);
-      const b = Buffer.from(want.data.buffer, want.data.byteOffset, want.data.byteLength);
+      const b = Buffer.from(want.bytes.buffer, want.bytes.byteOffset, want.bytes.byteLength);
       if (got.dtype !== want.dtype || got.shape.join() !== want.shape.join() || !a.equals(b)) {
         throw new SafetensorsError("VerifyFailed", `${path}: tensor ${name} did not read back as written`);
       }
@@ -151,11 +155,12 @@ async function convertFile(inPath: string, outPath: string, opts: ConvertOptions
   const file = await openPickle(inPath, opts);
   const tmp = join(dirname(outPath), `.${basename(outPath)}.${process.pid}.converting`);
   try {
+    const tensors = tensorsOf([file]);
     const bytes = totalBytes([file]);
     const progress = new Progress(2 * bytes, opts.onProgress);
-    const tensors = tensorsOf([file], progress);
-    await save(tmp, tensors, METADATA);
-    await verify(tmp, tensors, [...tensors.keys()], progress, opts);
+    const { header, order } = planHeader(shapesOf(tensors), METADATA);
+    writeStreamed(tmp, header, order, reader(tensors, progress));
+    await verify(tmp, tensors, order, progress, opts);
     renameSync(tmp, outPath);
     return { files: [outPath], tensors: tensors.size, bytes };
   } catch (e) {
@@ -172,32 +177,30 @@ async function convertSharded(shards: { files: string[]; weightMap?: Map<string,
   try {
     for (const path of shards.files) files.push(await openPickle(path, opts));
     if (shards.weightMap) checkIndex(files, shards.weightMap);
+    const tensors = tensorsOf(files);
     const bytes = totalBytes(files);
     const progress = new Progress(2 * bytes, opts.onProgress);
-    const tensors = tensorsOf(files, progress);
     try {
       mkdirSync(outDir, { recursive: true });
       tmpDir = mkdtempSync(join(outDir, ".tensormap-convert-"));
     } catch (e) {
       throw fromSystemError(e, `cannot create ${outDir}`);
     }
-    const written = await saveSharded(tmpDir, tensors, { maxShardSize: opts.maxShardSize, metadata: METADATA });
-    const shardFiles = written.filter((p) => p.endsWith(".safetensors"));
+    const written = writeShards(tmpDir, shapesOf(tensors), reader(tensors, progress), { maxShardSize: opts.maxShardSize, metadata: METADATA });
     let verified = 0;
-    for (const shard of shardFiles) {
+    for (const shard of written.filter((p) => p.endsWith(".safetensors"))) {
       const names = await shardKeys(shard, opts);
       await verify(shard, tensors, names, progress, opts);
       verified += names.length;
     }
     if (verified !== tensors.size) throw new SafetensorsError("VerifyFailed", `shards hold ${verified} tensors, expected ${tensors.size}`);
     // Everything is written and checked: move it into place, then drop what an earlier save left there.
-    const names = new Set(written.map((p) => basename(p)));
     try {
       for (const p of written) renameSync(p, join(outDir, basename(p)));
-      for (const name of readdirSync(outDir)) if (SAVED_FILE.test(name) && !names.has(name)) rmSync(join(outDir, name), { force: true });
     } catch (e) {
       throw fromSystemError(e, `cannot move shards into ${outDir}`);
     }
+    removeLeftovers(outDir, new Set(written.map((p) => basename(p))));
     return { files: written.map((p) => join(outDir, basename(p))), tensors: tensors.size, bytes };
   } finally {
     if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });

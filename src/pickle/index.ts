@@ -8,7 +8,7 @@ import { SafetensorsError } from "../errors.ts";
 import { dtypeInfo } from "../format/dtypes.ts";
 import type { FileLayout, TensorEntry } from "../file.ts";
 import type { ByteSource } from "../io/source.ts";
-import { flatten } from "./flatten.ts";
+import { flatten, type FlattenLimits } from "./flatten.ts";
 import { tensorEntry, torchHooks, type StorageRef } from "./torch.ts";
 import { PickleTruncated, PyDict, unpickle } from "./unpickler.ts";
 import { readZip } from "./zip.ts";
@@ -69,15 +69,16 @@ export function openPytorchLayout(source: ByteSource): PickleLayout {
 }
 
 /**
- * Names a checkpoint may flatten to: a real one spends bytes on every name, so this many per pickle byte
- * (plus slack for small files) is never reached, while shared references cannot blow the count up.
+ * What a checkpoint may flatten to: a real one spends pickle bytes on every name, so this many names and
+ * name characters per pickle byte (plus slack for small files) are never reached, while shared references
+ * cannot blow either up.
  */
-function maxNames(pickleBytes: number): number {
-  return (1 << 16) + 4 * pickleBytes;
+function flattenLimits(pickleBytes: number): FlattenLimits {
+  return { names: (1 << 16) + 4 * pickleBytes, chars: (1 << 24) + 64 * pickleBytes };
 }
 
 function layout(value: unknown, pickleBytes: number, locate: (s: StorageRef) => { base: number; bytes: number }, container: PickleLayout["container"]): PickleLayout {
-  const { tensors, leaves } = flatten(value, maxNames(pickleBytes));
+  const { tensors, leaves } = flatten(value, flattenLimits(pickleBytes));
   const entries = new Map<string, TensorEntry>();
   for (const [name, t] of tensors) {
     const { base, bytes } = locate(t.storage);

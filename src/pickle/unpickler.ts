@@ -12,6 +12,8 @@ const MAX_MARK_DEPTH = 10_000;
 const MAX_STACK = 1 << 24;
 const MAX_LONG_BYTES = 1024;
 const MAX_KEY_DEPTH = 64;
+/** Longest canonical text of a tuple key (a real one is a few names or numbers). */
+const MAX_KEY_TEXT = 1024;
 
 /** A Python tuple (lists are plain arrays). */
 export class PyTuple {
@@ -62,10 +64,13 @@ function hashKey(key: unknown, depth = 0): unknown {
   if (key === null || typeof key !== "object") return key;
   if (key instanceof PyTuple) {
     if (depth > MAX_KEY_DEPTH) throw new SafetensorsError("InvalidPickle", "dict key nests tuples too deeply");
+    let length = 0;
     const parts = key.items.map((item) => {
       const h = hashKey(item, depth + 1);
-      if (item instanceof PyTuple) return h as string;
-      return typeof h === "string" ? JSON.stringify(h) : typeof h === "bigint" ? `${h}n` : String(h);
+      const part = item instanceof PyTuple ? (h as string) : typeof h === "string" ? JSON.stringify(h) : typeof h === "bigint" ? `${h}n` : String(h);
+      // Shared items let a few bytes describe an exponentially long key; refuse before the text gets there.
+      if ((length += part.length + 1) > MAX_KEY_TEXT) throw new SafetensorsError("InvalidPickle", `dict key is longer than ${MAX_KEY_TEXT} characters`);
+      return part;
     });
     return `(${parts.join(",")})`;
   }

@@ -21,7 +21,9 @@ export class Pickle {
   }
   str(s: string): this {
     const b = enc.encode(s);
-    return this.raw(0x58, ...u32(b.length), ...b);
+    this.raw(0x58, ...u32(b.length));
+    for (const x of b) this.out.push(x); // a loop: spreading a long string's bytes overflows the call stack
+    return this;
   }
   int(n: number): this {
     if (n >= 0 && n < 256) return this.raw(0x4b, n);

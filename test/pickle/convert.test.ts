@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
@@ -10,6 +10,32 @@ import { openSharded } from "../../src/sharded.ts";
 const fixtures = path.resolve(process.cwd(), "../shared/fixtures");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const expected = (name: string) => JSON.parse(readFileSync(path.join(fixtures, "torch", name), "utf8")) as Record<string, { sha256: string; dtype: string; shape: number[] }>;
+
+/** Bytes in every file under `root`, temporary ones included. */
+function bytesOnDisk(root: string): number {
+  return readdirSync(root, { recursive: true, encoding: "utf8" }).reduce((n, f) => {
+    const st = statSync(path.join(root, f));
+    return n + (st.isFile() ? st.size : 0);
+  }, 0);
+}
+
+/**
+ * Progress reports of the writing half, each with the bytes on disk at that moment. Reading a tensor is
+ * reported just before it is written, so when tensors stream one at a time, every tensor reported
+ * earlier is already on disk; a converter that reads everything first has written nothing yet.
+ */
+function streamingReports(watch: string): { onProgress: (done: number, total: number) => void; check: () => void } {
+  const reports: Array<[done: number, onDisk: number]> = [];
+  return {
+    onProgress: (done, total) => {
+      if (2 * done <= total) reports.push([done, bytesOnDisk(watch)]);
+    },
+    check: () => {
+      expect(reports.length).toBeGreaterThan(2);
+      for (let i = 1; i < reports.length; i++) expect(reports[i]![1], `report ${i}`).toBeGreaterThan(reports[i - 1]![0]);
+    },
+  };
+}
 
 let dir: string;
 beforeEach(() => {
@@ -37,6 +63,12 @@ describe("convert a file", () => {
     // Tied weights become two tensors with their own offsets.
     expect(f.info("lm_head.weight").dataOffsets).not.toEqual(f.info("embed.weight").dataOffsets);
     expect(readdirSync(dir)).toEqual(["model.safetensors"]);
+  });
+
+  test("tensors stream to disk one at a time instead of all being read first", async () => {
+    const watch = streamingReports(dir);
+    await convert(path.join(fixtures, "torch/state-dict.pt"), path.join(dir, "model.safetensors"), { onProgress: watch.onProgress });
+    watch.check();
   });
 
   test("a training checkpoint writes its tensors under dotted names, and no other values", async () => {
@@ -83,6 +115,34 @@ describe("convert pickle shards", () => {
     expect(model.keys()).toEqual(Object.keys(want).sort());
     for (const [name, e] of Object.entries(want)) expect(sha(model.tensor(name).bytes), name).toBe(e.sha256);
     expect(model.files.length).toBeGreaterThan(1);
+  });
+
+  test("shards stream to disk one tensor at a time too", async () => {
+    const input = shardedInput();
+    const out = path.join(dir, "out");
+    const watch = streamingReports(out);
+    mkdirSync(out);
+    await convert(input, out, { maxShardSize: 100, onProgress: watch.onProgress });
+    watch.check();
+  });
+
+  test("a new conversion replaces an earlier one's shards", async () => {
+    const input = shardedInput();
+    const out = path.join(dir, "out");
+    await convert(input, out, { maxShardSize: 100 });
+    const result = await convert(input, out);
+    expect(readdirSync(out)).toEqual(["model.safetensors"]);
+    expect(result.files).toEqual([path.join(out, "model.safetensors")]);
+  });
+
+  test("an index with a missing shard or a bad shard name is refused", async () => {
+    const input = shardedInput();
+    const index = path.join(input, "pytorch_model.bin.index.json");
+    rmSync(path.join(input, "pytorch_model-00002-of-00002.bin"));
+    await expect(convert(input, path.join(dir, "out"))).rejects.toMatchObject({ code: "MissingShard" });
+    writeFileSync(index, JSON.stringify({ weight_map: { a: "../x.bin" } }));
+    await expect(convert(index, path.join(dir, "out"))).rejects.toMatchObject({ code: "InvalidIndex", message: expect.stringContaining("not a file in the same folder") });
+    expect(readdirSync(dir).includes("out")).toBe(false);
   });
 
   test("the index file works as input too; one shard's worth is a single model.safetensors", async () => {

@@ -4,7 +4,7 @@ import { expect, test } from "vitest";
 import { SafetensorsError } from "../../src/errors.ts";
 import { openPytorchLayout } from "../../src/pickle/index.ts";
 import { readZip } from "../../src/pickle/zip.ts";
-import { memorySource, torchZip } from "./build.ts";
+import { memorySource, Pickle, torchZip } from "./build.ts";
 
 const dir = path.resolve(process.cwd(), "../shared/fixtures/torch");
 
@@ -81,4 +81,47 @@ test("random bytes behind a pickle header only ever yield SafetensorsError", () 
     attempt(Uint8Array.from([0x80, 2, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, ...body]));
     attempt(torchZip(Uint8Array.from([0x80, 2, ...body]), { "0": new Uint8Array(64) }));
   }
+});
+
+/**
+ * A random object graph with long keys shared through the memo: dicts and lists that hold each other
+ * (and themselves) under keys of up to 1 MiB, some wrapped in tuples. Every op leaves the root alone on the stack.
+ */
+function sharedGraph(random: () => number): Uint8Array {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+  const p = new Pickle().proto().emptyDict().raw(0x71, 0);
+  const containers = [0];
+  const keys: number[] = [];
+  let slot = 1;
+  for (let i = 0; i < 4; i++, slot++) {
+    p.str(pick(["k", "w".repeat(300), "K".repeat(70_000), "L".repeat(1 << 20)])).raw(0x71, slot, 0x30);
+    keys.push(slot);
+  }
+  for (let i = 0; i < 4; i++, slot++) {
+    (random() < 0.5 ? p.emptyDict() : p.raw(0x5d)).raw(0x71, slot, 0x30);
+    containers.push(slot);
+  }
+  for (let i = 0; i < 40; i++) {
+    const target = pick(containers);
+    p.raw(0x68, target);
+    // Only dicts take keys; SETITEM on a list (or APPEND on a dict) is itself a case the reader must refuse.
+    if (random() < 0.7) {
+      if (random() < 0.3) p.mark().raw(0x68, pick(keys), 0x68, pick(keys)).tuple();
+      else p.raw(0x68, pick(keys));
+      p.raw(0x68, pick(containers), 0x73, 0x30);
+    } else {
+      p.raw(0x68, pick(containers), 0x61, 0x30);
+    }
+  }
+  return p.stop().bytes();
+}
+
+test("long keys shared through the memo only ever yield SafetensorsError", () => {
+  // The simplest such graph, {K: itself} with a 1 MiB K, once built names of gigabytes.
+  const self = new Pickle().proto().emptyDict().raw(0x71, 0).str("K".repeat(1 << 20)).raw(0x68, 0, 0x73).stop().bytes();
+  expect(attempt(torchZip(self, {}))).toBe("InvalidPickle");
+  const random = rng(0x10c4);
+  const codes = new Set<string>();
+  for (let i = 0; i < 30; i++) codes.add(attempt(torchZip(sharedGraph(random), {})));
+  expect(codes.has("InvalidPickle")).toBe(true);
 });

@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect, test } from "vitest";
+import { openCheckpoint } from "../../src/checkpoint.ts";
 import { open } from "../../src/open.ts";
 import { describeLeaf } from "../../src/pickle/index.ts";
 import { runtime } from "../../src/runtime.ts";
@@ -51,4 +53,22 @@ test.skipIf(runtime === "node")("under mmap, a contiguous pickle tensor is a vie
   expect(t.bytes.buffer.byteLength).toBe(f.source.size);
   expect(t.bytes.byteOffset).toBe(start);
   expect(f.tensor("lm_head.weight").bytes.buffer).toBe(t.bytes.buffer);
+});
+
+test("a folder of pickle shards (pytorch_model.bin.index.json) opens as a checkpoint, by folder or by index", async () => {
+  const folder = mkdtempSync(path.join(tmpdir(), "tensormap-pickle-shards-"));
+  try {
+    const expected = JSON.parse(readFileSync(path.join(dir, "torch/pytorch_model.expected.json"), "utf8")) as Record<string, { sha256: string }>;
+    copyFileSync(path.join(dir, "torch/pytorch_model.bin"), path.join(folder, "pytorch_model-00001-of-00001.bin"));
+    const weightMap = Object.fromEntries(Object.keys(expected).map((k) => [k, "pytorch_model-00001-of-00001.bin"]));
+    writeFileSync(path.join(folder, "pytorch_model.bin.index.json"), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
+    for (const where of [folder, path.join(folder, "pytorch_model.bin.index.json")]) {
+      using model = await openCheckpoint(where);
+      expect(model.path).toBe(path.join(folder, "pytorch_model.bin.index.json"));
+      expect(model.keys()).toEqual(Object.keys(expected).sort());
+      for (const [name, e] of Object.entries(expected)) expect(createHash("sha256").update(model.tensor(name).bytes).digest("hex"), name).toBe(e.sha256);
+    }
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
 });

@@ -113,6 +113,13 @@ describe("refusals and bounds", () => {
     expect(failure([0x7d, ...nested.slice(0, -1), 0x4e, 0x73, 0x2e])).toBe("InvalidPickle: dict key nests tuples too deeply");
   });
 
+  test("a tuple key whose shared items spell an exponentially long text fails cleanly", () => {
+    // t0 = ("xxxx…",); t[i] = (t[i-1], t[i-1]): 63 levels of sharing, a few hundred bytes of pickle.
+    const p = new Pickle().emptyDict().str("x".repeat(200)).raw(0x85, 0x71, 0, 0x30);
+    for (let i = 1; i < 64; i++) p.raw(0x68, i - 1, 0x68, i - 1, 0x86, 0x71, i, 0x30);
+    expect(failure(p.raw(0x68, 63).none().raw(0x73).stop().bytes())).toMatch(/^InvalidPickle: dict key is longer than \d+ characters$/);
+  });
+
   test("huge and missing memo indices", () => {
     // LONG_BINPUT 0xffffffff then LONG_BINGET of it: a sparse memo costs nothing.
     expect(run([0x4b, 7, 0x72, 0xff, 0xff, 0xff, 0xff, 0x30, 0x6a, 0xff, 0xff, 0xff, 0xff, 0x2e])).toBe(7);
