@@ -86,7 +86,7 @@ export const demo: Command = {
     "prints the inspect summary, then loads both with a progress bar and reports GB/s and the backend.",
     "",
     "options:",
-    "  --dir DIR              where to write (default: $TMPDIR/tensormap-demo)",
+    "  --dir DIR              where to write (default: a new folder in $TMPDIR, removed afterwards)",
     "  --keep                 keep the files afterwards (default: remove them)",
     "  --max-shard-size SIZE  shard size, e.g. 200MB or 1GiB (default: 200MB)",
     "  --layers N             transformer blocks (default: 12)",
@@ -101,7 +101,6 @@ export const demo: Command = {
   },
   positionals: { min: 0, max: 0 },
   async run({ values }, io) {
-    const dir = typeof values.dir === "string" ? values.dir : mkdtempSync(join(tmpdir(), "tensormap-demo-"));
     const shapes = gpt2Shapes(positiveInt(values.layers, "layers"), positiveInt(values.vocab, "vocab"));
     const maxShardSize = typeof values["max-shard-size"] === "string" ? values["max-shard-size"] : "200MB";
     const say = (line: string) => io.stdout.write(line + "\n");
@@ -112,6 +111,8 @@ export const demo: Command = {
     };
 
     const [tensors, genSeconds] = await timed(() => randomTensors(shapes));
+    // Made only once the arguments are known good: a usage error leaves nothing behind.
+    const dir = typeof values.dir === "string" ? values.dir : mkdtempSync(join(tmpdir(), "tensormap-demo-"));
     const bytes = [...tensors.values()].reduce((n, t) => n + t.data.byteLength, 0);
     const params = bytes / 4;
     say(`generated ${formatCount(tensors.size)} tensors, ${formatCount(params)} F32 parameters (${formatBytes(bytes)}) in ${formatDuration(genSeconds)}`);

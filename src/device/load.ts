@@ -11,6 +11,7 @@ import type { SafetensorsFile } from "../file.ts";
 import type { MmapSource } from "../io/mmap.ts";
 import type { ByteSource } from "../io/source.ts";
 import { openCheckpoint } from "../checkpoint.ts";
+import { touchPages } from "../io/mmap.ts";
 import { ShardedFile } from "../sharded.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
 import { PinnedRing, quietly, yieldToLoop, type ChunkSource, type RingOptions } from "./pipeline.ts";
@@ -136,6 +137,8 @@ async function load(target: DeviceTarget, files: SafetensorsFile[], owned: Clean
     for (const { file, names } of plans) {
       for (const name of names) {
         const t = file.tensor(name);
+        // Loaded means in memory: fault in every page of a mapped view now, not on first use.
+        touchPages(t.bytes);
         tensors.set(name, { name, dtype: t.dtype, shape: [...t.shape], byteLength: t.bytes.byteLength, device: "cpu", bytes: t.bytes });
         report(file.path, t.bytes.byteLength);
         await yieldToLoop();
