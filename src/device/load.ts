@@ -106,7 +106,8 @@ export async function loadToDevice(path: string, opts: DeviceLoadOptions = {}): 
   try {
     // On CUDA the data is pread into the ring, so a mapping is only worth making to register it.
     const backend = target.kind === "cpu" ? "auto" : opts.hostRegister ? "mmap" : "read";
-    const checkpoint = await openCheckpoint(path, { backend });
+    // Registered mappings are the page cache's own pages (shared): a pinned private mapping would copy them all.
+    const checkpoint = await openCheckpoint(path, { backend, shared: target.kind !== "cpu" && opts.hostRegister === true });
     owned.add(() => checkpoint.close());
     return await load(target, filesOf(checkpoint), owned, opts);
   } catch (e) {
@@ -152,7 +153,8 @@ async function load(target: DeviceTarget, files: SafetensorsFile[], owned: Clean
     const seconds = (performance.now() - t0) / 1000;
     return new DeviceTensors({ ...tensors, device: target.device.name, reason: target.reason, bytes: total, seconds });
   } finally {
-    owned.run();
+    // The files' bytes are on the device now: a failure to close one must not lose the loaded tensors.
+    quietly(() => owned.run());
   }
 }
 
@@ -198,6 +200,8 @@ async function upload(
   const ring = PinnedRing.open(device, { slots: opts.slots, slotBytes, pinned: !opts.hostRegister });
   try {
     for (const { file, names, extents } of plans) {
+      // Set again for each file: other loads may switch the thread's device while this one awaits.
+      check(cuda, cuda.cudaSetDevice(device.index), `cudaSetDevice(${device.index})`);
       const targets = allocate(device, extents, opts.perTensor === true, memory);
       const chunks = planChunks(extents, ring.slotBytes);
       const release = new Cleanup();

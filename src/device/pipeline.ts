@@ -134,6 +134,8 @@ export class PinnedRing {
         src = this.#base + BigInt(slot * this.slotBytes);
         await readChunk(from.file, src, c.fileOffset, c.length);
       }
+      // The current device is per thread and a load on another device may have run during the awaits.
+      check(cuda, cuda.cudaSetDevice(this.#dev.index), `cudaSetDevice(${this.#dev.index})`);
       for (const p of c.pieces) {
         const dst = targets[p.tensor]! + BigInt(p.tensorOffset);
         const err = cuda.cudaMemcpyAsync(dst, src + BigInt(p.chunkOffset), BigInt(p.length), CUDA.memcpyHostToDevice, this.#stream);

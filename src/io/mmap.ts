@@ -38,6 +38,12 @@ export interface MmapOptions {
   populate?: boolean;
   /** Largest window, in bytes (default: the runtime's largest ArrayBuffer). Smaller only to exercise windows. */
   windowBytes?: number;
+  /**
+   * Map the page-cache pages themselves, read-only (`MAP_SHARED`), instead of a private copy-on-write
+   * mapping: what a device pinning the mapping needs (a long-term pin of a private mapping copies every
+   * page). Views are then read-only: for loaders that never hand them out.
+   */
+  shared?: boolean;
 }
 
 export interface MmapSource extends ByteSource {
@@ -120,7 +126,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
     // changes) instead of a SIGSEGV; pages nobody writes stay shared with the page cache. NORESERVE: a
     // writable private mapping is otherwise charged in full against overcommit, and a checkpoint larger
     // than RAM + swap fails with ENOMEM. Where the kernel still refuses (strict overcommit), map read-only.
-    const addr = mapFile(libc, length, fd, start);
+    const addr = mapFile(libc, length, fd, start, options.shared === true);
     try {
       if (advice !== MADV_NORMAL) libc.madvise(addr, length, advice);
       return { start, length, addr, buffer: libc.viewOwningMapping(addr, length) };
@@ -252,7 +258,8 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
   return source;
 }
 
-function mapFile(libc: LibC, length: number, fd: number, offset: number): bigint {
+function mapFile(libc: LibC, length: number, fd: number, offset: number, shared: boolean): bigint {
+  if (shared) return libc.mmap(0n, length, PROT_READ, MAP_SHARED, fd, offset);
   try {
     return libc.mmap(0n, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, offset);
   } catch (e) {

@@ -70,7 +70,7 @@ export async function sourceOpener(opts: SourceOptions = {}): Promise<(path: str
   const { libc } = choice;
   return (path) => {
     if (debugging()) process.stderr.write(`tensormap: ${path}: ${choice.backend} backend (${choice.reason})\n`);
-    return libc ? openMmap(libc, path, { advice: opts.advice, populate: opts.populate }) : openRead(path);
+    return libc ? openMmap(libc, path, { advice: opts.advice, populate: opts.populate, shared: opts.shared }) : openRead(path);
   };
 }
 

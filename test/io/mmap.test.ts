@@ -53,6 +53,18 @@ describe.skipIf(!libc)("mmap source", () => {
     src.close();
   });
 
+  test("shared maps the page cache's own pages read-only; the default is a private copy-on-write mapping", () => {
+    const perms = () => readFileSync("/proc/self/maps", "utf8").split("\n").filter((l) => l.endsWith(tiny)).map((l) => l.split(/\s+/)[1]);
+    const shared = openMmap(libc!, tiny, { shared: true });
+    expect(Buffer.from(shared.bytes(0, shared.size)).equals(whole)).toBe(true);
+    expect(perms()).toEqual(["r--s"]);
+    shared.close();
+    const priv = openMmap(libc!, tiny);
+    priv.bytes(0, 1);
+    expect(perms()).toEqual(["rw-p"]);
+    priv.close();
+  });
+
   test("small windows: ranges across window edges, chunks and the too-large error", () => {
     const page = libc!.pageSize;
     const src = openMmap(libc!, tiny, { windowBytes: 2 * page });
