@@ -72,9 +72,7 @@ export function parseHeader(bytes: Uint8Array, fileSize: number): Header {
     throw new SafetensorsError("InvalidHeader", "header is not valid UTF-8");
   }
   const { metadata, entries } = readPlain(text) ?? readEntries(new JsonReader(text));
-  const order = validate(entries, fileSize - 8 - n);
-  const tensors = new Map<string, TensorInfo>();
-  for (const name of order) tensors.set(name, entries.get(name)!.info);
+  const { tensors, order } = validate(entries, fileSize - 8 - n);
   return { headerSize: n, dataStart: 8 + n, metadata, tensors, order };
 }
 
@@ -270,7 +268,7 @@ function bitCount(shape: Array<number | bigint>, bits: number): number | bigint 
  * The reference's `validate`: walk tensors by `(start, end)`; each must start where the last ended, and
  * hold exactly shape × bits / 8 bytes; together they must fill the data buffer. Returns the file order.
  */
-function validate(entries: Map<string, Entry>, dataSize: number): string[] {
+function validate(entries: Map<string, Entry>, dataSize: number): { tensors: Map<string, TensorInfo>; order: string[] } {
   const rows = [...entries.values()];
   const small = rows.every((e) => typeof e.start === "number" && typeof e.end === "number");
   rows.sort(
@@ -279,6 +277,9 @@ function validate(entries: Map<string, Entry>, dataSize: number): string[] {
       : (x, y) => (x.start != y.start ? (lt(x.start, y.start) ? -1 : 1) : x.end != y.end ? (lt(x.end, y.end) ? -1 : 1) : 0),
   );
   let cursor: number | bigint = 0;
+  // Built as we go: on a refusal the header is dropped whole, so half-filled results never escape.
+  const tensors = new Map<string, TensorInfo>();
+  const order: string[] = [];
   for (const e of rows) {
     const name = e.name;
     if (e.start != cursor || lt(e.end, e.start)) {
@@ -297,13 +298,14 @@ function validate(entries: Map<string, Entry>, dataSize: number): string[] {
     if (span != bytes) {
       throw new SafetensorsError("TensorInvalidInfo", `tensor ${JSON.stringify(name)} spans ${span} bytes but its shape and dtype need ${bytes}`);
     }
+    // An offset past 2^53 cannot end inside a real file: the buffer check below refuses the header then.
+    e.info.dataOffsets = [Number(e.start), Number(e.end)];
+    e.info.byteLength = Number(span);
+    tensors.set(name, e.info);
+    order.push(name);
   }
   if (cursor != dataSize) {
     throw new SafetensorsError("MetadataIncompleteBuffer", `tensors cover ${cursor} data bytes but the file holds ${dataSize}`);
   }
-  for (const e of rows) {
-    e.info.dataOffsets = [Number(e.start), Number(e.end)];
-    e.info.byteLength = Number(e.end) - Number(e.start);
-  }
-  return rows.map((e) => e.name);
+  return { tensors, order };
 }
