@@ -133,6 +133,9 @@ export class SafetensorsFile {
    * ```
    */
   *chunks(name: string, chunkBytes = 1 << 28): Generator<Uint8Array> {
+    if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1) {
+      throw new SafetensorsError("InvalidArgument", `chunkBytes must be a positive integer, got ${chunkBytes}`);
+    }
     const e = this.#entry(name);
     if (e.gather) {
       yield e.gather(this.#source);

@@ -26,7 +26,7 @@ export { INDEX_FILE, parseSize } from "./format/sharded.ts";
 // Byte sources
 export type { Backend, ByteSource } from "./io/source.ts";
 export { chooseBackend, openSource, type BackendChoice, type SourceOptions } from "./io/open-source.ts";
-export { openMmap, touchPages, type Advice, type MmapOptions, type MmapSource } from "./io/mmap.ts";
+export { touchPages, type Advice, type MmapSource } from "./io/mmap.ts";
 // Devices
 export { loadToDevice, resolveDevice, toDevice, type DeviceLoadOptions, type DeviceTarget, type LoadProgress } from "./device/load.ts";
 export { DeviceTensors, type CudaTensor, type DeviceTensor, type HostTensor } from "./device/tensors.ts";

@@ -309,7 +309,12 @@ export function writeShards(
     for (const t of temps) rmSync(t, { force: true });
     throw e;
   }
-  files.forEach((f, i) => commit(temps[i]!, f.path));
+  try {
+    files.forEach((f, i) => commit(temps[i]!, f.path));
+  } catch (e) {
+    for (const t of temps) rmSync(t, { force: true });
+    throw e;
+  }
   const written = files.map((f) => f.path);
   removeLeftovers(dir, new Set(written.map((p) => basename(p))));
   return written;

@@ -8,10 +8,8 @@ import { CUDA } from "../../ffi/cudart.ts";
 import { loadLibc, type LibC } from "../../ffi/libc.ts";
 import { SafetensorsError } from "../errors.ts";
 import type { SafetensorsFile } from "../file.ts";
-import type { MmapSource } from "../io/mmap.ts";
-import type { ByteSource } from "../io/source.ts";
 import { openCheckpoint } from "../checkpoint.ts";
-import { touchPages } from "../io/mmap.ts";
+import { openMmap, touchPages } from "../io/mmap.ts";
 import { ShardedFile } from "../sharded.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
 import { PinnedRing, quietly, yieldToLoop, type ChunkSource, type RingOptions } from "./pipeline.ts";
@@ -36,7 +34,7 @@ export interface DeviceLoadOptions extends RingOptions {
   onProgress?: (p: LoadProgress) => void;
   /** One `cudaMalloc` per tensor instead of one per file. */
   perTensor?: boolean;
-  /** Pin the file's mapping (`cudaHostRegister` ReadOnly) and let the copy engine read its pages; needs the mmap backend. */
+  /** Map the file read-only, pin that mapping (`cudaHostRegister` ReadOnly) and let the copy engine read its pages. */
   hostRegister?: boolean;
   /** Reader threads filling the ring (default: min(8, CPU count)). */
   threads?: number;
@@ -91,7 +89,7 @@ export async function toDevice(file: SafetensorsFile | ShardedFile, opts: Device
 const filesOf = (c: SafetensorsFile | ShardedFile): SafetensorsFile[] => (c instanceof ShardedFile ? c.files.map((f) => c.shard(f)) : [c]);
 
 /**
- * Loads a safetensors file, or every shard of a checkpoint directory, onto a device. By default one device
+ * Loads a checkpoint (a safetensors or PyTorch file, or a sharded folder or index) onto a device. By default one device
  * allocation per file holds its tensors at 256-byte-aligned offsets.
  *
  * @example
@@ -104,10 +102,8 @@ export async function loadToDevice(path: string, opts: DeviceLoadOptions = {}): 
   const target = await resolveDevice(opts.device ?? "auto", opts.env);
   const owned = new Cleanup();
   try {
-    // On CUDA the data is pread into the ring, so a mapping is only worth making to register it.
-    const backend = target.kind === "cpu" ? "auto" : opts.hostRegister ? "mmap" : "read";
-    // Registered mappings are the page cache's own pages (shared): a pinned private mapping would copy them all.
-    const checkpoint = await openCheckpoint(path, { backend, shared: target.kind !== "cpu" && opts.hostRegister === true });
+    // On CUDA the data is pread into the ring (or read from a mapping registered for the purpose): no mapping needed.
+    const checkpoint = await openCheckpoint(path, { backend: target.kind === "cpu" ? "auto" : "read" });
     owned.add(() => checkpoint.close());
     return await load(target, filesOf(checkpoint), owned, opts);
   } catch (e) {
@@ -209,7 +205,7 @@ async function upload(
         // Only empty tensors: no reader to open, no mapping to pin.
         if (chunks.length) {
           const from = opts.hostRegister
-            ? registerMapping(device, libc, file.source, chunks, release)
+            ? registerMapping(device, libc, file.path, chunks, release)
             : readerFor(libc, file.path, opts.threads, release);
           await ring.upload(chunks, targets, from, (n) => report(file.path, n));
         }
@@ -269,21 +265,21 @@ function readerFor(libc: LibC, path: string, threads: number | undefined, releas
  * Pins the part of the file's mapping the chunks read (read-only) so the copy engine reads its pages; unregistered
  * by `release`. That range must lie in one mapping (on Bun at most 4 GiB).
  */
-function registerMapping(device: CudaDevice, libc: LibC, source: ByteSource, chunks: Chunk[], release: Cleanup): ChunkSource {
-  if (source.backend !== "mmap") {
-    throw new SafetensorsError("InvalidArgument", `hostRegister needs a mapped file, but ${source.path} is read with the ${source.backend} backend`);
-  }
-  const mapping = source as MmapSource;
+function registerMapping(device: CudaDevice, libc: LibC, path: string, chunks: Chunk[], release: Cleanup): ChunkSource {
   const { cuda } = device;
   const attr = new Int32Array(1);
   for (const [id, what] of [[CUDA.attrHostRegisterSupported, "cudaHostRegister"], [CUDA.attrHostRegisterReadOnlySupported, "cudaHostRegisterReadOnly"]] as const) {
     check(cuda, cuda.cudaDeviceGetAttribute(attr, id, device.index), `cudaDeviceGetAttribute(${id})`);
     if (!attr[0]) throw new SafetensorsError("CudaError", `${device.name} does not support ${what}; load without hostRegister`);
   }
-  const { start, length } = mappedRange(chunks, libc.pageSize, mapping.maxView, source.path)!;
+  // A mapping of its own, of the page cache's pages themselves (shared, read-only): pinning a private
+  // mapping would copy every page. It is never handed out, so nothing can write into it.
+  const mapping = openMmap(libc, path, { shared: true });
+  release.add(() => mapping.close());
+  const { start, length } = mappedRange(chunks, libc.pageSize, mapping.maxView, path)!;
   const base = mapping.pointer(start, length);
   const size = BigInt(Math.ceil(length / libc.pageSize) * libc.pageSize);
-  check(cuda, cuda.cudaHostRegister(base, size, CUDA.hostRegisterPortable | CUDA.hostRegisterReadOnly), `cudaHostRegister(${source.path})`);
+  check(cuda, cuda.cudaHostRegister(base, size, CUDA.hostRegisterPortable | CUDA.hostRegisterReadOnly), `cudaHostRegister(${path})`);
   release.add(() => check(cuda, cuda.cudaHostUnregister(base), "cudaHostUnregister"));
   // The ring reads file offset x at mapped + x; only offsets inside the registered range are ever used.
   return { mapped: base - BigInt(start) };

@@ -235,6 +235,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
         }
       }
       windows.clear();
+      whole = undefined;
       if (fdOpen) {
         fdOpen = false;
         fdCloser.unregister(token);

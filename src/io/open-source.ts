@@ -5,7 +5,7 @@ import { openMmap, type MmapOptions } from "./mmap.ts";
 import { openRead } from "./read.ts";
 import type { Backend, ByteSource } from "./source.ts";
 
-export interface SourceOptions extends Omit<MmapOptions, "windowBytes"> {
+export interface SourceOptions extends Omit<MmapOptions, "windowBytes" | "shared"> {
   /** `"auto"` (default) maps the file where FFI is available and reads it otherwise. */
   backend?: Backend | "auto";
 }
@@ -70,7 +70,7 @@ export async function sourceOpener(opts: SourceOptions = {}): Promise<(path: str
   const { libc } = choice;
   return (path) => {
     if (debugging()) process.stderr.write(`tensormap: ${path}: ${choice.backend} backend (${choice.reason})\n`);
-    return libc ? openMmap(libc, path, { advice: opts.advice, populate: opts.populate, shared: opts.shared }) : openRead(path);
+    return libc ? openMmap(libc, path, { advice: opts.advice, populate: opts.populate }) : openRead(path);
   };
 }
 

@@ -78,3 +78,10 @@ test.each(["read", "auto"] as const)("chunks() pieces a tensor together exactly 
     expect(Buffer.concat(pieces).equals(file.tensor(name).bytes)).toBe(true);
   }
 });
+
+test("chunks() refuses a piece size that could never finish", async () => {
+  using file = await open(fixture("safetensors/tiny-gpt2.safetensors"));
+  for (const size of [0, -1, 1.5, NaN]) {
+    expect(() => file.chunks("wte.weight", size).next()).toThrow(expect.objectContaining({ code: "InvalidArgument" }));
+  }
+});
