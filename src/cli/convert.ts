@@ -1,6 +1,8 @@
 /** `tensormap convert IN OUT [--max-shard-size SIZE]`: PyTorch pickle checkpoints to safetensors. */
+import { statSync } from "node:fs";
+import { parseSize } from "../format/sharded.ts";
 import { convert as convertCheckpoint } from "../pickle/convert.ts";
-import type { Command } from "./command.ts";
+import { type Command, UsageError } from "./command.ts";
 import { formatBytes, formatCount } from "./format.ts";
 import { Progress } from "./progress.ts";
 
@@ -21,12 +23,22 @@ export const convert: Command = {
   positionals: { min: 2, max: 2 },
   async run({ values, positionals }, io) {
     const [inPath, outPath] = positionals as [string, string];
+    const maxShardSize = values["max-shard-size"] as string | undefined;
+    if (maxShardSize !== undefined) {
+      try {
+        parseSize(maxShardSize);
+      } catch (e) {
+        throw new UsageError(`--max-shard-size: ${(e as Error).message}`);
+      }
+      if (!inPath.endsWith(".json") && isFile(inPath)) throw new UsageError("--max-shard-size applies to sharded input (a folder or an index file)");
+    }
     let bar: Progress | undefined;
     let seen = 0;
     const result = await convertCheckpoint(inPath, outPath, {
-      maxShardSize: values["max-shard-size"] as string | undefined,
+      maxShardSize,
       onProgress: (done, total) => {
-        bar ??= new Progress(io.stderr, "convert", total);
+        // Every byte is counted twice: once written, once read back to verify.
+        bar ??= new Progress(io.stderr, "convert + verify", total);
         bar.add(done - seen);
         seen = done;
       },
@@ -36,3 +48,11 @@ export const convert: Command = {
     return 0;
   },
 };
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}

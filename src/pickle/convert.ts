@@ -6,12 +6,12 @@
  * one at a time, so converting needs memory for the largest tensor, not the checkpoint.
  */
 import { Buffer } from "node:buffer";
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import type { SafetensorsFile } from "../file.ts";
 import { PICKLE_INDEX_FILE } from "../format/sharded.ts";
-import { planHeader, writeStreamed, type TensorShape } from "../format/writer.ts";
+import { commit, planHeader, writeStreamed, type TensorShape } from "../format/writer.ts";
 import { open, type OpenOptions } from "../open.ts";
 import { readIndex, removeLeftovers, writeShards } from "../sharded.ts";
 import { isPytorch } from "./index.ts";
@@ -161,11 +161,11 @@ async function convertFile(inPath: string, outPath: string, opts: ConvertOptions
     const { header, order } = planHeader(shapesOf(tensors), METADATA);
     writeStreamed(tmp, header, order, reader(tensors, progress));
     await verify(tmp, tensors, order, progress, opts);
-    renameSync(tmp, outPath);
+    commit(tmp, outPath);
     return { files: [outPath], tensors: tensors.size, bytes };
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw fromSystemError(e, `cannot convert ${inPath}`);
+    throw fromSystemError(e, `cannot convert ${inPath} to ${outPath}`);
   } finally {
     file.close();
   }
@@ -174,6 +174,8 @@ async function convertFile(inPath: string, outPath: string, opts: ConvertOptions
 async function convertSharded(shards: { files: string[]; weightMap?: Map<string, string> }, outDir: string, opts: ConvertOptions): Promise<ConvertResult> {
   const files: SafetensorsFile[] = [];
   let tmpDir: string | undefined;
+  let madeOut = false;
+  let done = false;
   try {
     for (const path of shards.files) files.push(await openPickle(path, opts));
     if (shards.weightMap) checkIndex(files, shards.weightMap);
@@ -181,7 +183,7 @@ async function convertSharded(shards: { files: string[]; weightMap?: Map<string,
     const bytes = totalBytes(files);
     const progress = new Progress(2 * bytes, opts.onProgress);
     try {
-      mkdirSync(outDir, { recursive: true });
+      madeOut = mkdirSync(outDir, { recursive: true }) !== undefined;
       tmpDir = mkdtempSync(join(outDir, ".tensormap-convert-"));
     } catch (e) {
       throw fromSystemError(e, `cannot create ${outDir}`);
@@ -195,15 +197,14 @@ async function convertSharded(shards: { files: string[]; weightMap?: Map<string,
     }
     if (verified !== tensors.size) throw new SafetensorsError("VerifyFailed", `shards hold ${verified} tensors, expected ${tensors.size}`);
     // Everything is written and checked: move it into place, then drop what an earlier save left there.
-    try {
-      for (const p of written) renameSync(p, join(outDir, basename(p)));
-    } catch (e) {
-      throw fromSystemError(e, `cannot move shards into ${outDir}`);
-    }
+    for (const p of written) commit(p, join(outDir, basename(p)));
     removeLeftovers(outDir, new Set(written.map((p) => basename(p))));
+    done = true;
     return { files: written.map((p) => join(outDir, basename(p))), tensors: tensors.size, bytes };
   } finally {
     if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
+    // A folder this conversion created is not left behind empty when it fails.
+    if (madeOut && !done) rmSync(outDir, { recursive: true, force: true });
     for (const f of files) f.close();
   }
 }

@@ -11,7 +11,7 @@ test("convert writes a verified .safetensors that verify and inspect then accept
   const r = await cli("convert", fixture("torch/pytorch_model.bin"), out);
   expect(r.code).toBe(0);
   expect(r.stdout).toBe(`4 tensors, 84 B → ${out}\n`);
-  expect(r.stderr).toMatch(/^convert: /);
+  expect(r.stderr).toMatch(/^convert \+ verify: /);
   expect((await cli("verify", out)).stdout).toBe(`${out}: ok (4 tensors)\n`);
   expect((await cli("inspect", out)).stdout).toMatch(/metadata: format=pt/);
   rmSync(dir, { recursive: true });
@@ -36,4 +36,11 @@ test("a malicious checkpoint: verify names the refusal, convert fails and writes
   expect(r.stderr).toBe("error: UnsafePickle: refused global __builtin__.exec\n");
   expect(readdirSync(dir)).toEqual([]);
   rmSync(dir, { recursive: true });
+});
+
+test("--max-shard-size must be a size, and only for sharded input", async () => {
+  const bad = await cli("convert", fixture("torch/pytorch_model.bin"), "out", "--max-shard-size", "zz");
+  expect([bad.code, bad.stderr.split("\n")[0]]).toEqual([2, 'error: --max-shard-size: invalid shard size "zz": want a positive byte count or a string like "5GB" or "500MiB"']);
+  const single = await cli("convert", fixture("torch/pytorch_model.bin"), "out.safetensors", "--max-shard-size", "1GB");
+  expect(single.code).toBe(2);
 });
