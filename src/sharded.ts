@@ -3,7 +3,7 @@
  * `model.safetensors.index.json` mapping each tensor to its shard. `openSharded` gives the same interface as
  * one file and opens shards only when a tensor in them is asked for; `saveSharded` writes the split.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { DeviceLoadOptions } from "./device/load.ts";
 import type { DeviceTensors } from "./device/tensors.ts";
@@ -161,15 +161,6 @@ function isDirectory(path: string): boolean {
   }
 }
 
-function exists(path: string): boolean {
-  try {
-    statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Reads and checks an index file: valid, and every shard it names present beside it.
  *
@@ -187,7 +178,7 @@ export function readIndex(path: string): ShardIndex {
   }
   const index = parseIndex(text, path);
   for (const file of index.shards) {
-    if (!exists(join(dirname(path), file))) {
+    if (!existsSync(join(dirname(path), file))) {
       throw new SafetensorsError("MissingShard", `${path} names shard ${file}, which is not in ${dirname(path)}`);
     }
   }
@@ -209,14 +200,14 @@ export function readIndex(path: string): ShardIndex {
 export async function openSharded(dirOrIndexFile: string, opts: OpenOptions = {}): Promise<ShardedFile> {
   let path = dirOrIndexFile;
   let index: ShardIndex;
-  if (isDirectory(path) && !exists(join(path, INDEX_FILE)) && exists(join(path, SINGLE_FILE))) {
+  if (isDirectory(path) && !existsSync(join(path, INDEX_FILE)) && existsSync(join(path, SINGLE_FILE))) {
     path = join(path, SINGLE_FILE);
     index = { metadata: null, weightMap: new Map(), shards: [SINGLE_FILE] };
   } else {
     if (isDirectory(path)) {
       // The safetensors index first; a folder of PyTorch pickle shards has only theirs.
       const pickle = join(path, PICKLE_INDEX_FILE);
-      path = !exists(join(path, INDEX_FILE)) && exists(pickle) ? pickle : join(path, INDEX_FILE);
+      path = !existsSync(join(path, INDEX_FILE)) && existsSync(pickle) ? pickle : join(path, INDEX_FILE);
     }
     index = readIndex(path);
   }
