@@ -15,6 +15,7 @@ import { dirname, resolve } from "node:path";
 import { CUDA } from "../ffi/cudart.ts";
 import { check, Cleanup, deviceAlloc, hostAlloc, type CudaDevice } from "../src/device/cuda.ts";
 import { loadToDevice, resolveDevice } from "../src/device/load.ts";
+import { fillRandom } from "../src/cli/random.ts";
 import { save, type TensorData } from "../src/format/writer.ts";
 
 const args = process.argv.slice(2);
@@ -31,19 +32,7 @@ const PT = ST.replace(/\.safetensors$/, ".pt");
 // ---- the checkpoint: transformer-like bf16 layers, each tensor distinct, regenerable from a seed -------------
 const HIDDEN = 4096;
 const FFN = 8192;
-const BASE = makeBase(HIDDEN * FFN * 2);
-
-function makeBase(n: number): Uint8Array {
-  const words = new Uint32Array(n / 4);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return new Uint8Array(words.buffer);
-}
+const BASE = new Uint8Array(fillRandom(new Uint32Array((HIDDEN * FFN * 2) / 4), 0x9e3779b9).buffer);
 
 /** Tensor `k`'s bytes: the base rotated by a k-dependent amount (distinct per tensor, made at memcpy speed). */
 function bytesFor(k: number, length: number): Uint8Array {

@@ -15,6 +15,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, rmSync
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadLibc, POSIX_FADV_DONTNEED } from "../ffi/libc.ts";
+import { fillRandom } from "../src/cli/random.ts";
 import { touchPages } from "../src/io/mmap.ts";
 import { open } from "../src/open.ts";
 import { runtime } from "../src/runtime.ts";
@@ -63,14 +64,7 @@ function generate(path: string, specs: Spec[]): void {
   const header = new Uint8Array(8 + json.length);
   new DataView(header.buffer).setBigUint64(0, BigInt(json.length), true);
   header.set(new TextEncoder().encode(json), 8);
-  const block = new Uint32Array(16 * 2 ** 20);
-  let x = 2463534242;
-  for (let i = 0; i < block.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    block[i] = x >>> 0;
-  }
+  const block = fillRandom(new Uint32Array(16 * 2 ** 20), 2463534242);
   const bytes = new Uint8Array(block.buffer);
   const fd = openSync(`${path}.tmp`, "w");
   writeSync(fd, header);

@@ -17,6 +17,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gpt2Shapes } from "../src/cli/demo.ts";
+import { fillRandom } from "../src/cli/random.ts";
 import { save, type TensorData } from "../src/format/writer.ts";
 import { DATA_DIR, generated, tinyLlamaShapes } from "./support.ts";
 
@@ -45,15 +46,9 @@ function params(m: Model): number {
 function weights(m: Model): Map<string, TensorData> {
   const size = m.dtype === "F32" ? 4 : 2;
   const block = new Uint8Array(1 << 24);
-  const words = new Uint32Array(block.buffer);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    // Sign, exponent 126 (0.5..1), random mantissa: f32 directly; for bf16 each half-word gets the same shape.
-    words[i] = m.dtype === "F32" ? ((x & 0x807fffff) | 0x3f000000) >>> 0 : ((x & 0x807f807f) | 0x3f003f00) >>> 0;
-  }
+  // Sign, exponent 126 (0.5..1), random mantissa: f32 directly; for bf16 each half-word gets the same shape.
+  const [keep, set] = m.dtype === "F32" ? [0x807fffff, 0x3f000000] : [0x807f807f, 0x3f003f00];
+  fillRandom(new Uint32Array(block.buffer), 0x9e3779b9, keep, set);
   const out = new Map<string, TensorData>();
   for (const [name, shape] of m.tensors) {
     const n = shape.reduce((a, b) => a * b, 1) * size;

@@ -12,6 +12,7 @@ import { type Command, UsageError } from "./command.ts";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.ts";
 import { summary } from "./inspect.ts";
 import { loadDevice, loadReport, touchAll } from "./load.ts";
+import { fillRandom } from "./random.ts";
 
 /**
  * GPT-2 small's tensor names and shapes (148 tensors, 124,439,808 parameters at the defaults).
@@ -52,14 +53,7 @@ export function gpt2Shapes(layers = 12, vocab = 50257, width = 768, context = 10
  */
 export function randomTensors(shapes: readonly (readonly [string, readonly number[]])[], seed = 0x2545f491): Map<string, TensorData> {
   const total = shapes.reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0);
-  const bits = new Uint32Array(total);
-  let x = seed | 0 || 1;
-  for (let i = 0; i < total; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bits[i] = (x & 0x807fffff) | 0x3c000000;
-  }
+  const bits = fillRandom(new Uint32Array(total), seed, 0x807fffff, 0x3c000000);
   const tensors = new Map<string, TensorData>();
   let at = 0;
   for (const [name, shape] of shapes) {
