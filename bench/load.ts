@@ -11,11 +11,12 @@
  * and a 20,000-tensor file. Python peers run through bench/peers.py with /usr/bin/python3 when torch imports.
  */
 import { spawnSync } from "node:child_process";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadLibc, POSIX_FADV_DONTNEED } from "../ffi/libc.ts";
 import { fillRandom } from "../src/cli/random.ts";
+import { planHeader } from "../src/format/writer.ts";
 import { touchPages } from "../src/io/mmap.ts";
 import { open } from "../src/open.ts";
 import { runtime } from "../src/runtime.ts";
@@ -52,18 +53,8 @@ const nbytes = (s: Spec) => s.shape.reduce((a, b) => a * b, 1) * BYTES[s.dtype];
 
 /** Writes a safetensors file with pseudo-random data (never sparse: cold reads must hit the disk). */
 function generate(path: string, specs: Spec[]): void {
-  const sorted = [...specs].sort((a, b) => (a.name < b.name ? -1 : 1));
-  const entries: Record<string, unknown> = { __metadata__: { format: "pt" } };
-  let at = 0;
-  for (const s of sorted) {
-    entries[s.name] = { dtype: s.dtype, shape: s.shape, data_offsets: [at, at + nbytes(s)] };
-    at += nbytes(s);
-  }
-  let json = JSON.stringify(entries);
-  json = json.padEnd(Math.ceil(json.length / 8) * 8);
-  const header = new Uint8Array(8 + json.length);
-  new DataView(header.buffer).setBigUint64(0, BigInt(json.length), true);
-  header.set(new TextEncoder().encode(json), 8);
+  const { header } = planHeader(specs.map((s) => [s.name, { dtype: s.dtype, shape: s.shape, byteLength: nbytes(s) }]), { format: "pt" });
+  const at = specs.reduce((n, s) => n + nbytes(s), 0);
   const block = fillRandom(new Uint32Array(16 * 2 ** 20), 2463534242);
   const bytes = new Uint8Array(block.buffer);
   const fd = openSync(`${path}.tmp`, "w");
@@ -76,7 +67,7 @@ function generate(path: string, specs: Spec[]): void {
   }
   fsyncSync(fd);
   closeSync(fd);
-  spawnSync("mv", [`${path}.tmp`, path]);
+  renameSync(`${path}.tmp`, path);
 }
 
 // ---- workers: one measurement each, in a process of its own -------------------------------------------

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
+import { planHeader } from "../../src/format/writer.ts";
 import { runtime } from "../../src/runtime.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
 
@@ -21,11 +22,7 @@ function run(args: string[], denoFlags = ["-A", "--v8-flags=--expose-gc"]) {
 
 /** A safetensors file with one U8 tensor `big` of `n` bytes, all a hole on disk. */
 function sparseModel(n: number): string {
-  let json = JSON.stringify({ big: { dtype: "U8", shape: [n], data_offsets: [0, n] } });
-  json = json.padEnd(Math.ceil(json.length / 8) * 8);
-  const header = new Uint8Array(8 + json.length);
-  new DataView(header.buffer).setBigUint64(0, BigInt(json.length), true);
-  header.set(new TextEncoder().encode(json), 8);
+  const { header } = planHeader([["big", { dtype: "U8", shape: [n], byteLength: n }]]);
   const path = join(dir, `sparse-${n}.safetensors`);
   const fd = openSync(path, "w");
   writeSync(fd, header);
