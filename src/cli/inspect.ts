@@ -88,7 +88,7 @@ function leaves(file: Checkpoint): Array<[string, string]> {
  * console.log(JSON.stringify(toJson(file), null, 2));
  * ```
  */
-export function toJson(file: Checkpoint): object {
+function toJson(file: Checkpoint): object {
   return {
     metadata: file.metadata,
     ...("files" in file ? { index_metadata: file.indexMetadata } : {}),

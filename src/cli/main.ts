@@ -52,7 +52,7 @@ function parse(c: Command, argv: string[]): Args & { help: boolean } {
 }
 
 /** The process's own streams, for the real CLI (tests pass their own `Io` to `main`). */
-export const processIo: Io = {
+const processIo: Io = {
   stdout: process.stdout,
   stderr: process.stderr,
 };

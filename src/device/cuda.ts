@@ -15,7 +15,7 @@ export interface CudaFailure {
 }
 
 /** `"cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version"`. */
-export function describeCudaError(cuda: CudaRuntime, error: number): string {
+function describeCudaError(cuda: CudaRuntime, error: number): string {
   return `${cuda.cudaGetErrorName(error)}: ${cuda.cudaGetErrorString(error)}`;
 }
 

@@ -6,7 +6,7 @@
 import { SafetensorsError } from "../errors.ts";
 
 /** Device allocations are aligned like `cudaMalloc`'s own (256 bytes), so any tensor suits vectorized kernels. */
-export const DEVICE_ALIGN = 256;
+const DEVICE_ALIGN = 256;
 
 /** A tensor's bytes in the file: absolute start and length. */
 export interface Extent {

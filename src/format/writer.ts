@@ -165,7 +165,7 @@ export async function save(path: string, tensors: TensorMap, metadata?: Record<s
 const MAX_WRITE = 1 << 30;
 
 /** Writes chunks to `path` through a temp file + fsync + rename; on failure nothing is left behind. */
-export function writeAtomic(path: string, chunks: Iterable<Uint8Array>): void {
+function writeAtomic(path: string, chunks: Iterable<Uint8Array>): void {
   commit(writeTemp(path, chunks), path);
 }
 
