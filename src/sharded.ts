@@ -43,11 +43,13 @@ export class ShardedFile {
   readonly #open = new Map<string, SafetensorsFile>();
   #closed = false;
 
-  constructor(path: string, index: ShardIndex, openShard: (path: string) => SafetensorsFile) {
+  /** `opened`: shards already open (by file name), kept rather than opened again. */
+  constructor(path: string, index: ShardIndex, openShard: (path: string) => SafetensorsFile, opened?: ReadonlyMap<string, SafetensorsFile>) {
     this.path = path;
     this.#dir = dirname(path);
     this.#index = index;
     this.#openShard = openShard;
+    for (const [file, shard] of opened ?? []) this.#open.set(file, shard);
   }
 
   /** The backend serving the shards' bytes (every shard opens the same way; asking opens the first). */
@@ -214,10 +216,10 @@ export async function openSharded(dirOrIndexFile: string, opts: OpenOptions = {}
   const openSource = await sourceOpener(opts);
   const openShard = (p: string) => fileFromSource(openSource(p));
   if (index.weightMap.size === 0) {
-    // The single-file folder: its own header is the map.
+    // The single-file folder: its own header is the map, and the file stays open as the one shard.
     const only = openShard(path);
     for (const name of only.offsetKeys()) index.weightMap.set(name, SINGLE_FILE);
-    only.close();
+    return new ShardedFile(path, index, openShard, new Map([[SINGLE_FILE, only]]));
   }
   return new ShardedFile(path, index, openShard);
 }
