@@ -20,7 +20,7 @@ export { openCheckpoint, type Checkpoint } from "./checkpoint.ts";
 export { openSharded, saveSharded, ShardedFile, type SaveShardedOptions, type ShardedTensorInfo } from "./sharded.ts";
 // The format
 export { DTYPES, dtypeInfo, type DType, type DTypeInfo, type TypedArray } from "./format/dtypes.ts";
-export { parseHeader, type Header, type TensorInfo } from "./format/header.ts";
+export { parseHeader, type Header, type HeaderEntry, type TensorInfo } from "./format/header.ts";
 export { planFile, save, serialize, type TensorData, type TensorMap } from "./format/writer.ts";
 export { INDEX_FILE, parseSize } from "./format/sharded.ts";
 // Byte sources

@@ -1,4 +1,4 @@
-import { SafetensorsFile, type FileLayout, type TensorEntry } from "./file.ts";
+import { SafetensorsFile, type FileLayout } from "./file.ts";
 import { headerLength, parseHeader } from "./format/header.ts";
 import { openSource, type SourceOptions } from "./io/open-source.ts";
 import type { ByteSource } from "./io/source.ts";
@@ -45,8 +45,6 @@ function readLayout(source: ByteSource): FileLayout {
   if (isPytorch(prefix)) return openPytorchLayout(source);
   const n = headerLength(prefix, source.size);
   const header = parseHeader(source.bytes(0, 8 + n), source.size);
-  // The header's infos are fresh objects of this open: give each its absolute start in place, no copies.
-  const entries = header.tensors as Map<string, TensorEntry>;
-  for (const info of entries.values()) info.start = header.dataStart + info.dataOffsets[0];
-  return { entries, order: header.order, metadata: header.metadata };
+  // The header's entries are fresh objects of this open, with their absolute starts: used as they are.
+  return { entries: header.tensors, order: header.order, metadata: header.metadata };
 }

@@ -18,6 +18,12 @@ export interface TensorInfo {
   byteLength: number;
 }
 
+/** A tensor as the header places it in its file. */
+export interface HeaderEntry extends TensorInfo {
+  /** Absolute offset of its first byte in the file: `dataStart + dataOffsets[0]`. */
+  start: number;
+}
+
 export interface Header {
   /** N: the JSON's length in bytes, padding included. */
   headerSize: number;
@@ -25,7 +31,7 @@ export interface Header {
   dataStart: number;
   /** `__metadata__` as a null-prototype record, or null when absent. */
   metadata: Record<string, string> | null;
-  tensors: Map<string, TensorInfo>;
+  tensors: Map<string, HeaderEntry>;
   /** Tensor names in file order (by data offsets). */
   order: string[];
 }
@@ -71,39 +77,41 @@ export function parseHeader(bytes: Uint8Array, fileSize: number): Header {
   } catch {
     throw new SafetensorsError("InvalidHeader", "header is not valid UTF-8");
   }
-  const { metadata, entries } = readPlain(text) ?? readEntries(new JsonReader(text));
-  const { tensors, order } = validate(entries, fileSize - 8 - n);
-  return { headerSize: n, dataStart: 8 + n, metadata, tensors, order };
+  const dataStart = 8 + n;
+  const plain = readPlain(text, dataStart, fileSize - dataStart);
+  if (plain) return { headerSize: n, dataStart, ...plain };
+  const { metadata, entries } = readEntries(new JsonReader(text));
+  return { headerSize: n, dataStart, metadata, ...validate(entries, dataStart, fileSize - dataStart) };
 }
 
+/** A tensor entry as read, before validation: offsets and dimensions past 2^53 come as bigints. */
 interface Entry {
   name: string;
-  info: TensorInfo;
+  dtype: DType;
+  shape: Array<number | bigint>;
   start: number | bigint;
   end: number | bigint;
-  shape: Array<number | bigint>;
 }
 
-type Entries = { metadata: Record<string, string> | null; entries: Map<string, Entry> };
+type Entries = { metadata: Record<string, string> | null; entries: Entry[] };
+type Tensors = { tensors: Map<string, HeaderEntry>; order: string[] };
 
-/** Anything but what may stand between strings in a plain header: brackets, commas, colons, whitespace and digits ... */
-const NOT_PLAIN = /[^\s{}[\],:0-9]/;
-/** ... making integers of at most 15 digits (exact as doubles). */
-const LONG_NUMBER = /[0-9]{16}/;
+/** A number that is not a plain unsigned integer: a sign, a fraction or an exponent. JSON.parse takes them all. */
+const NOT_UNSIGNED = /[[,][ \t\n\r]*(?:-|[0-9]+[.eE])/;
+const QUOTE = /"/g;
 
 /**
- * The fast path, for headers as writers write them: no escapes, no literals, no number but small non-negative
- * integers, no duplicate keys, entries with exactly the three fields. On exactly such text `JSON.parse` (native,
- * fast even before the JIT warms up) agrees with serde, so its result is used; anything else returns null and
- * goes through the strict reader, which also produces every error.
+ * The fast path, for valid headers as writers write them: no escapes, no number but unsigned integers below
+ * 2^53, no duplicate keys, entries with exactly the three fields. On such text `JSON.parse` (native, fast even
+ * before the JIT warms up) agrees with serde, and one pass over its result both validates and builds the
+ * entries. Anything else, every invalid header included, returns null and goes through the strict reader and
+ * {@link validate}, which produce every error. A cold process opens a 20,000-tensor header before any of this
+ * is compiled: the checks are native, and each entry costs one object.
  */
-function readPlain(text: string): Entries | null {
-  if (text.includes("\\")) return null;
-  // With no escapes, quotes delimit strings exactly; what is left without them is the skeleton. Native
-  // string and regex calls only: they are fast even before the JIT has warmed up (a cold start).
-  const skeleton = text.replace(/"[^"]*"/g, "");
-  if (NOT_PLAIN.test(skeleton) || LONG_NUMBER.test(skeleton)) return null;
-  const colons = skeleton.length - skeleton.replaceAll(":", "").length;
+function readPlain(text: string, dataStart: number, dataSize: number): ({ metadata: Record<string, string> | null } & Tensors) | null {
+  // Without escapes every quote delimits a string, and numbers sit only in arrays (any other place fails a
+  // type check below), right after `[` or `,`.
+  if (text.includes("\\") || NOT_UNSIGNED.test(text)) return null;
   let root: unknown;
   try {
     root = JSON.parse(text);
@@ -111,40 +119,63 @@ function readPlain(text: string): Entries | null {
     return null;
   }
   if (typeof root !== "object" || root === null || Array.isArray(root)) return null;
-  let keys = 0;
+  let strings = 0;
   let metadata: Record<string, string> | null = null;
-  const entries = new Map<string, Entry>();
+  const tensors = new Map<string, HeaderEntry>();
+  const order: string[] = [];
+  let cursor = 0;
+  let sorted = true;
   const fields = root as Record<string, unknown>;
   for (const name in fields) {
     const value = fields[name] as Record<string, unknown>;
-    keys++;
     if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
     if (name === "__metadata__") {
       metadata = Object.create(null) as Record<string, string>;
       for (const k in value) {
         if (typeof value[k] !== "string") return null;
         metadata[k] = value[k];
-        keys++;
+        strings += 2;
       }
+      strings++;
       continue;
     }
-    let n = 0;
-    for (const _ in value) n++;
     const { dtype, shape, data_offsets: offsets } = value;
     const info = typeof dtype === "string" ? DTYPES.get(dtype) : undefined;
-    if (!info || n !== 3 || !isNumbers(shape) || !isNumbers(offsets) || offsets.length !== 2) return null;
-    keys += 3;
-    entries.set(name, { name, info: { dtype: info.name, shape, dataOffsets: [0, 0], byteLength: 0 }, start: offsets[0]!, end: offsets[1]!, shape });
+    if (!info || !Array.isArray(shape) || !isOffsets(offsets)) return null;
+    let bits = info.bits;
+    for (let i = 0; i < shape.length; i++) {
+      const d = shape[i];
+      if (typeof d !== "number" || d > Number.MAX_SAFE_INTEGER || (bits *= d) > Number.MAX_SAFE_INTEGER) return null;
+    }
+    const [start, end] = offsets;
+    if (bits % 8 !== 0 || end! - start! !== bits / 8) return null;
+    if (start !== cursor) sorted = false;
+    cursor = end!;
+    tensors.set(name, { dtype: info.name, shape, dataOffsets: offsets, byteLength: bits / 8, start: dataStart + start! });
+    order.push(name);
+    // The name, three field names and the dtype.
+    strings += 5;
   }
-  // Every key of the text was seen once: JSON.parse dropped no duplicate.
-  return keys === colons ? { metadata, entries } : null;
+  // Every string of the text was seen once: JSON.parse dropped no duplicate, and no entry has a fourth field.
+  if ((text.match(QUOTE)?.length ?? 0) !== 2 * strings) return null;
+  if (sorted) return cursor === dataSize ? { metadata, tensors, order } : null;
+  // Keys in another order than the data (some writers sort names): the reference's order, then its chain.
+  order.sort((a, b) => tensors.get(a)!.start - tensors.get(b)!.start || tensors.get(a)!.byteLength - tensors.get(b)!.byteLength);
+  cursor = 0;
+  for (const name of order) {
+    const e = tensors.get(name)!;
+    if (e.dataOffsets[0] !== cursor) return null;
+    cursor = e.dataOffsets[1];
+  }
+  return cursor === dataSize ? { metadata, tensors: new Map(order.map((name) => [name, tensors.get(name)!])), order } : null;
 }
 
-function isNumbers(v: unknown): v is number[] {
-  if (!Array.isArray(v)) return false;
-  for (let i = 0; i < v.length; i++) if (typeof v[i] !== "number") return false;
-  return true;
+/** `[start, end]` as integers that doubles hold exactly (the text has no sign, fraction or exponent). */
+function isOffsets(v: unknown): v is [number, number] {
+  return Array.isArray(v) && v.length === 2 && isSafe(v[0]) && isSafe(v[1]);
 }
+
+const isSafe = (n: unknown): n is number => typeof n === "number" && n <= Number.MAX_SAFE_INTEGER;
 
 /** Maps the JSON onto the header's types as serde does (the `__metadata__` field, then a flattened map of tensors). */
 function readEntries(r: JsonReader): Entries {
@@ -166,7 +197,7 @@ function readEntries(r: JsonReader): Entries {
     } while (r.more("object"));
   }
   r.end();
-  return { metadata, entries };
+  return { metadata, entries: [...entries.values()] };
 }
 
 function readMetadata(r: JsonReader): Record<string, string> | null {
@@ -217,9 +248,7 @@ function readTensor(r: JsonReader, name: string): Entry {
   const missing = dtype === undefined ? 0 : shape === undefined ? 1 : offsets === undefined ? 2 : -1;
   if (missing >= 0) r.fail(`${where(name)}: missing field \`${FIELDS[missing as 0 | 1 | 2]}\``);
   if (offsets!.length !== 2) r.fail(`${where(name)}: \`data_offsets\` must hold 2 numbers, not ${offsets!.length}`);
-  const dims = shape!.every((d) => typeof d === "number") ? (shape as number[]) : shape!.map(Number);
-  const info = { dtype: dtype!, shape: dims, dataOffsets: [0, 0] as [number, number], byteLength: 0 };
-  return { name, info, start: offsets![0]!, end: offsets![1]!, shape: shape! };
+  return { name, dtype: dtype!, shape: shape!, start: offsets![0]!, end: offsets![1]! };
 }
 
 const where = (name: string) => `tensor ${JSON.stringify(name)}`;
@@ -264,21 +293,25 @@ function bitCount(shape: Array<number | bigint>, bits: number): number | bigint 
   return typeof total === "bigint" && total > U64_MAX ? null : total;
 }
 
+/** Whether rows are already in `(start, end)` order, as writers write them: then there is nothing to sort. */
+function inOrder(rows: Entry[]): boolean {
+  for (let i = 1; i < rows.length; i++) {
+    const a = rows[i - 1]!;
+    const b = rows[i]!;
+    if (a.start > b.start || (a.start == b.start && a.end > b.end)) return false;
+  }
+  return true;
+}
+
 /**
  * The reference's `validate`: walk tensors by `(start, end)`; each must start where the last ended, and
  * hold exactly shape × bits / 8 bytes; together they must fill the data buffer. Returns the file order.
  */
-function validate(entries: Map<string, Entry>, dataSize: number): { tensors: Map<string, TensorInfo>; order: string[] } {
-  const rows = [...entries.values()];
-  const small = rows.every((e) => typeof e.start === "number" && typeof e.end === "number");
-  rows.sort(
-    small
-      ? (x, y) => (x.start as number) - (y.start as number) || (x.end as number) - (y.end as number)
-      : (x, y) => (x.start != y.start ? (lt(x.start, y.start) ? -1 : 1) : x.end != y.end ? (lt(x.end, y.end) ? -1 : 1) : 0),
-  );
+function validate(rows: Entry[], dataStart: number, dataSize: number): Tensors {
+  if (!inOrder(rows)) rows.sort((x, y) => (x.start != y.start ? (lt(x.start, y.start) ? -1 : 1) : x.end != y.end ? (lt(x.end, y.end) ? -1 : 1) : 0));
   let cursor: number | bigint = 0;
   // Built as we go: on a refusal the header is dropped whole, so half-filled results never escape.
-  const tensors = new Map<string, TensorInfo>();
+  const tensors = new Map<string, HeaderEntry>();
   const order: string[] = [];
   for (const e of rows) {
     const name = e.name;
@@ -286,12 +319,12 @@ function validate(entries: Map<string, Entry>, dataSize: number): { tensors: Map
       throw new SafetensorsError("InvalidOffset", `tensor ${JSON.stringify(name)} has data_offsets [${e.start}, ${e.end}] but should start at ${cursor}`);
     }
     cursor = e.end;
-    const bits = bitCount(e.shape, DTYPES.get(e.info.dtype)!.bits);
+    const bits = bitCount(e.shape, DTYPES.get(e.dtype)!.bits);
     if (bits === null) {
       throw new SafetensorsError("ValidationOverflow", `tensor ${JSON.stringify(name)}: element count overflows 64 bits`);
     }
     if (typeof bits === "number" ? bits % 8 !== 0 : bits % 8n !== 0n) {
-      throw new SafetensorsError("MisalignedSlice", `tensor ${JSON.stringify(name)}: ${e.info.dtype} × [${e.shape}] is not a whole number of bytes`);
+      throw new SafetensorsError("MisalignedSlice", `tensor ${JSON.stringify(name)}: ${e.dtype} × [${e.shape}] is not a whole number of bytes`);
     }
     const bytes = typeof bits === "number" ? bits / 8 : bits / 8n;
     const span = typeof e.end === "number" && typeof e.start === "number" ? e.end - e.start : BigInt(e.end) - BigInt(e.start);
@@ -299,13 +332,18 @@ function validate(entries: Map<string, Entry>, dataSize: number): { tensors: Map
       throw new SafetensorsError("TensorInvalidInfo", `tensor ${JSON.stringify(name)} spans ${span} bytes but its shape and dtype need ${bytes}`);
     }
     // An offset past 2^53 cannot end inside a real file: the buffer check below refuses the header then.
-    e.info.dataOffsets = [Number(e.start), Number(e.end)];
-    e.info.byteLength = Number(span);
-    tensors.set(name, e.info);
+    const first = Number(e.start);
+    const shape = isNumbers(e.shape) ? e.shape : e.shape.map(Number);
+    tensors.set(name, { dtype: e.dtype, shape, dataOffsets: [first, Number(e.end)], byteLength: Number(span), start: dataStart + first });
     order.push(name);
   }
   if (cursor != dataSize) {
     throw new SafetensorsError("MetadataIncompleteBuffer", `tensors cover ${cursor} data bytes but the file holds ${dataSize}`);
   }
   return { tensors, order };
+}
+
+function isNumbers(v: Array<number | bigint>): v is number[] {
+  for (let i = 0; i < v.length; i++) if (typeof v[i] !== "number") return false;
+  return true;
 }

@@ -194,6 +194,8 @@ function textCases(): Case[] {
     // Unsigned integers only: no fraction, exponent, sign, leading zero or quotes (JSON.parse takes most of these).
     ...["4.0", "4e0", "04", "+4", "-4", '"4"'].map((n) => e(`shape ${n}`, '"shape":[4,3]', `"shape":[${n},3]`, "InvalidHeaderDeserialization")),
     ...["96.0", "9.6e1", "-0"].map((n) => e(`offset ${n}`, '"data_offsets":[0,96]', `"data_offsets":[0,${n}]`, "InvalidHeaderDeserialization")),
+    e("a fraction after a space", '"shape":[4,3]', '"shape":[4, 3.0]', "InvalidHeaderDeserialization"),
+    e("a sign after a newline", '"shape":[4,3]', '"shape":[\n-4,3]', "InvalidHeaderDeserialization"),
     e("offset 2^64", '"data_offsets":[0,96]', `"data_offsets":[0,${TWO_64}]`, "InvalidHeaderDeserialization"),
     e("three offsets", '"data_offsets":[0,96]', '"data_offsets":[0,96,96]', "InvalidHeaderDeserialization"),
     e("an unknown dtype", '"dtype":"U64"', '"dtype":"U128"', "InvalidHeaderDeserialization"),
