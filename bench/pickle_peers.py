@@ -1,7 +1,8 @@
 """Python peers for bench/pickle.ts (run with Debian's /usr/bin/python3 and python3-torch).
 
   make-bin SRC.safetensors DST.bin   torch.save the tensors of a safetensors file (read with torch only)
-  load MODE PATH                     MODE: torch | torch-mmap | safetensors; prints {"ms": in-process time}
+  load MODE TOUCH PATH               MODE: torch | torch-mmap | safetensors; TOUCH: tensor | page (as
+                                     bench/pickle-child.ts touches); prints {"ms": in-process time}
   evict PATH...                      drops the files from the page cache (posix_fadvise DONTNEED)
 """
 import json, mmap, os, sys, time
@@ -27,15 +28,20 @@ def make_bin(src, dst):
     os.sync()
     os.replace(dst + ".tmp", dst)
 
-def touch(sd):
+PAGE = 4096
+
+def touch(sd, how):
+    """`tensor`: the first and last byte of every tensor; `page`: one byte of every 4 KiB page, and the last."""
+    import torch
     s = 0
     for t in sd.values():
         if t.numel():
-            flat = t.reshape(-1)
-            s += float(flat[0]) + float(flat[-1])
+            u8 = t.reshape(-1).view(torch.uint8)
+            s += int(u8[::PAGE].sum()) if how == "page" else int(u8[0])
+            s += int(u8[-1])
     return s
 
-def load(mode, path):
+def load(mode, how, path):
     import torch
     t0 = time.perf_counter()
     if mode == "torch":
@@ -45,7 +51,7 @@ def load(mode, path):
     else:
         from safetensors.torch import load_file
         sd = load_file(path)
-    touch(sd)
+    touch(sd, how)
     print(json.dumps({"ms": (time.perf_counter() - t0) * 1000, "tensors": len(sd)}))
 
 def evict(paths):
