@@ -159,15 +159,14 @@ function readPlain(text: string, dataStart: number, dataSize: number): ({ metada
   // Every string of the text was seen once: JSON.parse dropped no duplicate, and no entry has a fourth field.
   if ((text.match(QUOTE)?.length ?? 0) !== 2 * strings) return null;
   if (sorted) return cursor === dataSize ? { metadata, tensors, order } : null;
-  // Keys in another order than the data (some writers sort names): the reference's order, then its chain.
-  order.sort((a, b) => tensors.get(a)!.start - tensors.get(b)!.start || tensors.get(a)!.byteLength - tensors.get(b)!.byteLength);
+  // Keys in another order than the data (the reference writer's own files): the data's order, then its chain.
+  const byOffset = [...tensors].sort(([, a], [, b]) => a.start - b.start || a.byteLength - b.byteLength);
   cursor = 0;
-  for (const name of order) {
-    const e = tensors.get(name)!;
+  for (const [, e] of byOffset) {
     if (e.dataOffsets[0] !== cursor) return null;
     cursor = e.dataOffsets[1];
   }
-  return cursor === dataSize ? { metadata, tensors: new Map(order.map((name) => [name, tensors.get(name)!])), order } : null;
+  return cursor === dataSize ? { metadata, tensors: new Map(byOffset), order: byOffset.map(([name]) => name) } : null;
 }
 
 /** `[start, end]` as integers that doubles hold exactly (the text has no sign, fraction or exponent). */
@@ -293,22 +292,12 @@ function bitCount(shape: Array<number | bigint>, bits: number): number | bigint 
   return typeof total === "bigint" && total > U64_MAX ? null : total;
 }
 
-/** Whether rows are already in `(start, end)` order, as writers write them: then there is nothing to sort. */
-function inOrder(rows: Entry[]): boolean {
-  for (let i = 1; i < rows.length; i++) {
-    const a = rows[i - 1]!;
-    const b = rows[i]!;
-    if (a.start > b.start || (a.start == b.start && a.end > b.end)) return false;
-  }
-  return true;
-}
-
 /**
  * The reference's `validate`: walk tensors by `(start, end)`; each must start where the last ended, and
  * hold exactly shape × bits / 8 bytes; together they must fill the data buffer. Returns the file order.
  */
 function validate(rows: Entry[], dataStart: number, dataSize: number): Tensors {
-  if (!inOrder(rows)) rows.sort((x, y) => (x.start != y.start ? (lt(x.start, y.start) ? -1 : 1) : x.end != y.end ? (lt(x.end, y.end) ? -1 : 1) : 0));
+  rows.sort((x, y) => (x.start != y.start ? (lt(x.start, y.start) ? -1 : 1) : x.end != y.end ? (lt(x.end, y.end) ? -1 : 1) : 0));
   let cursor: number | bigint = 0;
   // Built as we go: on a refusal the header is dropped whole, so half-filled results never escape.
   const tensors = new Map<string, HeaderEntry>();
