@@ -6,6 +6,7 @@
 import { constants } from "node:os";
 import { SafetensorsError } from "../src/errors.ts";
 import { runtime } from "../src/runtime.ts";
+import { createAdviseRing, type AdviseRing } from "./advise-ring.ts";
 
 /** What a runtime binding provides: the raw calls (−1 / `MAP_FAILED` plus errno on failure) and views. */
 export interface LibCBinding {
@@ -29,6 +30,8 @@ export interface LibCBinding {
   /** Returns 0 or an errno value (it does not set errno). */
   posixFadvise(fd: number, offset: number, length: number, advice: number): number;
   sysconf(name: number): number;
+  /** `syscall(nr, ...)`, up to six arguments (missing ones are 0); −1 and errno on failure. */
+  syscall(nr: number, ...args: Array<number | bigint>): number;
   errno(): number;
   strerror(errno: number): string;
   /** A zero-copy ArrayBuffer over `[addr, addr + length)`; the caller keeps that memory alive. */
@@ -50,6 +53,12 @@ export interface LibC {
   mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint;
   munmap(addr: bigint, length: number): void;
   madvise(addr: bigint, length: number, advice: number): void;
+  /**
+   * `madvise` on a kernel thread where the kernel allows it (io_uring), so this one goes on at once; the
+   * promise settles when the kernel is done, rejecting with the errno name. Without io_uring (old kernels,
+   * sandboxes that forbid it) the call runs here before this returns.
+   */
+  madviseInBackground(addr: bigint, length: number, advice: number): Promise<void>;
   posixFadvise(fd: number, offset: number, length: number, advice: number): void;
   view(addr: bigint, length: number): ArrayBuffer;
   viewOwningMapping(addr: bigint, length: number): ArrayBuffer;
@@ -108,6 +117,8 @@ export function checked(b: LibCBinding): LibC {
     return r;
   };
   const openRead = (path: string) => check(b.open(path, O_RDONLY | O_CLOEXEC), `cannot open ${path}`);
+  const madvise = (addr: bigint, length: number, advice: number) => void check(b.madvise(addr, length, advice), `madvise(${advice}) failed`);
+  let ring: AdviseRing | { unavailable: string } | undefined;
   return {
     runtime: b.runtime,
     pageSize: pageSize > 0 ? pageSize : 4096,
@@ -121,7 +132,22 @@ export function checked(b: LibCBinding): LibC {
       return p;
     },
     munmap: (addr, length) => void check(b.munmap(addr, length), "munmap failed"),
-    madvise: (addr, length, advice) => void check(b.madvise(addr, length, advice), `madvise(${advice}) failed`),
+    madvise,
+    madviseInBackground(addr, length, advice) {
+      ring ??= createAdviseRing(b);
+      const running = "unavailable" in ring ? null : ring.madvise(addr, length, advice);
+      if (running) {
+        return running.then((errno) => {
+          if (errno !== 0) throw failure(b, errno, `madvise(${advice}) failed`);
+        });
+      }
+      try {
+        madvise(addr, length, advice);
+        return Promise.resolve();
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    },
     posixFadvise(fd, offset, length, advice) {
       const err = b.posixFadvise(fd, offset, length, advice);
       if (err !== 0) throw failure(b, err, `posix_fadvise(${advice}) failed`);

@@ -59,6 +59,20 @@ export class SafetensorsFile {
     return this.#source.path;
   }
 
+  /**
+   * Settles once the pages that `open(path, { populate: true })` maps on a kernel thread are all mapped (at
+   * once without `populate`, or under the read backend). Never rejects: pages it missed fault in on first touch.
+   *
+   * @example
+   * ```ts
+   * using file = await open("model.safetensors", { populate: true });
+   * await file.populated; // every page mapped: no page fault from here on
+   * ```
+   */
+  get populated(): Promise<void> {
+    return this.#source.populated ?? Promise.resolve();
+  }
+
   /** The byte source behind the file, for layers that move bytes in bulk (devices, converters). */
   get source(): ByteSource {
     return this.#source;

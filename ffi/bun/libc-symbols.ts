@@ -15,6 +15,8 @@ export const LIBC_SYMBOLS = {
   madvise: { args: ["u64", "u64", "i32"], returns: "i32" },
   posix_fadvise: { args: ["i32", "i64", "i64", "i32"], returns: "i32" },
   sysconf: { args: ["i32"], returns: FFIType.i64_fast },
+  // The raw system call, for io_uring (`../advise-ring.ts`), which glibc does not wrap.
+  syscall: { args: ["i64", "u64", "u64", "u64", "u64", "u64", "u64"], returns: FFIType.i64_fast },
   __errno_location: { args: [], returns: "ptr" },
   strerror: { args: ["i32"], returns: "ptr" },
 } as const satisfies Record<string, FFIFunction>;

@@ -45,6 +45,7 @@ export function bindLibc(): LibCBinding {
     madvise: (addr, length, advice) => c.madvise(addr, length, advice),
     posixFadvise: (fd, offset, length, advice) => c.posix_fadvise(fd, offset, length, advice),
     sysconf: (name) => Number(c.sysconf(name)),
+    syscall: (nr, a = 0, b = 0, d = 0, e = 0, f = 0, g = 0) => Number(c.syscall(nr, a, b, d, e, f, g)),
     errno: () => read.i32(c.__errno_location()!, 0),
     strerror: (errno) => new CString(c.strerror(errno)!).toString(),
     view: (addr, length) => toArrayBuffer(Number(addr), 0, length),

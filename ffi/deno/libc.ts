@@ -26,6 +26,8 @@ export function bindLibc(): LibCBinding {
     madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
     posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
     sysconf: { parameters: ["i32"], result: "i64" },
+    // The raw system call, for io_uring (`../advise-ring.ts`), which glibc does not wrap.
+    syscall: { parameters: ["i64", "usize", "usize", "usize", "usize", "usize", "usize"], result: "i64" },
     __errno_location: { parameters: [], result: "pointer" },
     strerror: { parameters: ["i32"], result: "pointer" },
   });
@@ -48,6 +50,7 @@ export function bindLibc(): LibCBinding {
     madvise: (addr, length, advice) => num(c.madvise(addr, length, advice)),
     posixFadvise: (fd, offset, length, advice) => num(c.posix_fadvise(fd, offset, length, advice)),
     sysconf: (name) => num(c.sysconf(name)),
+    syscall: (nr, a = 0, b = 0, d = 0, e = 0, f = 0, g = 0) => num(c.syscall(nr, a, b, d, e, f, g)),
     errno: () => new UnsafePointerView(c.__errno_location()!).getInt32(),
     strerror: (errno) => UnsafePointerView.getCString(c.strerror(errno)!),
     view,

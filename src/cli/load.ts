@@ -111,7 +111,8 @@ export const load: Command = {
       return 0;
     }
     if (values["host-register"]) throw new UsageError("--host-register needs a CUDA --device");
-    io.stdout.write((await withPath(path, { backend }, (file) => loadReport(touchAll(file, io.stderr), `backend ${file.backend}`))) + "\n");
+    // populate: the kernel maps each file's pages on its own thread while this one walks the tensors.
+    io.stdout.write((await withPath(path, { backend, populate: true }, (file) => loadReport(touchAll(file, io.stderr), `backend ${file.backend}`))) + "\n");
     return 0;
   },
 };

@@ -34,7 +34,11 @@ export type Advice = "sequential" | "random" | "willneed" | "none";
 export interface MmapOptions {
   /** Access pattern hint; default `"none"` (the kernel's default read-ahead). */
   advice?: Advice;
-  /** Fault in every page at open (MADV_POPULATE_READ; MADV_WILLNEED on kernels before 5.14). */
+  /**
+   * Map every page, front to back, from open on: MADV_POPULATE_READ on a kernel thread (io_uring) while
+   * JavaScript parses the header and reads the pages already mapped, so a cold file's reads overlap that work.
+   * Where the kernel has no io_uring the call runs at open; before Linux 5.14 it is MADV_WILLNEED.
+   */
   populate?: boolean;
   /** Largest window, in bytes (default: the runtime's largest ArrayBuffer). Smaller only to exercise windows. */
   windowBytes?: number;
@@ -57,6 +61,11 @@ export interface MmapSource extends ByteSource {
   pointer(offset: number, length?: number): bigint;
   /** Asks the kernel to read `[offset, offset + length)` ahead (MADV_WILLNEED); returns at once. */
   prefetch(offset: number, length: number): void;
+  /**
+   * Settles once the `populate` asked for at open is over (at once when none was). It never rejects: a
+   * page the kernel could not map ahead is read on first touch, as without `populate`.
+   */
+  readonly populated: Promise<void>;
   /** Zero-copy views covering `[offset, offset + length)` in order, each at most `chunk` bytes. */
   chunks(offset: number, length: number, chunk?: number): Generator<Uint8Array>;
 }
@@ -190,11 +199,31 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
     }
   };
 
+  let populated = Promise.resolve();
+  /** MADV_POPULATE_READ over the whole file, one window after the other (so a cold file is read in order). */
+  const populateAll = async (): Promise<void> => {
+    try {
+      for (const [w, at, n] of pieces(0, size, windowMax)) {
+        if (!open) return;
+        const from = floorTo(at - w.start, page);
+        const [addr, length] = [w.addr + BigInt(from), at - w.start + n - from];
+        // `w` stays referenced until the kernel is done: its mapping cannot be collected under the call.
+        if (populateRead) await populateWindow(libc, addr, length);
+        else libc.madvise(addr, length, MADV_WILLNEED);
+      }
+    } catch {
+      // A hint: whatever was not mapped ahead faults in on first touch.
+    }
+  };
+
   const source: MmapSource = {
     backend: "mmap",
     path,
     size,
     maxView: windowMax,
+    get populated() {
+      return populated;
+    },
     bytes(offset, length) {
       check(offset, length);
       if (length === 0) return new Uint8Array(0);
@@ -251,7 +280,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
       fdOpen = false;
       libc.close(fd);
     } else fdCloser.register(source, { libc, fd }, token);
-    if (options.populate && size > 0) populate(hint, size);
+    if (options.populate && size > 0) populated = populateAll();
   } catch (e) {
     source.close();
     throw e;
@@ -279,16 +308,15 @@ function zeroOver(libc: LibC, addr: bigint, length: number): void {
   }
 }
 
-function populate(hint: (offset: number, length: number, advice: number) => void, size: number): void {
-  if (populateRead) {
-    try {
-      return hint(0, size, MADV_POPULATE_READ);
-    } catch (e) {
-      if (!(e instanceof SafetensorsError && e.code === "EINVAL")) throw e;
-      populateRead = false;
-    }
+/** MADV_POPULATE_READ in the background; MADV_WILLNEED, here, where the kernel predates it (EINVAL). */
+async function populateWindow(libc: LibC, addr: bigint, length: number): Promise<void> {
+  try {
+    await libc.madviseInBackground(addr, length, MADV_POPULATE_READ);
+  } catch (e) {
+    if (!(e instanceof SafetensorsError && e.code === "EINVAL")) throw e;
+    populateRead = false;
+    libc.madvise(addr, length, MADV_WILLNEED);
   }
-  hint(0, size, MADV_WILLNEED);
 }
 
 /**

@@ -21,6 +21,8 @@ export interface ByteSource {
   readInto(dst: Uint8Array, offset: number): void;
   /** Asks for read-ahead of a range, where the backend can (mmap: MADV_WILLNEED). Returns at once. */
   prefetch?(offset: number, length: number): void;
+  /** Settles once a background populate asked for at open is over (mmap). */
+  readonly populated?: Promise<void>;
   /** A range in pieces of at most `chunk` bytes, where one view could not hold it (mmap windows). */
   chunks?(offset: number, length: number, chunk?: number): Generator<Uint8Array>;
   /** Releases the file (and any mapping). Idempotent. */

@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { loadLibc } from "../../ffi/libc.ts";
 import { openMmap, touchPages } from "../../src/io/mmap.ts";
+import { mappedBytes } from "../support/proc.ts";
 
 const fixtures = resolve(process.cwd(), "../shared/fixtures");
 const tiny = join(fixtures, "safetensors/tiny-gpt2.safetensors");
@@ -103,6 +104,24 @@ describe.skipIf(!libc)("mmap source", () => {
     expect(() => openMmap(libc!, tiny, { advice: "often" as never })).toThrow(
       expect.objectContaining({ code: "InvalidArgument" }),
     );
+  });
+
+  test("populate maps every page in the background; populated settles once they are", async () => {
+    const src = openMmap(libc!, tiny, { populate: true });
+    const at = src.pointer(0);
+    await src.populated;
+    expect(mappedBytes(at)).toBe(Math.ceil(src.size / libc!.pageSize) * libc!.pageSize);
+    src.close();
+    const plain = openMmap(libc!, tiny);
+    await plain.populated;
+    expect(mappedBytes(plain.pointer(0))).toBe(0);
+    plain.close();
+    // Closed before the kernel is done: it settles all the same, and the views read zeros, as after any close.
+    const early = openMmap(libc!, tiny, { populate: true });
+    const view = early.bytes(0, 64);
+    early.close();
+    await early.populated;
+    expect(view.every((b) => b === 0)).toBe(true);
   });
 
   test("advice, populate and prefetch", () => {

@@ -1,6 +1,9 @@
 import { describe, expect, test } from "vitest";
 import { chooseBackend, openSource } from "../../src/io/open-source.ts";
+import type { MmapSource } from "../../src/io/mmap.ts";
+import { open } from "../../src/open.ts";
 import { runtime } from "../../src/runtime.ts";
+import { mappedBytes } from "../support/proc.ts";
 import { fixture } from "../support/fixtures.ts";
 
 const tiny = fixture("safetensors/tiny-gpt2.safetensors");
@@ -33,6 +36,17 @@ describe("backend choice", () => {
     expect((await chooseBackend("mmap")).reason).toMatch(/^asked for: libc through/);
     const src = await openSource(tiny, { advice: "willneed", populate: true });
     expect(src.backend).toBe("mmap");
+    // The option reaches the mapping: every page is mapped once the background populate settles.
+    await src.populated;
+    expect(mappedBytes((src as MmapSource).pointer(0))).toBeGreaterThanOrEqual(src.size);
     src.close();
+  });
+
+  test("a file opened with populate says when its pages are mapped, under either backend", async () => {
+    for (const backend of ["auto", "read"] as const) {
+      using file = await open(tiny, { backend, populate: true });
+      await expect(file.populated).resolves.toBeUndefined();
+      expect(file.tensor(file.offsetKeys()[0]!).bytes.byteLength).toBeGreaterThan(0);
+    }
   });
 });

@@ -1,0 +1,91 @@
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, test } from "vitest";
+import { createAdviseRing } from "../../ffi/advise-ring.ts";
+import {
+  loadLibc,
+  MADV_POPULATE_READ,
+  MAP_ANONYMOUS,
+  MAP_NORESERVE,
+  MAP_PRIVATE,
+  PROT_READ,
+  type LibC,
+  type LibCBinding,
+} from "../../ffi/libc.ts";
+import { runtime } from "../../src/runtime.ts";
+import { mappedBytes } from "../support/proc.ts";
+
+const loaded = await loadLibc();
+const libc = "unavailable" in loaded ? undefined : loaded;
+const raw: LibCBinding | undefined =
+  runtime === "bun" ? (await import("../../ffi/bun/libc.ts")).bindLibc() : runtime === "deno" && libc ? (await import("../../ffi/deno/libc.ts")).bindLibc() : undefined;
+const ring = raw ? createAdviseRing(raw) : undefined;
+const usable = ring && !("unavailable" in ring) ? ring : undefined;
+const dir = mkdtempSync(join(tmpdir(), "tensormap-ring-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A file of `pages` pages of non-zero bytes, and a private mapping of it nobody has touched. */
+function mappedFile(c: LibC, pages: number): { addr: bigint; size: number; [Symbol.dispose](): void } {
+  const path = join(dir, `f${pages}`);
+  const fd = openSync(path, "w");
+  writeSync(fd, new Uint8Array(pages * 4096).fill(7));
+  closeSync(fd);
+  const rfd = c.openRead(path);
+  const size = pages * 4096;
+  const addr = c.mmap(0n, size, PROT_READ, MAP_PRIVATE, rfd, 0);
+  c.close(rfd);
+  return { addr, size, [Symbol.dispose]: () => c.munmap(addr, size) };
+}
+
+describe.skipIf(!raw)("io_uring madvise", () => {
+  test("the ring sets up on this kernel, or says why not", () => {
+    expect(ring).toBeDefined();
+    if ("unavailable" in ring!) expect(ring.unavailable).toMatch(/^(io_uring|mmap|cannot map)/);
+  });
+
+  test.skipIf(!usable)("MADV_POPULATE_READ on the kernel's thread maps every page before it settles", async () => {
+    using f = mappedFile(libc!, 64);
+    expect(mappedBytes(f.addr)).toBe(0);
+    expect(await usable!.madvise(f.addr, f.size, MADV_POPULATE_READ)).toBe(0);
+    expect(mappedBytes(f.addr)).toBe(f.size);
+  });
+
+  test.skipIf(!usable)("a failure settles with its errno; more calls than the ring holds are handed back", async () => {
+    expect(await usable!.madvise(4097n, 10, MADV_POPULATE_READ)).toBe(22); // EINVAL: not page-aligned
+    using f = mappedFile(libc!, 4);
+    const calls = Array.from({ length: 100 }, () => usable!.madvise(f.addr, f.size, MADV_POPULATE_READ));
+    const taken = calls.filter((c) => c !== null);
+    expect(taken.length).toBeGreaterThan(0);
+    expect(taken.length).toBeLessThan(100);
+    expect(new Set(await Promise.all(taken))).toEqual(new Set([0]));
+    // Once those are reaped the ring takes calls again.
+    expect(await usable!.madvise(f.addr, f.size, MADV_POPULATE_READ)).toBe(0);
+  });
+
+  test.skipIf(!usable)("a range longer than a piece (1 GiB) goes in linked pieces; the first failing piece names the error", async () => {
+    const c = libc!;
+    const size = 2.5 * 2 ** 30;
+    // Anonymous, never written: populating maps the shared zero page and costs no memory.
+    const addr = c.mmap(0n, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    try {
+      expect(await usable!.madvise(addr, size, MADV_POPULATE_READ)).toBe(0);
+      // A hole in the second GiB: that piece fails (ENOMEM), the ones linked after it are cancelled.
+      c.munmap(addr + BigInt(2 ** 30 + 4096), 4096);
+      expect(await usable!.madvise(addr, size, MADV_POPULATE_READ)).toBe(12);
+    } finally {
+      c.munmap(addr, size);
+    }
+  });
+});
+
+describe.skipIf(!libc)("LibC.madviseInBackground", () => {
+  test("settles once the pages are mapped; failures reject with the errno name", async () => {
+    using f = mappedFile(libc!, 16);
+    await libc!.madviseInBackground(f.addr, f.size, MADV_POPULATE_READ);
+    expect(mappedBytes(f.addr)).toBe(f.size);
+    await expect(libc!.madviseInBackground(4097n, 10, MADV_POPULATE_READ)).rejects.toThrow(
+      expect.objectContaining({ code: "EINVAL" }),
+    );
+  });
+});
