@@ -8,11 +8,7 @@
  * while requests are in flight. Runtime-agnostic: it needs only `syscall`, `mmap` and views from the binding.
  */
 import { setInterval } from "node:timers";
-import type { LibCBinding } from "./libc.ts";
-
-const PROT_RW = 3;
-const MAP_PRIVATE_ANONYMOUS = 0x22;
-const MAP_SHARED_POPULATE = 0x8001;
+import { MAP_ANONYMOUS, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, type LibCBinding } from "./libc.ts";
 
 const SYS_IO_URING_SETUP = 425; // the same number on every architecture (the generic syscall table)
 const SYS_IO_URING_ENTER = 426;
@@ -53,7 +49,7 @@ const PARAMS_BYTES = 120;
  * ```
  */
 export function createAdviseRing(b: LibCBinding): AdviseRing | { unavailable: string } {
-  const anon = b.mmap(0n, 4096, PROT_RW, MAP_PRIVATE_ANONYMOUS, -1, 0);
+  const anon = b.mmap(0n, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (anon === -1n) return { unavailable: `mmap: ${b.strerror(b.errno())}` };
   const params = new DataView(b.view(anon, PARAMS_BYTES));
   const fd = b.syscall(SYS_IO_URING_SETUP, ENTRIES, anon);
@@ -62,8 +58,9 @@ export function createAdviseRing(b: LibCBinding): AdviseRing | { unavailable: st
   const cqEntries = params.getUint32(P_CQ_ENTRIES, true);
   const features = params.getUint32(P_FEATURES, true);
   const off = (at: number) => params.getUint32(at, true);
-  const sq = { tail: off(SQ_OFF + 4), mask: off(SQ_OFF + 8), array: off(SQ_OFF + 24) };
-  const cq = { head: off(CQ_OFF), tail: off(CQ_OFF + 4), mask: off(CQ_OFF + 8), cqes: off(CQ_OFF + 20) };
+  // Where each field sits in the ring (the masks are values stored there, read once it is mapped).
+  const sq = { tail: off(SQ_OFF + 4), maskAt: off(SQ_OFF + 8), array: off(SQ_OFF + 24) };
+  const cq = { head: off(CQ_OFF), tail: off(CQ_OFF + 4), maskAt: off(CQ_OFF + 8), cqes: off(CQ_OFF + 20) };
   b.munmap(anon, 4096);
   if (fd < 0) return { unavailable: `io_uring_setup: ${b.strerror(errno)}` };
   if (!(features & IORING_FEAT_SINGLE_MMAP)) {
@@ -72,8 +69,9 @@ export function createAdviseRing(b: LibCBinding): AdviseRing | { unavailable: st
   }
   const ringBytes = Math.max(sq.array + 4 * sqEntries, cq.cqes + 16 * cqEntries);
   // The kernel's own ring pages, mapped for the life of the process.
-  const ringAddr = b.mmap(0n, ringBytes, PROT_RW, MAP_SHARED_POPULATE, fd, 0);
-  const sqeAddr = ringAddr === -1n ? -1n : b.mmap(0n, 64 * sqEntries, PROT_RW, MAP_SHARED_POPULATE, fd, IORING_OFF_SQES);
+  const shared = [PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd] as const;
+  const ringAddr = b.mmap(0n, ringBytes, ...shared, 0);
+  const sqeAddr = ringAddr === -1n ? -1n : b.mmap(0n, 64 * sqEntries, ...shared, IORING_OFF_SQES);
   if (sqeAddr === -1n) {
     const why = b.strerror(b.errno());
     if (ringAddr !== -1n) b.munmap(ringAddr, ringBytes);
@@ -81,9 +79,8 @@ export function createAdviseRing(b: LibCBinding): AdviseRing | { unavailable: st
     return { unavailable: `cannot map the io_uring: ${why}` };
   }
   const ring = new DataView(b.view(ringAddr, ringBytes));
-  // The offsets point into the ring; the masks are values stored there.
-  sq.mask = ring.getUint32(sq.mask, true);
-  cq.mask = ring.getUint32(cq.mask, true);
+  const sqMask = ring.getUint32(sq.maskAt, true);
+  const cqMask = ring.getUint32(cq.maskAt, true);
   const sqes = new DataView(b.view(sqeAddr, 64 * sqEntries));
   const sqes8 = new Uint8Array(sqes.buffer);
 
@@ -96,7 +93,7 @@ export function createAdviseRing(b: LibCBinding): AdviseRing | { unavailable: st
     let head = ring.getUint32(cq.head, true);
     const tail = ring.getUint32(cq.tail, true);
     for (; head !== tail; head = (head + 1) >>> 0) {
-      const at = cq.cqes + 16 * (head & cq.mask);
+      const at = cq.cqes + 16 * (head & cqMask);
       const id = Number(ring.getBigUint64(at, true));
       const res = ring.getInt32(at + 8, true);
       inFlight--;
@@ -122,7 +119,7 @@ export function createAdviseRing(b: LibCBinding): AdviseRing | { unavailable: st
       const id = nextId++;
       const first = ring.getUint32(sq.tail, true);
       for (let i = 0; i < n; i++) {
-        const slot = (first + i) & sq.mask;
+        const slot = (first + i) & sqMask;
         const at = 64 * slot;
         const from = i * MAX_PIECE;
         sqes8.fill(0, at, at + 64);

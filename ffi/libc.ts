@@ -87,6 +87,7 @@ export const MAP_PRIVATE = 2;
 export const MAP_FIXED = 0x10;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
+export const MAP_POPULATE = 0x8000;
 export const MADV_NORMAL = 0;
 export const MADV_RANDOM = 1;
 export const MADV_SEQUENTIAL = 2;
@@ -141,12 +142,8 @@ export function checked(b: LibCBinding): LibC {
           if (errno !== 0) throw failure(b, errno, `madvise(${advice}) failed`);
         });
       }
-      try {
-        madvise(addr, length, advice);
-        return Promise.resolve();
-      } catch (e) {
-        return Promise.reject(e);
-      }
+      // Runs now; a failure becomes the rejection.
+      return new Promise((resolve) => resolve(madvise(addr, length, advice)));
     },
     posixFadvise(fd, offset, length, advice) {
       const err = b.posixFadvise(fd, offset, length, advice);

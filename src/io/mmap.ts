@@ -192,24 +192,22 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
     }
   }
 
-  const hint = (offset: number, length: number, advice: number): void => {
+  /** A range as page-aligned address ranges, one per window (what madvise takes), with their windows. */
+  function* pageRanges(offset: number, length: number): Generator<[Window, bigint, number]> {
     for (const [w, at, n] of pieces(offset, length, windowMax)) {
       const from = floorTo(at - w.start, page);
-      libc.madvise(w.addr + BigInt(from), at - w.start + n - from, advice);
+      yield [w, w.addr + BigInt(from), at - w.start + n - from];
     }
-  };
+  }
 
   let populated = Promise.resolve();
   /** MADV_POPULATE_READ over the whole file, one window after the other (so a cold file is read in order). */
   const populateAll = async (): Promise<void> => {
     try {
-      for (const [w, at, n] of pieces(0, size, windowMax)) {
+      // The suspended generator holds each window until the kernel is done: no collection unmaps it under the call.
+      for (const [, addr, length] of pageRanges(0, size)) {
         if (!open) return;
-        const from = floorTo(at - w.start, page);
-        const [addr, length] = [w.addr + BigInt(from), at - w.start + n - from];
-        // `w` stays referenced until the kernel is done: its mapping cannot be collected under the call.
-        if (populateRead) await populateWindow(libc, addr, length);
-        else libc.madvise(addr, length, MADV_WILLNEED);
+        await populateRange(libc, addr, length);
       }
     } catch {
       // A hint: whatever was not mapped ahead faults in on first touch.
@@ -246,7 +244,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
     },
     prefetch(offset, length) {
       check(offset, length);
-      hint(offset, length, MADV_WILLNEED);
+      for (const [, addr, n] of pageRanges(offset, length)) libc.madvise(addr, n, MADV_WILLNEED);
     },
     *chunks(offset, length, chunk = windowMax) {
       check(offset, length);
@@ -309,14 +307,16 @@ function zeroOver(libc: LibC, addr: bigint, length: number): void {
 }
 
 /** MADV_POPULATE_READ in the background; MADV_WILLNEED, here, where the kernel predates it (EINVAL). */
-async function populateWindow(libc: LibC, addr: bigint, length: number): Promise<void> {
-  try {
-    await libc.madviseInBackground(addr, length, MADV_POPULATE_READ);
-  } catch (e) {
-    if (!(e instanceof SafetensorsError && e.code === "EINVAL")) throw e;
-    populateRead = false;
-    libc.madvise(addr, length, MADV_WILLNEED);
+async function populateRange(libc: LibC, addr: bigint, length: number): Promise<void> {
+  if (populateRead) {
+    try {
+      return await libc.madviseInBackground(addr, length, MADV_POPULATE_READ);
+    } catch (e) {
+      if (!(e instanceof SafetensorsError && e.code === "EINVAL")) throw e;
+      populateRead = false;
+    }
   }
+  libc.madvise(addr, length, MADV_WILLNEED);
 }
 
 /**
