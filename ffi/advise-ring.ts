@@ -16,19 +16,24 @@ const IORING_FEAT_SINGLE_MMAP = 1;
 const IORING_OFF_SQES = 0x10000000;
 const IORING_OP_MADVISE = 25;
 const IOSQE_IO_LINK = 1 << 2;
-const ENTRIES = 32;
-/** `sqe.len` is 32 bits wide; longer ranges go in pieces. */
-const MAX_PIECE = 2 ** 30;
+const EAGAIN = 11;
 const POLL_MS = 1;
 
 /** Runs `madvise` calls on the kernel's io_uring workers. */
 export interface AdviseRing {
   /**
    * `madvise(addr, length, advice)` on a kernel thread, in pieces run one after the other (linked), so a cold
-   * file is read front to back. Resolves once they are over, to 0 or the errno of the first piece that failed.
-   * Returns null when the ring takes nothing (full, or the kernel refuses): the caller runs the call itself.
+   * file is read front to back. Resolves once they are over, to 0 or the errno of the first piece that failed
+   * (or of the kernel's refusal to take them). Calls beyond the ring's room wait for it, in order.
    */
-  madvise(addr: bigint, length: number, advice: number): Promise<number> | null;
+  madvise(addr: bigint, length: number, advice: number): Promise<number>;
+}
+
+export interface AdviseRingOptions {
+  /** Submission queue entries: how many pieces run at once. */
+  entries?: number;
+  /** The longest piece in bytes (`sqe.len` is 32 bits wide: at most 1 GiB, the default). */
+  piece?: number;
 }
 
 // struct io_uring_params: 10 u32 fields, then io_sqring_offsets and io_cqring_offsets (40 bytes each).
@@ -48,11 +53,14 @@ const PARAMS_BYTES = 120;
  * if (!("unavailable" in ring)) await ring.madvise(addr, length, MADV_POPULATE_READ);
  * ```
  */
-export function createAdviseRing(b: LibCBinding): AdviseRing | { unavailable: string } {
+export function createAdviseRing(
+  b: LibCBinding,
+  { entries = 32, piece = 2 ** 30 }: AdviseRingOptions = {},
+): AdviseRing | { unavailable: string } {
   const anon = b.mmap(0n, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (anon === -1n) return { unavailable: `mmap: ${b.strerror(b.errno())}` };
   const params = new DataView(b.view(anon, PARAMS_BYTES));
-  const fd = b.syscall(SYS_IO_URING_SETUP, ENTRIES, anon);
+  const fd = b.syscall(SYS_IO_URING_SETUP, entries, anon);
   const errno = fd < 0 ? b.errno() : 0;
   const sqEntries = params.getUint32(P_SQ_ENTRIES, true);
   const cqEntries = params.getUint32(P_CQ_ENTRIES, true);
@@ -84,28 +92,89 @@ export function createAdviseRing(b: LibCBinding): AdviseRing | { unavailable: st
   const sqes = new DataView(b.view(sqeAddr, 64 * sqEntries));
   const sqes8 = new Uint8Array(sqes.buffer);
 
-  const pending = new Map<number, { pieces: number; failed: number; resolve(errno: number): void }>();
+  /** A call: its range, how far it is submitted, the pieces of it in flight, and its first errno. */
+  interface Call {
+    id: number;
+    addr: bigint;
+    end: number;
+    advice: number;
+    next: number;
+    running: number;
+    failed: number;
+    resolve(errno: number): void;
+  }
+  // Calls in arrival order; each runs one linked chain at a time, so its pieces stay in order.
+  const calls: Call[] = [];
+  const byId = new Map<number, Call>();
+  const capacity = Math.min(sqEntries, cqEntries);
   let inFlight = 0;
   let nextId = 1;
   let poller: ReturnType<typeof setInterval> | undefined;
+
+  const settle = (call: Call, errno: number) => {
+    calls.splice(calls.indexOf(call), 1);
+    byId.delete(call.id);
+    call.resolve(errno);
+  };
+
+  /** Submits the next chain of every idle call, in order, while the ring has room. */
+  const pump = () => {
+    for (const call of [...calls]) {
+      const room = capacity - inFlight;
+      if (room === 0) break;
+      if (call.running > 0) continue;
+      const n = Math.min(room, Math.max(1, Math.ceil((call.end - call.next) / piece)));
+      const first = ring.getUint32(sq.tail, true);
+      for (let i = 0; i < n; i++) {
+        const slot = (first + i) & sqMask;
+        const at = 64 * slot;
+        const from = call.next + i * piece;
+        sqes8.fill(0, at, at + 64);
+        sqes.setUint8(at, IORING_OP_MADVISE);
+        sqes.setUint8(at + 1, i < n - 1 ? IOSQE_IO_LINK : 0);
+        sqes.setInt32(at + 4, -1, true);
+        sqes.setBigUint64(at + 16, call.addr + BigInt(from), true);
+        sqes.setUint32(at + 24, Math.min(piece, call.end - from), true);
+        sqes.setUint32(at + 28, call.advice, true);
+        sqes.setBigUint64(at + 32, BigInt(call.id), true);
+        ring.setUint32(sq.array + 4 * slot, slot, true);
+      }
+      // The kernel reads the tail inside io_uring_enter (no SQPOLL thread): the system call orders these stores.
+      ring.setUint32(sq.tail, (first + n) >>> 0, true);
+      const taken = b.syscall(SYS_IO_URING_ENTER, fd, n, 0, 0, 0, 0);
+      const submitted = Math.max(0, taken);
+      // Entries the kernel did not take are withdrawn; they go in a later chain.
+      if (submitted < n) ring.setUint32(sq.tail, (first + submitted) >>> 0, true);
+      if (submitted === 0) {
+        // Refused with nothing running that would retry it: the call fails with the kernel's reason.
+        if (inFlight === 0) settle(call, taken < 0 ? b.errno() : EAGAIN);
+        continue;
+      }
+      inFlight += submitted;
+      call.running = submitted;
+      call.next = Math.min(call.end, call.next + submitted * piece);
+    }
+    if (inFlight > 0) {
+      poller ??= setInterval(reap, POLL_MS);
+      poller.unref();
+    }
+  };
 
   const reap = () => {
     let head = ring.getUint32(cq.head, true);
     const tail = ring.getUint32(cq.tail, true);
     for (; head !== tail; head = (head + 1) >>> 0) {
       const at = cq.cqes + 16 * (head & cqMask);
-      const id = Number(ring.getBigUint64(at, true));
+      const call = byId.get(Number(ring.getBigUint64(at, true)));
       const res = ring.getInt32(at + 8, true);
       inFlight--;
-      const p = pending.get(id);
-      if (!p) continue;
-      if (res < 0 && p.failed === 0) p.failed = -res;
-      if (--p.pieces === 0) {
-        pending.delete(id);
-        p.resolve(p.failed);
-      }
+      if (!call) continue;
+      if (res < 0 && call.failed === 0) call.failed = -res;
+      // A failed piece cancels the rest of its chain; the pieces not yet submitted are dropped.
+      if (--call.running === 0 && (call.failed !== 0 || call.next === call.end)) settle(call, call.failed);
     }
     ring.setUint32(cq.head, head, true);
+    pump();
     if (inFlight === 0 && poller) {
       clearInterval(poller);
       poller = undefined;
@@ -114,34 +183,12 @@ export function createAdviseRing(b: LibCBinding): AdviseRing | { unavailable: st
 
   return {
     madvise(addr, length, advice) {
-      const n = Math.max(1, Math.ceil(length / MAX_PIECE));
-      if (inFlight + n > Math.min(sqEntries, cqEntries)) return null;
-      const id = nextId++;
-      const first = ring.getUint32(sq.tail, true);
-      for (let i = 0; i < n; i++) {
-        const slot = (first + i) & sqMask;
-        const at = 64 * slot;
-        const from = i * MAX_PIECE;
-        sqes8.fill(0, at, at + 64);
-        sqes.setUint8(at, IORING_OP_MADVISE);
-        sqes.setUint8(at + 1, i < n - 1 ? IOSQE_IO_LINK : 0);
-        sqes.setInt32(at + 4, -1, true);
-        sqes.setBigUint64(at + 16, addr + BigInt(from), true);
-        sqes.setUint32(at + 24, Math.min(MAX_PIECE, length - from), true);
-        sqes.setUint32(at + 28, advice, true);
-        sqes.setBigUint64(at + 32, BigInt(id), true);
-        ring.setUint32(sq.array + 4 * slot, slot, true);
-      }
-      // The kernel reads the tail inside io_uring_enter (no SQPOLL thread): the system call orders these stores.
-      ring.setUint32(sq.tail, (first + n) >>> 0, true);
-      const submitted = Math.max(0, b.syscall(SYS_IO_URING_ENTER, fd, n, 0, 0, 0, 0));
-      // Entries the kernel did not take are withdrawn; only the ones it took will complete.
-      if (submitted < n) ring.setUint32(sq.tail, (first + submitted) >>> 0, true);
-      if (submitted === 0) return null;
-      inFlight += submitted;
-      poller ??= setInterval(reap, POLL_MS);
-      poller.unref();
-      return new Promise<number>((resolve) => pending.set(id, { pieces: submitted, failed: 0, resolve }));
+      return new Promise<number>((resolve) => {
+        const call = { id: nextId++, addr, end: length, advice, next: 0, running: 0, failed: 0, resolve };
+        calls.push(call);
+        byId.set(call.id, call);
+        pump();
+      });
     },
   };
 }

@@ -136,14 +136,13 @@ export function checked(b: LibCBinding): LibC {
     madvise,
     madviseInBackground(addr, length, advice) {
       ring ??= createAdviseRing(b);
-      const running = "unavailable" in ring ? null : ring.madvise(addr, length, advice);
-      if (running) {
-        return running.then((errno) => {
-          if (errno !== 0) throw failure(b, errno, `madvise(${advice}) failed`);
-        });
+      if ("unavailable" in ring) {
+        // Runs now; a failure becomes the rejection.
+        return new Promise((resolve) => resolve(madvise(addr, length, advice)));
       }
-      // Runs now; a failure becomes the rejection.
-      return new Promise((resolve) => resolve(madvise(addr, length, advice)));
+      return ring.madvise(addr, length, advice).then((errno) => {
+        if (errno !== 0) throw failure(b, errno, `madvise(${advice}) failed`);
+      });
     },
     posixFadvise(fd, offset, length, advice) {
       const err = b.posixFadvise(fd, offset, length, advice);

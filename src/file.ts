@@ -190,16 +190,29 @@ export class SafetensorsFile {
   }
 
   /**
-   * Asks the backend to read these tensors (default: all) ahead, in the background; a no-op where it cannot.
+   * Reads these tensors (default: all) ahead and maps their pages on a kernel thread, while JavaScript goes
+   * on; settles when they are in, and never rejects (a page not read ahead is read on first touch; an unknown
+   * name throws here). Tensors
+   * next to each other in the file go as one range. A no-op under the read backend.
    *
    * @example
    * ```ts
-   * file.prefetch(["lm_head.weight"]);
+   * const ready = file.prefetch(["lm_head.weight"]);
+   * // … other work …
+   * await ready; // lm_head's pages are in memory
    * ```
    */
-  prefetch(names: readonly string[] = this.#layout.order): void {
-    const entries = names.map((n) => this.#entry(n));
-    for (const e of entries) if (!e.gather) this.#source.prefetch?.(e.start, e.byteLength);
+  prefetch(names: readonly string[] = this.#layout.order): Promise<void> {
+    const entries = names.map((n) => this.#entry(n)).filter((e) => !e.gather);
+    const prefetch = this.#source.prefetch?.bind(this.#source);
+    if (!prefetch) return Promise.resolve();
+    const runs: Array<[number, number]> = [];
+    for (const e of entries.sort((a, b) => a.start - b.start)) {
+      const last = runs.at(-1);
+      if (last && e.start <= last[1]) last[1] = Math.max(last[1], e.start + e.byteLength);
+      else runs.push([e.start, e.start + e.byteLength]);
+    }
+    return Promise.all(runs.map(([from, to]) => prefetch(from, to - from))).then(() => {});
   }
 
   /** Releases the file. Tensors already handed out stay readable under the read backend; see the mmap backend for views. */

@@ -107,9 +107,16 @@ export class ShardedFile {
     return this.shard(this.#fileOf(name)).chunks(name, chunkBytes);
   }
 
-  /** Asks the kernel to read ahead the named tensors (all by default); see `SafetensorsFile.prefetch`. */
-  prefetch(names: readonly string[] = this.keys()): void {
-    for (const name of names) this.shard(this.#fileOf(name)).prefetch([name]);
+  /** Reads the named tensors (all by default) ahead, each shard's at once; see `SafetensorsFile.prefetch`. */
+  prefetch(names: readonly string[] = this.keys()): Promise<void> {
+    const byShard = new Map<string, string[]>();
+    for (const name of names) {
+      const file = this.#fileOf(name);
+      const list = byShard.get(file);
+      if (list) list.push(name);
+      else byShard.set(file, [name]);
+    }
+    return Promise.all([...byShard].map(([file, ns]) => this.shard(file).prefetch(ns))).then(() => {});
   }
 
   /** Part of a tensor; see `SafetensorsFile.slice`. */

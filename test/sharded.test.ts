@@ -88,6 +88,8 @@ test("unknown names are TensorNotFound; a closed checkpoint is Closed", async ()
   expect(model.has("wte.weight")).toBe(true);
   expect(model.has("nope")).toBe(false);
   expect(await codeOf(() => model.tensor("nope"))).toBe("TensorNotFound");
+  expect(await codeOf(() => model.prefetch(["wte.weight", "nope"]))).toBe("TensorNotFound");
+  await expect(model.prefetch()).resolves.toBeUndefined();
   model.close();
   model.close();
   expect(await codeOf(() => model.tensor("wte.weight"))).toBe("Closed");

@@ -59,8 +59,11 @@ export interface MmapSource extends ByteSource {
    * For native consumers (memcpy, cudaMemcpy, cudaHostRegister).
    */
   pointer(offset: number, length?: number): bigint;
-  /** Asks the kernel to read `[offset, offset + length)` ahead (MADV_WILLNEED); returns at once. */
-  prefetch(offset: number, length: number): void;
+  /**
+   * Reads `[offset, offset + length)` and maps it on a kernel thread (MADV_POPULATE_READ), as `populate` does
+   * for the whole file; settles when done and never rejects.
+   */
+  prefetch(offset: number, length: number): Promise<void>;
   /**
    * Settles once the `populate` asked for at open is over (at once when none was). It never rejects: a
    * page the kernel could not map ahead is read on first touch, as without `populate`.
@@ -201,13 +204,13 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
   }
 
   let populated = Promise.resolve();
-  /** MADV_POPULATE_READ over the whole file, one window after the other (so a cold file is read in order). */
-  const populateAll = async (): Promise<void> => {
+  /** MADV_POPULATE_READ over a range, one window after the other (so a cold file is read in order). */
+  const populate = async (offset: number, length: number): Promise<void> => {
     try {
       // The suspended generator holds each window until the kernel is done: no collection unmaps it under the call.
-      for (const [, addr, length] of pageRanges(0, size)) {
+      for (const [, addr, n] of pageRanges(offset, length)) {
         if (!open) return;
-        await populateRange(libc, addr, length);
+        await populateRange(libc, addr, n);
       }
     } catch {
       // A hint: whatever was not mapped ahead faults in on first touch.
@@ -244,7 +247,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
     },
     prefetch(offset, length) {
       check(offset, length);
-      for (const [, addr, n] of pageRanges(offset, length)) libc.madvise(addr, n, MADV_WILLNEED);
+      return populate(offset, length);
     },
     *chunks(offset, length, chunk = windowMax) {
       check(offset, length);
@@ -278,7 +281,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
       fdOpen = false;
       libc.close(fd);
     } else fdCloser.register(source, { libc, fd }, token);
-    if (options.populate && size > 0) populated = populateAll();
+    if (options.populate && size > 0) populated = populate(0, size);
   } catch (e) {
     source.close();
     throw e;

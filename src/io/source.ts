@@ -19,8 +19,8 @@ export interface ByteSource {
   bytes(offset: number, length: number): Uint8Array;
   /** Copies `dst.byteLength` bytes starting at `offset` into `dst`. */
   readInto(dst: Uint8Array, offset: number): void;
-  /** Asks for read-ahead of a range, where the backend can (mmap: MADV_WILLNEED). Returns at once. */
-  prefetch?(offset: number, length: number): void;
+  /** Reads a range ahead in the background, where the backend can (mmap); settles when done, never rejects. */
+  prefetch?(offset: number, length: number): Promise<void>;
   /** Settles once a background populate asked for at open is over (mmap). */
   readonly populated?: Promise<void>;
   /** A range in pieces of at most `chunk` bytes, where one view could not hold it (mmap windows). */

@@ -1,4 +1,8 @@
-import { describe, expect, test } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, test } from "vitest";
+import { save } from "../../src/format/writer.ts";
 import { chooseBackend, openSource } from "../../src/io/open-source.ts";
 import type { MmapSource } from "../../src/io/mmap.ts";
 import { open } from "../../src/open.ts";
@@ -48,5 +52,37 @@ describe("backend choice", () => {
       await expect(file.populated).resolves.toBeUndefined();
       expect(file.tensor(file.offsetKeys()[0]!).bytes.byteLength).toBeGreaterThan(0);
     }
+  });
+});
+
+describe("prefetch", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-prefetch-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const MiB = 2 ** 20;
+
+  test.skipIf(runtime === "node")("reads and maps the chosen tensors on a kernel thread, and not the others", async () => {
+    const path = join(dir, "four.safetensors");
+    // Four 1 MiB tensors of distinct bytes: far larger than the kernel's 64 KiB fault-around.
+    const tensors = Object.fromEntries(
+      ["a", "b", "c", "d"].map((k, i) => [k, { dtype: "U8" as const, shape: [MiB], data: new Uint8Array(MiB).fill(i + 1) }]),
+    );
+    await save(path, tensors);
+    using file = await open(path, { backend: "mmap" });
+    const start = (file.source as MmapSource).pointer(0);
+    const before = mappedBytes(start);
+    expect(before).toBeLessThan(MiB / 4);
+    await file.prefetch(["c", "b"]);
+    const mapped = mappedBytes(start) - before;
+    expect(mapped).toBeGreaterThanOrEqual(2 * MiB);
+    expect(mapped).toBeLessThan(2.5 * MiB);
+    await file.prefetch();
+    expect(mappedBytes(start)).toBeGreaterThanOrEqual(4 * MiB);
+    expect(file.tensor("d").bytes.every((b) => b === 4)).toBe(true);
+    expect(() => file.prefetch(["e"])).toThrow(expect.objectContaining({ code: "TensorNotFound" }));
+  });
+
+  test("under the read backend it settles at once and reads nothing", async () => {
+    using file = await open(tiny, { backend: "read" });
+    await expect(file.prefetch()).resolves.toBeUndefined();
   });
 });
