@@ -191,9 +191,8 @@ export class SafetensorsFile {
 
   /**
    * Reads these tensors (default: all) ahead and maps their pages on a kernel thread, while JavaScript goes
-   * on; settles when they are in, and never rejects (a page not read ahead is read on first touch; an unknown
-   * name throws here). Tensors
-   * next to each other in the file go as one range. A no-op under the read backend.
+   * on; settles when they are in, and never rejects (a page not read ahead is read on first touch). An unknown
+   * name throws here. Tensors next to each other in the file go as one range. A no-op under the read backend.
    *
    * @example
    * ```ts
