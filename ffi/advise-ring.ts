@@ -103,9 +103,8 @@ export function createAdviseRing(
     failed: number;
     resolve(errno: number): void;
   }
-  // Calls in arrival order; each runs one linked chain at a time, so its pieces stay in order.
+  // Calls in arrival order (a handful at most); each runs one linked chain at a time, so its pieces stay in order.
   const calls: Call[] = [];
-  const byId = new Map<number, Call>();
   const capacity = Math.min(sqEntries, cqEntries);
   let inFlight = 0;
   let nextId = 1;
@@ -113,7 +112,6 @@ export function createAdviseRing(
 
   const settle = (call: Call, errno: number) => {
     calls.splice(calls.indexOf(call), 1);
-    byId.delete(call.id);
     call.resolve(errno);
   };
 
@@ -146,8 +144,9 @@ export function createAdviseRing(
       // Entries the kernel did not take are withdrawn; they go in a later chain.
       if (submitted < n) ring.setUint32(sq.tail, (first + submitted) >>> 0, true);
       if (submitted === 0) {
-        // Refused with nothing running that would retry it: the call fails with the kernel's reason.
-        if (inFlight === 0) settle(call, taken < 0 ? b.errno() : EAGAIN);
+        // Refused: the next completion retries, or, with nothing running, the call fails with the kernel's reason.
+        if (inFlight > 0) break;
+        settle(call, taken < 0 ? b.errno() : EAGAIN);
         continue;
       }
       inFlight += submitted;
@@ -165,7 +164,8 @@ export function createAdviseRing(
     const tail = ring.getUint32(cq.tail, true);
     for (; head !== tail; head = (head + 1) >>> 0) {
       const at = cq.cqes + 16 * (head & cqMask);
-      const call = byId.get(Number(ring.getBigUint64(at, true)));
+      const id = Number(ring.getBigUint64(at, true));
+      const call = calls.find((c) => c.id === id);
       const res = ring.getInt32(at + 8, true);
       inFlight--;
       if (!call) continue;
@@ -186,7 +186,6 @@ export function createAdviseRing(
       return new Promise<number>((resolve) => {
         const call = { id: nextId++, addr, end: length, advice, next: 0, running: 0, failed: 0, resolve };
         calls.push(call);
-        byId.set(call.id, call);
         pump();
       });
     },
