@@ -1,7 +1,7 @@
 /**
  * How fast does a checkpoint load? Open + every tensor's bytes + one byte touched per 4 KiB page, warm and
  * cold (evicted with posix_fadvise(DONTNEED)), for tensormap under Bun and Deno and for the peers, each timed
- * inside its own process, all in one run: the best of 7 warm and 3 cold runs each, taken in interleaved rounds.
+ * inside its own process, all in one run: the best of 7 warm and 5 cold runs each, taken in interleaved rounds.
  * Not a test.
  *
  *   bun bench/load.ts            # or: deno run -A bench/load.ts
@@ -216,7 +216,7 @@ async function main(): Promise<void> {
       r.warm = Math.min(r.warm, m.seconds);
       r.opening = Math.min(r.opening, m.open ?? Infinity);
     });
-    rounds(quick ? 1 : 3, (r) => {
+    rounds(quick ? 1 : 5, (r) => {
       evict(r.file);
       r.cold = Math.min(r.cold, measure(r.argv, r.c.wall).seconds);
     });

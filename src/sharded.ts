@@ -10,7 +10,7 @@ import type { DeviceTensors } from "./device/tensors.ts";
 import { fromSystemError, SafetensorsError } from "./errors.ts";
 import type { SafetensorsFile, TensorInfo } from "./file.ts";
 import { compareNames } from "./format/names.ts";
-import { formatIndex, INDEX_FILE, parseIndex, PICKLE_INDEX_FILE, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE, type ShardIndex } from "./format/sharded.ts";
+import { FOLDER_FILES, formatIndex, INDEX_FILE, parseIndex, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE, type ShardIndex } from "./format/sharded.ts";
 import { commit, planHeader, streamed, tensorBytes, writeTemp, type TensorMap, type TensorShape } from "./format/writer.ts";
 import { sourceOpener } from "./io/open-source.ts";
 import { fileFromSource, type OpenOptions } from "./open.ts";
@@ -35,7 +35,7 @@ export interface ShardedTensorInfo extends TensorInfo {
  * ```
  */
 export class ShardedFile {
-  /** The index file (or, for a folder holding only `model.safetensors`, that file). */
+  /** The index file, or the one file of a single-file checkpoint (`model.safetensors`, `pytorch_model.bin`). */
   readonly path: string;
   readonly #dir: string;
   readonly #index: ShardIndex;
@@ -62,7 +62,7 @@ export class ShardedFile {
     return [...this.#index.shards];
   }
 
-  /** The index's own `metadata` (`total_size` and whatever the writer added); null for a single-file folder. */
+  /** The index's own `metadata` (`total_size` and whatever the writer added); null for a single-file checkpoint. */
   get indexMetadata(): Record<string, unknown> | null {
     return this.#index.metadata;
   }
@@ -195,10 +195,11 @@ export function readIndex(path: string): ShardIndex {
 }
 
 /**
- * Opens a sharded checkpoint from its index file or the folder holding it. A folder with only
- * `model.safetensors` (what `saveSharded` writes when everything fits in one shard) opens too, and so does
- * one of PyTorch pickle shards with `pytorch_model.bin.index.json`. Every shard must exist up front; each
- * is opened (header or pickle read and checked) only when first needed.
+ * Opens a sharded checkpoint from its index file (any `*.json`) or the folder holding it; any other file
+ * opens as a checkpoint of one shard. A folder is searched as Hugging Face lays one out, safetensors first:
+ * `model.safetensors.index.json`, `model.safetensors` (one file, as `saveSharded` writes a checkpoint that
+ * fits in one shard), `pytorch_model.bin.index.json` (PyTorch pickle shards), then `pytorch_model.bin`.
+ * Every shard must exist up front; each is opened (header or pickle read and checked) only when first needed.
  *
  * @example
  * ```ts
@@ -207,28 +208,25 @@ export function readIndex(path: string): ShardIndex {
  * ```
  */
 export async function openSharded(dirOrIndexFile: string, opts: OpenOptions = {}): Promise<ShardedFile> {
-  let path = dirOrIndexFile;
-  let index: ShardIndex;
-  if (isDirectory(path) && !existsSync(join(path, INDEX_FILE)) && existsSync(join(path, SINGLE_FILE))) {
-    path = join(path, SINGLE_FILE);
-    index = { metadata: null, weightMap: new Map(), shards: [SINGLE_FILE] };
-  } else {
-    if (isDirectory(path)) {
-      // The safetensors index first; a folder of PyTorch pickle shards has only theirs.
-      const pickle = join(path, PICKLE_INDEX_FILE);
-      path = !existsSync(join(path, INDEX_FILE)) && existsSync(pickle) ? pickle : join(path, INDEX_FILE);
-    }
-    index = readIndex(path);
-  }
+  const path = isDirectory(dirOrIndexFile) ? folderCheckpoint(dirOrIndexFile) : dirOrIndexFile;
+  const single = path.endsWith(".json") ? undefined : basename(path);
+  const index: ShardIndex = single ? { metadata: null, weightMap: new Map(), shards: [single] } : readIndex(path);
   const openSource = await sourceOpener(opts);
   const openShard = (p: string) => fileFromSource(openSource(p));
-  if (index.weightMap.size === 0) {
-    // The single-file folder: its own header is the map, and the file stays open as the one shard.
+  if (single) {
+    // One file: its own header is the map, and the file stays open as the one shard.
     const only = openShard(path);
-    for (const name of only.offsetKeys()) index.weightMap.set(name, SINGLE_FILE);
-    return new ShardedFile(path, index, openShard, new Map([[SINGLE_FILE, only]]));
+    for (const name of only.offsetKeys()) index.weightMap.set(name, single);
+    return new ShardedFile(path, index, openShard, new Map([[single, only]]));
   }
   return new ShardedFile(path, index, openShard);
+}
+
+/** The file a model folder opens through: the first of {@link FOLDER_FILES} it holds. */
+function folderCheckpoint(dir: string): string {
+  const found = FOLDER_FILES.find((f) => existsSync(join(dir, f)));
+  if (found) return join(dir, found);
+  throw new SafetensorsError("ENOENT", `${dir} holds no checkpoint (none of ${FOLDER_FILES.join(", ")})`);
 }
 
 export interface SaveShardedOptions {

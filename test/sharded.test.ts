@@ -136,6 +136,32 @@ test("an index pointing outside its folder is refused before anything opens", as
   rmSync(dir, { recursive: true });
 });
 
+test("a folder opens through the first of the Hugging Face names it holds, safetensors before pickle", async () => {
+  const dir = tmp();
+  const empty = await openSharded(dir).catch((e: SafetensorsError) => e);
+  expect(empty).toBeInstanceOf(SafetensorsError);
+  expect((empty as SafetensorsError).code).toBe("ENOENT");
+  expect((empty as SafetensorsError).message).toMatch(/holds no checkpoint \(none of model\.safetensors\.index\.json, model\.safetensors, pytorch_model\.bin\.index\.json, pytorch_model\.bin\)$/);
+
+  cpSync(fixture("torch/pytorch_model.bin"), join(dir, "pytorch_model.bin"));
+  const want = expected("torch/pytorch_model.expected.json");
+  const pickle = await openSharded(dir);
+  expect(pickle.files).toEqual(["pytorch_model.bin"]);
+  expect(pickle.keys()).toEqual(Object.keys(want).sort());
+  for (const [name, e] of Object.entries(want)) {
+    expect(pickle.info(name).file).toBe("pytorch_model.bin");
+    expect(sha256(pickle.tensor(name).bytes)).toBe(e.sha256);
+  }
+  pickle.close();
+
+  cpSync(fixture("safetensors/tiny-gpt2.safetensors"), join(dir, "model.safetensors"));
+  const preferred = await openSharded(dir);
+  expect(preferred.files).toEqual(["model.safetensors"]);
+  expect(preferred.keys()).toEqual(Object.keys(expected("safetensors/tiny-gpt2.expected.json")).sort());
+  preferred.close();
+  rmSync(dir, { recursive: true });
+});
+
 describe("saveSharded", () => {
   const f32 = (n: number, start: number) => Float32Array.from({ length: n }, (_, i) => start + i);
   const tensors = new Map([

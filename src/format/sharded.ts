@@ -10,6 +10,10 @@ export const INDEX_FILE = "model.safetensors.index.json";
 export const SINGLE_FILE = "model.safetensors";
 /** The index of PyTorch pickle shards (`pytorch_model-0000i-of-0000N.bin`); same layout as {@link INDEX_FILE}. */
 export const PICKLE_INDEX_FILE = "pytorch_model.bin.index.json";
+/** What a PyTorch checkpoint in one file is called. */
+export const PICKLE_SINGLE_FILE = "pytorch_model.bin";
+/** What a model folder is searched for, in this order (Hugging Face's own preference: safetensors first). */
+export const FOLDER_FILES = [INDEX_FILE, SINGLE_FILE, PICKLE_INDEX_FILE, PICKLE_SINGLE_FILE] as const;
 
 const UNITS: Record<string, number> = {
   B: 1,

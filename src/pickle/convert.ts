@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import type { SafetensorsFile } from "../file.ts";
-import { PICKLE_INDEX_FILE } from "../format/sharded.ts";
+import { PICKLE_INDEX_FILE, PICKLE_SINGLE_FILE } from "../format/sharded.ts";
 import { commit, planHeader, writeStreamed, type TensorShape } from "../format/writer.ts";
 import { open, type OpenOptions } from "../open.ts";
 import { readIndex, removeLeftovers, writeShards } from "../sharded.ts";
@@ -31,7 +31,6 @@ export interface ConvertResult {
   bytes: number;
 }
 
-const PICKLE_SINGLE = "pytorch_model.bin";
 const METADATA = { format: "pt" };
 
 /**
@@ -64,9 +63,9 @@ function pickleShards(inPath: string): { files: string[]; weightMap?: Map<string
   if (isDir) {
     index = join(inPath, PICKLE_INDEX_FILE);
     if (!existsSync(index)) {
-      const single = join(inPath, PICKLE_SINGLE);
+      const single = join(inPath, PICKLE_SINGLE_FILE);
       if (existsSync(single)) return { files: [single] };
-      throw new SafetensorsError("InvalidArgument", `${inPath} holds neither ${PICKLE_INDEX_FILE} nor ${PICKLE_SINGLE}`);
+      throw new SafetensorsError("InvalidArgument", `${inPath} holds neither ${PICKLE_INDEX_FILE} nor ${PICKLE_SINGLE_FILE}`);
     }
   } else if (!inPath.endsWith(".index.json")) {
     return undefined;
