@@ -190,4 +190,15 @@ test("touchPages reads every page and the last byte", () => {
   const bytes = new Uint8Array(10_000).fill(1);
   expect(touchPages(bytes)).toBe(4);
   expect(touchPages(new Uint8Array(0))).toBe(0);
+  // Lengths around the four-pages-a-turn loop's edges, each page's first byte distinct.
+  for (const pages of [1, 3, 4, 5, 7, 8, 9]) {
+    for (const extra of [-1, 0, 1, 4095]) {
+      const n = pages * 4096 + extra;
+      const b = Uint8Array.from({ length: n }, (_, i) => (i % 4096 === 0 ? 1 + ((i / 4096) % 200) : 0));
+      b[n - 1] = 250;
+      let want = b[n - 1]!;
+      for (let i = 0; i < n; i += 4096) want += b[i]!;
+      expect(touchPages(b), `${n} bytes`).toBe(want);
+    }
+  }
 });
