@@ -130,6 +130,9 @@ async function load(target: DeviceTarget, files: SafetensorsFile[], owned: Clean
   };
   const t0 = performance.now();
   if (target.kind === "cpu") {
+    // The kernel reads and maps the chosen tensors ahead of the walk, one file after another (one stream).
+    let ahead = Promise.resolve();
+    for (const { file, names } of plans) ahead = ahead.then(() => file.prefetch(names)).catch(() => {});
     const tensors = new Map<string, DeviceTensor>();
     for (const { file, names } of plans) {
       for (const name of names) {

@@ -1,11 +1,17 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setImmediate } from "node:timers";
 import { describe, expect, test } from "vitest";
 import { loadToDevice, resolveDevice, toDevice, type LoadProgress } from "../../src/device/load.ts";
 import { SafetensorsError } from "../../src/errors.ts";
+import { save } from "../../src/format/writer.ts";
+import type { MmapSource } from "../../src/io/mmap.ts";
 import { open } from "../../src/open.ts";
 import { openSharded } from "../../src/sharded.ts";
 import { runtime } from "../../src/runtime.ts";
 import { expected, fixture, sha256 } from "../support/fixtures.ts";
+import { mappedBytes } from "../support/proc.ts";
 
 const TINY = fixture("safetensors/tiny-gpt2.safetensors");
 const SHARDED = fixture("sharded");
@@ -125,6 +131,24 @@ describe("loading to cpu (the fallback)", () => {
     expect(w.keys()).toEqual(["wte.weight"]);
     w.free();
     expect(file.tensor("wte.weight").bytes.byteLength).toBe(file.info("wte.weight").byteLength);
+  });
+
+  test.skipIf(runtime === "node")("a cpu load of some tensors reads ahead those, not the whole file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tensormap-cpu-load-"));
+    const MiB = 2 ** 20;
+    const path = join(dir, "four.safetensors");
+    await save(path, Object.fromEntries(["a", "b", "c", "d"].map((k, i) => [k, { dtype: "U8" as const, shape: [MiB], data: new Uint8Array(MiB).fill(i + 1) }])));
+    using file = await open(path, { backend: "mmap" });
+    const start = (file.source as MmapSource).pointer(0);
+    const before = mappedBytes(start);
+    using w = await toDevice(file, { device: "cpu", names: ["b", "c"] });
+    // Time for a read-ahead of the wrong range to land, had one been asked for.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const mapped = mappedBytes(start) - before;
+    expect(mapped).toBeGreaterThanOrEqual(2 * MiB);
+    expect(mapped).toBeLessThan(2.5 * MiB);
+    expect(w.toHost("c").every((b) => b === 3)).toBe(true);
+    rmSync(dir, { recursive: true });
   });
 
   test("a sharded checkpoint's toDevice loads every shard", async () => {
