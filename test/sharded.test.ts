@@ -159,6 +159,9 @@ test("a folder opens through the first of the Hugging Face names it holds, safet
   expect(preferred.files).toEqual(["model.safetensors"]);
   expect(preferred.keys()).toEqual(Object.keys(expected("safetensors/tiny-gpt2.expected.json")).sort());
   preferred.close();
+  // A file that is not an index is a checkpoint of one shard.
+  using pickleFile = await openSharded(join(dir, "pytorch_model.bin"));
+  expect([pickleFile.files, pickleFile.indexMetadata, pickleFile.keys()]).toEqual([["pytorch_model.bin"], null, Object.keys(want).sort()]);
   rmSync(dir, { recursive: true });
 });
 
