@@ -45,6 +45,7 @@ export const convert: Command = {
     });
     bar?.finish();
     io.stdout.write(`${formatCount(result.tensors)} tensors, ${formatBytes(result.bytes)} → ${result.files.join(", ")}\n`);
+    if (result.dropped.length > 0) io.stderr.write(`${droppedNote(result.dropped)}\n`);
     return 0;
   },
 };
@@ -55,4 +56,10 @@ function isFile(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Says which non-tensor values the conversion left out (the first few by name). */
+function droppedNote(names: string[]): string {
+  const shown = names.slice(0, 5).join(", ") + (names.length > 5 ? `, … ${names.length - 5} more` : "");
+  return `note: ${formatCount(names.length)} non-tensor value${names.length === 1 ? "" : "s"} not written (safetensors holds tensors only): ${shown}`;
 }

@@ -2,9 +2,10 @@
  * `tensormap demo`: writes a GPT-2-small-shaped model with random weights (one file, and sharded), inspects
  * it and loads it with a progress bar. Later backends add their steps here.
  */
-import { mkdtempSync, rmdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SafetensorsError } from "../errors.ts";
 import type { TensorData } from "../format/writer.ts";
 import { open } from "../open.ts";
 import { openSharded, saveSharded } from "../sharded.ts";
@@ -104,6 +105,7 @@ export const demo: Command = {
       return [result, (performance.now() - t0) / 1000];
     };
 
+    if (typeof values.dir === "string") requireFolderOrNothing(values.dir);
     const [tensors, genSeconds] = await timed(() => randomTensors(shapes));
     // Made only once the arguments are known good: a usage error leaves nothing behind.
     const dir = typeof values.dir === "string" ? values.dir : mkdtempSync(join(tmpdir(), "tensormap-demo-"));
@@ -113,10 +115,16 @@ export const demo: Command = {
 
     const single = join(dir, "single");
     const sharded = join(dir, "sharded");
+    // The folders the demo makes go afterwards (if empty); ones that were there before stay.
+    const made = [single, sharded].filter((f) => !existsSync(f));
+    if (typeof values.dir !== "string" || !existsSync(dir)) made.push(dir);
+    const written: string[] = [];
     try {
-      const [, saveSeconds] = await timed(() => saveSharded(single, tensors, { maxShardSize: bytes }));
+      const [singleFiles, saveSeconds] = await timed(() => saveSharded(single, tensors, { maxShardSize: bytes }));
+      written.push(...singleFiles);
       say(`wrote ${join(single, "model.safetensors")}: ${formatRate(bytes, saveSeconds)}`);
       const [files, shardSeconds] = await timed(() => saveSharded(sharded, tensors, { maxShardSize, metadata: { format: "pt" } }));
+      written.push(...files);
       const shards = Math.max(1, files.length - 1);
       say(`wrote ${shards} shard${shards === 1 ? "" : "s"} of at most ${maxShardSize}${files.length > 1 ? " + index" : ""} to ${sharded}: ${formatRate(bytes, shardSeconds)}`);
 
@@ -146,14 +154,21 @@ export const demo: Command = {
       if (values.keep) say(`kept ${dir}`);
       else {
         // Only what the demo wrote: --dir may name a folder that holds other things.
-        for (const sub of [single, sharded]) rmSync(sub, { recursive: true, force: true });
-        try {
-          rmdirSync(dir);
-        } catch {
-          // not empty: it was not ours alone
+        for (const path of written) rmSync(path, { force: true });
+        for (const folder of made) {
+          try {
+            rmdirSync(folder);
+          } catch {
+            // Not empty (something else was put there meanwhile), or never made.
+          }
         }
       }
     }
     return 0;
   },
 };
+
+/** `--dir` must be a folder or not exist yet: checked before minutes of generating, not after. */
+function requireFolderOrNothing(dir: string): void {
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new SafetensorsError("ENOTDIR", `--dir ${dir} is not a folder`);
+}

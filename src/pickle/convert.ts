@@ -6,7 +6,7 @@
  * one at a time, so converting needs memory for the largest tensor, not the checkpoint.
  */
 import { Buffer } from "node:buffer";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, type Stats } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import type { SafetensorsFile } from "../file.ts";
@@ -29,6 +29,8 @@ export interface ConvertResult {
   tensors: number;
   /** Tensor data bytes written. */
   bytes: number;
+  /** The checkpoint's non-tensor values (epoch, hyperparameters, …) by dotted name: safetensors holds none of them. */
+  dropped: string[];
 }
 
 const METADATA = { format: "pt" };
@@ -37,7 +39,7 @@ const METADATA = { format: "pt" };
  * Converts a PyTorch checkpoint to safetensors. `inPath` a file → `outPath` is the `.safetensors` file to
  * write; `inPath` a folder or pickle index → `outPath` is the folder to write shards and
  * `model.safetensors.index.json` into. Tied weights are written as separate tensors; non-tensor values
- * (epoch, hyperparameters) are not written.
+ * (epoch, hyperparameters) are not written, and the result names them. A file OUT may not be IN itself.
  *
  * @example
  * ```ts
@@ -151,6 +153,7 @@ function totalBytes(files: SafetensorsFile[]): number {
 }
 
 async function convertFile(inPath: string, outPath: string, opts: ConvertOptions): Promise<ConvertResult> {
+  requireWritableFile(inPath, outPath);
   const file = await openPickle(inPath, opts);
   const tmp = join(dirname(outPath), `.${basename(outPath)}.${process.pid}.converting`);
   try {
@@ -161,7 +164,7 @@ async function convertFile(inPath: string, outPath: string, opts: ConvertOptions
     writeStreamed(tmp, header, order, reader(tensors, progress));
     await verify(tmp, tensors, order, progress, opts);
     commit(tmp, outPath);
-    return { files: [outPath], tensors: tensors.size, bytes };
+    return { files: [outPath], tensors: tensors.size, bytes, dropped: [...file.leaves.keys()] };
   } catch (e) {
     rmSync(tmp, { force: true });
     throw fromSystemError(e, `cannot convert ${inPath} to ${outPath}`);
@@ -199,12 +202,30 @@ async function convertSharded(shards: { files: string[]; weightMap?: Map<string,
     for (const p of written) commit(p, join(outDir, basename(p)));
     removeLeftovers(outDir, new Set(written.map((p) => basename(p))));
     done = true;
-    return { files: written.map((p) => join(outDir, basename(p))), tensors: tensors.size, bytes };
+    const dropped = files.flatMap((f) => [...f.leaves.keys()]);
+    return { files: written.map((p) => join(outDir, basename(p))), tensors: tensors.size, bytes, dropped };
   } finally {
     if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
     // A folder this conversion created is not left behind empty when it fails.
     if (madeOut && !done) rmSync(outDir, { recursive: true, force: true });
     for (const f of files) f.close();
+  }
+}
+
+/** OUT must be a file path in an existing folder, and not IN itself (the rename would replace the checkpoint). */
+function requireWritableFile(inPath: string, outPath: string): void {
+  let out: Stats | undefined;
+  try {
+    out = statSync(outPath);
+  } catch {
+    // Not there yet: the usual case.
+  }
+  if (out?.isDirectory()) throw new SafetensorsError("EISDIR", `${outPath} is a folder: give the .safetensors file to write`);
+  if (out) {
+    const input = statSync(inPath);
+    if (input.dev === out.dev && input.ino === out.ino) throw new SafetensorsError("InvalidArgument", `${outPath} is ${inPath}: converting would replace the checkpoint it reads`);
+  } else if (!existsSync(dirname(outPath))) {
+    throw new SafetensorsError("ENOENT", `cannot write ${outPath}: folder ${dirname(outPath)} does not exist`);
   }
 }
 

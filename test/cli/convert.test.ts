@@ -17,6 +17,18 @@ test("convert writes a verified .safetensors that verify and inspect then accept
   rmSync(dir, { recursive: true });
 });
 
+test("convert says which non-tensor values it left out", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-cli-convert-"));
+  const out = join(dir, "ckpt.safetensors");
+  const r = await cli("convert", fixture("torch/training-checkpoint.pt"), out);
+  expect(r.code).toBe(0);
+  // The first five by name, then how many more.
+  expect(r.stderr).toMatch(/\nnote: 17 non-tensor values not written \(safetensors holds tensors only\): optimizer\.param_groups\.0\.lr, (optimizer\.param_groups\.0\.\w+, ){4}… 12 more\n$/);
+  // A checkpoint of tensors only gets no note.
+  expect((await cli("convert", fixture("torch/pytorch_model.bin"), join(dir, "m.safetensors"))).stderr).not.toMatch(/note:/);
+  rmSync(dir, { recursive: true });
+});
+
 test("verify and inspect accept pickle checkpoints; inspect shows their other values", async () => {
   const ckpt = fixture("torch/training-checkpoint.pt");
   expect((await cli("verify", ckpt)).stdout).toBe(`${ckpt}: ok (16 tensors)\n`);

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { expect, test } from "vitest";
@@ -27,6 +27,9 @@ test("random weights are finite, small, varied and repeatable", () => {
 test("a small demo writes, inspects and loads, then removes only what it wrote", async () => {
   const dir = mkdtempSync(join(tmpdir(), "tensormap-demo-test-"));
   writeFileSync(join(dir, "keep-me.txt"), "not the demo's");
+  // A folder the demo writes into, already holding something of the user's.
+  mkdirSync(join(dir, "single"));
+  writeFileSync(join(dir, "single", "notes.txt"), "mine too");
   const r = await cli("demo", "--dir", dir, "--layers", "1", "--vocab", "100", "--max-shard-size", "10MB");
   expect(r.code).toBe(0);
   expect(r.stdout).toContain("generated 16 tensors, 7,952,640 F32 parameters (31.8 MB)");
@@ -38,7 +41,17 @@ test("a small demo writes, inspects and loads, then removes only what it wrote",
   expect(r.stderr).toMatch(/^sharded: 31\.8 MB in /m);
   // No GPU on these machines: the device step falls back to cpu and says why.
   expect(r.stdout).toMatch(/--device auto\n {2}16 tensors, 31\.8 MB in .*\(device cpu\)\n {2}auto chose cpu: no usable GPU/);
-  expect(readdirSync(dir)).toEqual(["keep-me.txt"]);
+  expect(readdirSync(dir).sort()).toEqual(["keep-me.txt", "single"]);
+  expect(readdirSync(join(dir, "single"))).toEqual(["notes.txt"]);
+  rmSync(dir, { recursive: true });
+});
+
+test("--dir naming a file is refused before anything is generated", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-demo-test-"));
+  const file = join(dir, "a-file");
+  writeFileSync(file, "");
+  const r = await cli("demo", "--dir", file, "--layers", "1", "--vocab", "100");
+  expect([r.code, r.stdout, r.stderr]).toEqual([1, "", `error: ENOTDIR: --dir ${file} is not a folder\n`]);
   rmSync(dir, { recursive: true });
 });
 

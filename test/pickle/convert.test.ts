@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
@@ -73,8 +73,12 @@ describe("convert a file", () => {
 
   test("a training checkpoint writes its tensors under dotted names, and no other values", async () => {
     const out = path.join(dir, "ckpt.safetensors");
-    await convert(path.join(fixtures, "torch/training-checkpoint.pt"), out);
+    const result = await convert(path.join(fixtures, "torch/training-checkpoint.pt"), out);
+    // The values left out are named, and only they: every tensor was written.
+    expect(result.dropped).toContain("epoch");
+    expect(result.dropped.some((k) => k.includes("param_groups"))).toBe(true);
     using f = await open(out);
+    expect(result.dropped.filter((k) => f.has(k))).toEqual([]);
     for (const [name, e] of Object.entries(expected("training-checkpoint.model.expected.json"))) expect(sha(f.tensor(name).bytes)).toBe(e.sha256);
     expect(f.keys()).toContain("optimizer.state.0.exp_avg_sq");
     expect(f.keys().some((k) => k.startsWith("epoch") || k.includes("param_groups"))).toBe(false);
@@ -86,6 +90,23 @@ describe("convert a file", () => {
   ])("%s is refused with %s and leaves no file", async (input, code) => {
     await expect(convert(path.join(fixtures, input), path.join(dir, "out.safetensors"))).rejects.toMatchObject({ code });
     expect(readdirSync(dir)).toEqual([]);
+  });
+
+  test("OUT may not be IN, nor a folder, nor in a folder that does not exist; nothing is written", async () => {
+    const input = path.join(dir, "pytorch_model.bin");
+    copyFileSync(path.join(fixtures, "torch/pytorch_model.bin"), input);
+    const before = sha(readFileSync(input));
+    await expect(convert(input, input)).rejects.toMatchObject({ code: "InvalidArgument", message: `${input} is ${input}: converting would replace the checkpoint it reads` });
+    // The same file by another name.
+    symlinkSync(input, path.join(dir, "link.bin"));
+    await expect(convert(input, path.join(dir, "link.bin"))).rejects.toMatchObject({ code: "InvalidArgument" });
+    expect(sha(readFileSync(input))).toBe(before);
+    mkdirSync(path.join(dir, "folder"));
+    await expect(convert(input, path.join(dir, "folder"))).rejects.toMatchObject({ code: "EISDIR" });
+    const missing = path.join(dir, "no", "such", "out.safetensors");
+    await expect(convert(input, missing)).rejects.toMatchObject({ code: "ENOENT", message: `cannot write ${missing}: folder ${path.dirname(missing)} does not exist` });
+    expect(readdirSync(dir).sort()).toEqual(["folder", "link.bin", "pytorch_model.bin"]);
+    expect(readdirSync(path.join(dir, "folder"))).toEqual([]);
   });
 });
 
