@@ -78,3 +78,17 @@ export function fromSystemError(err: unknown, what: string): SafetensorsError {
   const reason = message.replace(/^E[A-Z0-9]+: /, "").replace(/, \w+ '[^']*'$/, "");
   return new SafetensorsError(code, `${what}: ${reason}`, { cause: err });
 }
+
+/**
+ * An error about one file of several (a shard), with that file named in its message when it was not yet;
+ * anything but a {@link SafetensorsError} comes back as it is.
+ *
+ * @example
+ * ```ts
+ * try { openShard(path); } catch (e) { throw namingFile(e, "model-00002-of-00003.safetensors"); }
+ * ```
+ */
+export function namingFile(err: unknown, file: string): unknown {
+  if (!(err instanceof SafetensorsError) || err.message.includes(file)) return err;
+  return new SafetensorsError(err.code, `${file}: ${err.message}`, { cause: err });
+}

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } fr
 import { basename, dirname, join } from "node:path";
 import type { DeviceLoadOptions } from "./device/load.ts";
 import type { DeviceTensors } from "./device/tensors.ts";
-import { fromSystemError, SafetensorsError } from "./errors.ts";
+import { fromSystemError, namingFile, SafetensorsError } from "./errors.ts";
 import type { SafetensorsFile, TensorInfo } from "./file.ts";
 import { compareNames } from "./format/names.ts";
 import { FOLDER_FILES, formatIndex, INDEX_FILE, parseIndex, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE, type ShardIndex } from "./format/sharded.ts";
@@ -133,7 +133,12 @@ export class ShardedFile {
     const open = this.#open.get(file);
     if (open) return open;
     if (!this.#index.shards.includes(file)) throw new SafetensorsError("MissingShard", `${file} is not a shard of ${this.path}`);
-    const shard = this.#openShard(join(this.#dir, file));
+    let shard: SafetensorsFile;
+    try {
+      shard = this.#openShard(join(this.#dir, file));
+    } catch (e) {
+      throw namingFile(e, file);
+    }
     for (const [name, where] of this.#index.weightMap) {
       if (where === file && !shard.has(name)) {
         shard.close();

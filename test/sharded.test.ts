@@ -102,6 +102,8 @@ test("shards open lazily: a broken shard fails only when a tensor in it is used"
   expect(sha256(model.tensor("wte.weight").bytes)).toBe(expected("sharded/expected.json")["wte.weight"]!.sha256);
   expect(await codeOf(() => model.tensor("h.2.mlp.c_fc.weight"))).toBe("MetadataIncompleteBuffer");
   expect(await codeOf(() => model.offsetKeys())).toBe("MetadataIncompleteBuffer");
+  // Which of the shards is broken, said once.
+  expect(() => model.tensor("h.2.mlp.c_fc.weight")).toThrow(/^model-00003-of-00003\.safetensors: tensors cover \d+ data bytes but the file holds \d+$/);
   model.close();
   rmSync(dir, { recursive: true });
 });

@@ -8,7 +8,7 @@
 import { Buffer } from "node:buffer";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, type Stats } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { fromSystemError, SafetensorsError } from "../errors.ts";
+import { fromSystemError, namingFile, SafetensorsError } from "../errors.ts";
 import type { SafetensorsFile } from "../file.ts";
 import { PICKLE_INDEX_FILE, PICKLE_SINGLE_FILE } from "../format/sharded.ts";
 import { commit, planHeader, writeStreamed, type TensorShape } from "../format/writer.ts";
@@ -179,7 +179,13 @@ async function convertSharded(shards: { files: string[]; weightMap?: Map<string,
   let madeOut = false;
   let done = false;
   try {
-    for (const path of shards.files) files.push(await openPickle(path, opts));
+    for (const path of shards.files) {
+      try {
+        files.push(await openPickle(path, opts));
+      } catch (e) {
+        throw namingFile(e, basename(path));
+      }
+    }
     if (shards.weightMap) checkIndex(files, shards.weightMap);
     const tensors = tensorsOf(files);
     const bytes = totalBytes(files);

@@ -166,6 +166,13 @@ describe("convert pickle shards", () => {
     expect(readdirSync(dir).includes("out")).toBe(false);
   });
 
+  test("a refused shard is named in the error", async () => {
+    const input = shardedInput();
+    copyFileSync(path.join(fixtures, "malicious/os-system.pt"), path.join(input, "pytorch_model-00002-of-00002.bin"));
+    await expect(convert(input, path.join(dir, "out"))).rejects.toMatchObject({ code: "UnsafePickle", message: expect.stringMatching(/^pytorch_model-00002-of-00002\.bin: /) });
+    expect(readdirSync(dir).includes("out")).toBe(false);
+  });
+
   test("the index file works as input too; one shard's worth is a single model.safetensors", async () => {
     const input = shardedInput();
     const out = path.join(dir, "out");
