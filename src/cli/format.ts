@@ -36,15 +36,17 @@ export function formatCount(n: number): string {
 }
 
 /**
- * Throughput in GB/s (decimal), or "-" when no time has passed.
+ * Throughput in decimal units per second, three digits (small files load at kB/s, not "0.00 GB/s"), or
+ * "-" when no time has passed.
  *
  * @example
  * ```ts
  * formatRate(2e9, 0.5); // "4.00 GB/s"
+ * formatRate(84, 0.005); // "16.8 kB/s"
  * ```
  */
 export function formatRate(bytes: number, seconds: number): string {
-  return seconds > 0 ? `${(bytes / seconds / 1e9).toFixed(2)} GB/s` : "-";
+  return seconds > 0 ? `${formatBytes(Math.round(bytes / seconds))}/s` : "-";
 }
 
 /**

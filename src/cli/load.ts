@@ -16,21 +16,25 @@ export interface LoadResult {
   seconds: number;
   /** Sum of the touched bytes: keeps the reads observable, and equal runs give equal sums. */
   checksum: number;
+  /** Seconds until the first tensor was read: the open, every shard's included. */
+  ready: number;
 }
 
 /**
  * Gets every tensor in file order and reads one byte per 4 KiB page of it, so mapped files fault in
- * every page and copying backends copy everything.
+ * every page and copying backends copy everything. Timed from `started` (default: now), e.g. before the open.
  *
  * @example
  * ```ts
  * const { bytes, seconds } = touchAll(file, process.stderr);
  * ```
  */
-export function touchAll(file: Checkpoint, progressTo: Output, label = "load"): LoadResult {
+export function touchAll(file: Checkpoint, progressTo: Output, label = "load", started = performance.now()): LoadResult {
+  // A sharded checkpoint opens its shards here.
   const names = file.offsetKeys();
   const total = names.reduce((n, name) => n + file.info(name).byteLength, 0);
-  const bar = new Progress(progressTo, label, total);
+  const bar = new Progress(progressTo, label, total, started);
+  const ready = bar.elapsed;
   let checksum = 0;
   for (const name of names) {
     // In pieces: a tensor may be larger than one view (4 GiB under Bun's mmap).
@@ -39,7 +43,7 @@ export function touchAll(file: Checkpoint, progressTo: Output, label = "load"): 
       bar.add(piece.byteLength);
     }
   }
-  return { tensors: names.length, bytes: total, seconds: bar.finish(), checksum };
+  return { tensors: names.length, bytes: total, seconds: bar.finish(), checksum, ready };
 }
 
 /**
@@ -50,7 +54,7 @@ export function touchAll(file: Checkpoint, progressTo: Output, label = "load"): 
  * loadReport(touchAll(file, process.stderr), `backend ${file.backend}`);
  * ```
  */
-export function loadReport(r: LoadResult, where: string): string {
+export function loadReport(r: Pick<LoadResult, "tensors" | "bytes" | "seconds">, where: string): string {
   return `${formatCount(r.tensors)} tensors, ${formatBytes(r.bytes)} in ${formatDuration(r.seconds)}: ${formatRate(r.bytes, r.seconds)} (${where})`;
 }
 
@@ -70,14 +74,13 @@ export async function loadDevice(path: string, device: string, hostRegister: boo
     device,
     hostRegister,
     onProgress: (p) => {
-      bar ??= new Progress(io.stderr, `load → ${device}`, p.bytesTotal);
+      bar ??= new Progress(io.stderr, `load → ${device}`, p.bytesTotal, started);
       bar.add(p.bytesDone - bar.done);
     },
   });
-  bar?.finish();
   // From before the open, as for cpu loads.
-  const r = { tensors: tensors.size, bytes: tensors.bytes, seconds: (performance.now() - started) / 1000, checksum: 0 };
-  return `${loadReport(r, `device ${tensors.device}`)}\n${tensors.reason}`;
+  const seconds = bar?.finish() ?? (performance.now() - started) / 1000;
+  return `${loadReport({ tensors: tensors.size, bytes: tensors.bytes, seconds }, `device ${tensors.device}`)}\n${tensors.reason}`;
 }
 
 export const load: Command = {
@@ -85,10 +88,10 @@ export const load: Command = {
   summary: "read every tensor (or load it onto a GPU) and report the throughput",
   usage: "load PATH [--device cpu|auto|cuda|cuda:N] [--backend auto|mmap|read] [--host-register]",
   help: [
-    "Opens PATH (a safetensors file, or a sharded checkpoint's folder or index) and reads every tensor in",
-    "file order, touching each 4 KiB page, with a progress bar on stderr; then prints bytes, time and GB/s",
-    "(the time from before the open, which is also shown alone).",
-    "With --device, streams the tensors into GPU memory through the CUDA runtime instead.",
+    "Opens PATH (a safetensors or PyTorch .bin/.pt file, or a sharded checkpoint's folder or index) and",
+    "reads every tensor in file order, touching each 4 KiB page, with a progress bar on stderr; then prints",
+    "bytes, time and GB/s (timed from before the open, which is also shown alone). With --device, streams",
+    "the tensors into GPU memory through the CUDA runtime instead; --backend applies to cpu loads only.",
     "",
     "options:",
     "  --device D       cpu (default: touch the host pages), auto (the GPU when usable, else cpu, and why),",
@@ -116,12 +119,10 @@ export const load: Command = {
     if (values["host-register"]) throw new UsageError("--host-register needs a CUDA --device");
     // Timed from before the open, as a program loading the checkpoint would see it; the open is also shown alone.
     const started = performance.now();
-    const seconds = () => (performance.now() - started) / 1000;
     // populate: the kernel maps each file's pages on its own thread while this one walks the tensors.
     const report = await withPath(path, { backend, populate: true }, (file) => {
-      const opened = seconds();
-      const r = touchAll(file, io.stderr);
-      return loadReport({ ...r, seconds: seconds() }, `backend ${file.backend}, open ${formatDuration(opened)}`);
+      const r = touchAll(file, io.stderr, "load", started);
+      return loadReport(r, `backend ${file.backend}, open ${formatDuration(r.ready)}`);
     });
     io.stdout.write(report + "\n");
     return 0;

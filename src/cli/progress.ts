@@ -11,7 +11,7 @@ export class Progress {
   readonly #out: Output;
   readonly #label: string;
   readonly #total: number;
-  readonly #started = performance.now();
+  readonly #started: number;
   #done = 0;
   #drawnAt = -Infinity;
 
@@ -22,14 +22,18 @@ export class Progress {
    * for (const chunk of chunks) bar.add(chunk.byteLength);
    * const seconds = bar.finish();
    * ```
+   *
+   * `started` (a `performance.now()`) counts time from before the bar could exist, e.g. the open that
+   * told it the total.
    */
-  constructor(out: Output, label: string, totalBytes: number) {
+  constructor(out: Output, label: string, totalBytes: number, started = performance.now()) {
     this.#out = out;
     this.#label = label;
     this.#total = totalBytes;
+    this.#started = started;
   }
 
-  /** Seconds since the bar was created. */
+  /** Seconds since `started`. */
   get elapsed(): number {
     return (performance.now() - this.#started) / 1000;
   }

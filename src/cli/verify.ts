@@ -1,6 +1,8 @@
 /** `tensormap verify PATH...`: checks each file's (or sharded checkpoint's) structure, one line per path. */
 import { type Command, errorLine } from "./command.ts";
 import { withPath } from "../checkpoint.ts";
+import { SafetensorsError } from "../errors.ts";
+import { ShardedFile } from "../sharded.ts";
 
 /**
  * Checks one path the way a loader would meet it: the whole header of every file (shards included) and,
@@ -12,8 +14,25 @@ import { withPath } from "../checkpoint.ts";
  * ```
  */
 export async function check(path: string): Promise<number> {
-  // offsetKeys opens every shard, and opening one checks it against the index.
-  return withPath(path, {}, (file) => file.offsetKeys().length);
+  return withPath(path, {}, (file) => {
+    // offsetKeys opens every shard, and opening one checks that it holds what the index puts in it.
+    const count = file.offsetKeys().length;
+    if (file instanceof ShardedFile) requireIndexed(file);
+    return count;
+  });
+}
+
+/** Every tensor a shard holds is in the index, under that shard: a loader following the index would miss any other. */
+function requireIndexed(model: ShardedFile): void {
+  for (const file of model.files) {
+    for (const name of model.shard(file).offsetKeys()) {
+      const listed = model.has(name) ? model.info(name).file : undefined;
+      if (listed !== file) {
+        const where = listed ? `puts it in ${listed}` : "does not name it";
+        throw new SafetensorsError("InvalidIndex", `${file} holds ${JSON.stringify(name)}, but the index ${where}`);
+      }
+    }
+  }
 }
 
 export const verify: Command = {
@@ -21,10 +40,10 @@ export const verify: Command = {
   summary: "check files or sharded checkpoints, one line each",
   usage: "verify PATH...",
   help: [
-    "Validates each PATH (a safetensors file, or a sharded checkpoint's folder or index) and prints",
-    "`PATH: ok (N tensors)` or `PATH: CODE: message`. Exits 1 if any fails. Checks what the format can",
-    "check: every header, offset and size, every shard present and holding what the index names. Tensor",
-    "values are not read (safetensors stores no checksums).",
+    "Validates each PATH (a safetensors or PyTorch .bin/.pt file, or a sharded checkpoint's folder or",
+    "index) and prints `PATH: ok (N tensors)` or `PATH: CODE: message`. Exits 1 if any fails. Checks what",
+    "the format can check: every header, offset and size, every shard present and holding exactly what the",
+    "index names. Tensor values are not read (safetensors stores no checksums).",
   ].join("\n"),
   options: {},
   positionals: { min: 1, max: Infinity },

@@ -9,7 +9,7 @@ test("bytes in decimal units with three significant digits", () => {
 
 test("counts, rates and durations", () => {
   expect([0, 999, 1000, 124_439_808].map(formatCount)).toEqual(["0", "999", "1,000", "124,439,808"]);
-  expect([formatRate(2e9, 0.5), formatRate(1, 0)]).toEqual(["4.00 GB/s", "-"]);
+  expect([formatRate(2e9, 0.5), formatRate(1, 0), formatRate(84, 0.005), formatRate(4.2613e10, 1)]).toEqual(["4.00 GB/s", "-", "16.8 kB/s", "42.6 GB/s"]);
   expect([0.0042, 0.123, 12.34, 245, 3600].map(formatDuration)).toEqual(["4.2 ms", "0.12 s", "12.3 s", "4m05s", "60m00s"]);
 });
 

@@ -15,7 +15,7 @@ test("piped: silent until finish, then one summary line", () => {
   const seconds = bar.finish();
   expect(seconds).toBeGreaterThanOrEqual(0);
   expect(writes).toHaveLength(1);
-  expect(writes[0]).toMatch(/^load: 3\.00 kB in \d+\.\d+ m?s \((\d+\.\d\d GB\/s|-)\)\n$/);
+  expect(writes[0]).toMatch(/^load: 3\.00 kB in \d+\.\d+ m?s \((\d+(?:\.\d+)? [kMGT]?B\/s|-)\)\n$/);
 });
 
 test("on a terminal: redraws in place, at most every 100 ms, and ends the line", () => {

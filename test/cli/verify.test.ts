@@ -43,3 +43,16 @@ test("a shard that lacks a tensor the index names fails verify", async () => {
   expect(r.stdout).toMatch(/: InvalidIndex: .*"lm_head\.weight".*model-00003-of-00003\.safetensors/);
   rmSync(dir, { recursive: true });
 });
+
+test("a tensor a shard holds but the index leaves out fails verify (a loader following the index would miss it)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-verify-"));
+  cpSync(fixture("sharded"), dir, { recursive: true });
+  const index = JSON.parse(readFileSync(join(dir, "model.safetensors.index.json"), "utf8"));
+  const file = index.weight_map["wte.weight"];
+  delete index.weight_map["wte.weight"];
+  writeFileSync(join(dir, "model.safetensors.index.json"), JSON.stringify(index));
+  const r = await cli("verify", dir);
+  expect(r.code).toBe(1);
+  expect(r.stdout).toBe(`${dir}: InvalidIndex: ${file} holds "wte.weight", but the index does not name it\n`);
+  rmSync(dir, { recursive: true });
+});
