@@ -25,7 +25,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from "../../ffi/libc.ts";
-import { SafetensorsError } from "../errors.ts";
+import { namingFile, SafetensorsError } from "../errors.ts";
 import { requireRegularFile, type ByteSource } from "./source.ts";
 
 /** Read-ahead hint for the kernel (`madvise`), applied to every window. */
@@ -122,7 +122,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
     size = libc.fileSize(fd);
   } catch (e) {
     libc.close(fd);
-    throw e;
+    throw namingFile(e, path);
   }
   const page = libc.pageSize;
   const windowMax = Math.max(page, floorTo(Math.min(options.windowBytes ?? libc.maxView, libc.maxView), page));
@@ -284,7 +284,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
     if (options.populate && size > 0) populated = populate(0, size);
   } catch (e) {
     source.close();
-    throw e;
+    throw namingFile(e, path);
   }
   return source;
 }

@@ -104,6 +104,10 @@ describe.skipIf(!libc)("mmap source", () => {
     expect(() => openMmap(libc!, tiny, { advice: "often" as never })).toThrow(
       expect.objectContaining({ code: "InvalidArgument" }),
     );
+    // A procfs file cannot be sized (lseek is EINVAL): the error says which file.
+    expect(() => openMmap(libc!, "/proc/self/status")).toThrow(
+      expect.objectContaining({ code: "EINVAL", message: "/proc/self/status: cannot size the file: Invalid argument (EINVAL)" }),
+    );
   });
 
   test("populate maps every page in the background; populated settles once they are", async () => {
