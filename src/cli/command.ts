@@ -3,7 +3,7 @@
  * exit code. `main.ts` holds the one table of commands; each command lives in its own file.
  */
 import type { ParseArgsConfig } from "node:util";
-import { SafetensorsError } from "../errors.ts";
+import { fromSystemError, SafetensorsError } from "../errors.ts";
 
 /** Where a command writes. Tests pass their own to capture output; the real CLI passes the process streams. */
 export interface Output {
@@ -36,7 +36,7 @@ export interface Command {
   /** Longer help: what it does, then one line per option. */
   help: string;
   options: Options;
-  /** How many positionals the command takes. */
+  /** How many positionals (paths) the command takes. */
   positionals: { min: number; max: number };
   run(args: Args, io: Io): Promise<number>;
 }
@@ -50,7 +50,8 @@ export class UsageError extends Error {
 }
 
 /**
- * `CODE: message` on one line for anything thrown: a SafetensorsError's code, another error's name. Never a stack.
+ * `CODE: message` on one line for anything thrown: a SafetensorsError's code, a system call's errno name,
+ * another error's name. Never a stack.
  *
  * @example
  * ```ts
@@ -58,7 +59,15 @@ export class UsageError extends Error {
  * ```
  */
 export function errorLine(e: unknown): string {
-  const code = e instanceof SafetensorsError ? e.code : e instanceof Error ? e.name : "Error";
-  const text = e instanceof Error ? e.message : String(e);
+  const err = e instanceof SafetensorsError ? e : systemError(e) ?? e;
+  const code = err instanceof SafetensorsError ? err.code : err instanceof Error ? err.name : "Error";
+  const text = err instanceof Error ? err.message : String(err);
   return `${code}: ${text.split("\n")[0]!.trim() || "unknown error"}`;
+}
+
+/** A Node-style fs error that escaped unconverted (it names its call), said as `cannot CALL PATH: reason`. */
+function systemError(e: unknown): SafetensorsError | undefined {
+  const { syscall, path } = (e ?? {}) as { syscall?: unknown; path?: unknown };
+  if (typeof syscall !== "string") return undefined;
+  return fromSystemError(e, typeof path === "string" ? `cannot ${syscall} ${path}` : `cannot ${syscall}`);
 }

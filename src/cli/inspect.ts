@@ -29,6 +29,15 @@ export function rows(file: Checkpoint): Row[] {
 
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+/** `noun` for one, `nouns` for any other count. */
+const plural = (n: number, noun: string) => (n === 1 ? noun : `${noun}s`);
+
+/** `n noun` for each count, as one table column: the numbers right-aligned, the nouns after them. */
+function countColumn(counts: readonly number[], noun: string): string[] {
+  const width = Math.max(...counts.map((n) => formatCount(n).length));
+  return counts.map((n) => `${formatCount(n).padStart(width)} ${plural(n, noun)}`);
+}
+
 /**
  * The human summary: a table of the first `limit` tensors (all by default), totals, a per-dtype breakdown
  * and the metadata.
@@ -46,7 +55,7 @@ export function summary(file: Checkpoint, limit = Infinity): string {
     .slice(0, limit)
     .map((r) => [printable(r.name), r.dtype, `[${r.shape.join(", ")}]`, formatBytes(r.byteLength), ...(r.file ? [r.file] : [])]);
   const lines = [table([head, ...body], [3])];
-  if (all.length > limit) lines.push(`… ${all.length - limit} more tensors`);
+  if (all.length > limit) lines.push(`… ${all.length - limit} more ${plural(all.length - limit, "tensor")}`);
 
   const byDtype = new Map<string, { tensors: number; params: number; bytes: number }>();
   for (const r of all) {
@@ -56,16 +65,17 @@ export function summary(file: Checkpoint, limit = Infinity): string {
     d.bytes += r.byteLength;
     byDtype.set(r.dtype, d);
   }
-  const params = [...byDtype.values()].reduce((n, d) => n + d.params, 0);
-  const bytes = [...byDtype.values()].reduce((n, d) => n + d.bytes, 0);
+  const dtypes = [...byDtype.values()];
+  const params = dtypes.reduce((n, d) => n + d.params, 0);
+  const bytes = dtypes.reduce((n, d) => n + d.bytes, 0);
+  const tensorCells = countColumn(dtypes.map((d) => d.tensors), "tensor");
+  const paramCells = countColumn(dtypes.map((d) => d.params), "parameter");
   lines.push(
     "",
-    `${formatCount(all.length)} tensors, ${formatCount(params)} parameters, ${formatBytes(bytes)} (${formatCount(bytes)} bytes)` +
-      (sharded ? ` in ${file.files.length} shard${file.files.length === 1 ? "" : "s"}` : ""),
-    table(
-      [...byDtype].map(([dtype, d]) => [`  ${dtype}`, `${formatCount(d.tensors)} tensors`, `${formatCount(d.params)} parameters`, formatBytes(d.bytes)]),
-      [1, 2, 3],
-    ),
+    `${formatCount(all.length)} ${plural(all.length, "tensor")}, ${formatCount(params)} ${plural(params, "parameter")}, ` +
+      `${formatBytes(bytes)} (${formatCount(bytes)} bytes)` +
+      (sharded ? ` in ${file.files.length} ${plural(file.files.length, "shard")}` : ""),
+    table([...byDtype].map(([dtype, d], i) => [`  ${dtype}`, tensorCells[i]!, paramCells[i]!, formatBytes(d.bytes)]), [3]),
   );
   const meta = file.metadata;
   lines.push(meta ? `metadata: ${Object.entries(meta).map(([k, v]) => `${printable(k)}=${printable(v)}`).join(", ")}` : "metadata: none");
@@ -108,11 +118,12 @@ export const inspect: Command = {
   summary: "list a checkpoint's tensors, totals and metadata (safetensors or PyTorch .bin/.pt)",
   usage: "inspect PATH [--json]",
   help: [
-    "Lists every tensor (name, dtype, shape, size) of a safetensors file, or of a sharded checkpoint given",
-    "as its folder or its model.safetensors.index.json, then the totals per dtype and the metadata.",
+    "Lists every tensor (name, dtype, shape, size) of a safetensors or PyTorch .bin/.pt file, or of a sharded",
+    "checkpoint given as its folder or its index file, then the totals per dtype and the metadata.",
     "",
     "options:",
-    "  --json      print {\"metadata\", \"tensors\": [{name, dtype, shape, data_offsets[, file]}]} in file order",
+    "  --json      print {\"metadata\", \"index_metadata\" (sharded only), \"values\" (PyTorch non-tensor values",
+    "              as text, if any), \"tensors\": [{name, dtype, shape, data_offsets[, file]}] in file order}",
   ].join("\n"),
   options: { json: { type: "boolean" } },
   positionals: { min: 1, max: 1 },

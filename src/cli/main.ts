@@ -3,7 +3,7 @@
  * errors as one line (`error: CODE: message`) with no stack. Exit codes: 0 ok, 1 failure, 2 usage error.
  */
 import { parseArgs } from "node:util";
-import { type Args, type Command, errorLine, type Io, UsageError } from "./command.ts";
+import { type Args, type Command, errorLine, type Io, type Options, UsageError } from "./command.ts";
 import { convert } from "./convert.ts";
 import { demo } from "./demo.ts";
 import { inspect } from "./inspect.ts";
@@ -16,7 +16,8 @@ const COMMANDS: readonly Command[] = [inspect, verify, load, convert, demo];
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
   return [
-    "tensormap: inspect, verify and load safetensors checkpoints (single files and sharded folders).",
+    "tensormap: inspect, verify, load and convert checkpoints, safetensors or PyTorch (.bin/.pt), as single",
+    "files or sharded folders.",
     "",
     "usage: tensormap COMMAND [ARGS] [--help]",
     "",
@@ -27,27 +28,40 @@ function overview(): string {
   ].join("\n");
 }
 
+const HELP_OPTION = "  -h, --help";
+
 function commandHelp(c: Command): string {
-  return [`usage: tensormap ${c.usage}`, "", c.help, "  -h, --help  show this help"].join("\n");
+  // The help line's text starts in the same column as the command's own option lines' text.
+  const column = c.help.match(/^ {2}-.*? {2,}(?=\S)/m)?.[0].length ?? 0;
+  const help = `${HELP_OPTION.padEnd(Math.max(column, HELP_OPTION.length + 2))}show this help`;
+  const options = /^options:$/m.test(c.help) ? [] : ["", "options:"];
+  return [`usage: tensormap ${c.usage}`, "", c.help, ...options, help].join("\n");
 }
 
+/**
+ * Parses `argv` for `c`. Unknown options, flags given a value, options missing theirs and empty paths are
+ * usage errors said here (parseArgs' own messages are long and suggest `--` and quoting).
+ */
 function parse(c: Command, argv: string[]): Args & { help: boolean } {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: { ...c.options, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (e) {
-    throw new UsageError((e as Error).message.split("\n")[0]!);
+  const options: Options = { ...c.options, help: { type: "boolean", short: "h" } };
+  const parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: false, tokens: true });
+  for (const t of parsed.tokens) {
+    if (t.kind !== "option") continue;
+    const type = options[t.name]?.type;
+    if (!type) throw new UsageError(`unknown option ${argv[t.index]}`);
+    if (type === "boolean" && t.value !== undefined) throw new UsageError(`${t.rawName} takes no value`);
+    if (type === "string" && t.value === undefined) throw new UsageError(`${t.rawName} wants a value`);
+    // parseArgs takes the next argument as the value even when it looks like an option (`--size -5`).
+    if (type === "string" && !t.inlineValue && t.value!.startsWith("-")) {
+      throw new UsageError(`${t.rawName} wants a value: write ${t.rawName}=${t.value} if '${t.value}' is meant as one`);
+    }
   }
   const { help, ...values } = parsed.values as Args["values"];
   const n = parsed.positionals.length;
   if (!help && (n < c.positionals.min || n > c.positionals.max)) {
     throw new UsageError(n < c.positionals.min ? "missing argument" : `unexpected argument '${parsed.positionals[c.positionals.max]}'`);
   }
+  if (!help && parsed.positionals.includes("")) throw new UsageError("empty path argument");
   return { values, positionals: parsed.positionals, help: help === true };
 }
 
@@ -68,15 +82,14 @@ const processIo: Io = {
  */
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+  if (name === "--help" || name === "-h" || name === "help") {
     const topic = name === "help" ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
-    // A bare `tensormap` is a usage error: the overview goes to stderr, exit 2.
-    (name === undefined ? io.stderr : io.stdout).write((topic ? commandHelp(topic) : overview()) + "\n");
-    return name === undefined ? 2 : 0;
+    io.stdout.write((topic ? commandHelp(topic) : overview()) + "\n");
+    return 0;
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
-    io.stderr.write(`error: unknown command '${name}'\n${overview()}\n`);
+    io.stderr.write(`error: ${name === undefined ? "no command given" : `unknown command '${name}'`}\n${overview()}\n`);
     return 2;
   }
   try {

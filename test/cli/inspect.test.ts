@@ -70,3 +70,27 @@ test("the table lists every tensor, then totals, the dtype breakdown and metadat
   expect(r.stdout).toContain("metadata: format=pt");
   expect(r.stdout).toContain('index metadata: {"total_size":20736}');
 });
+
+test("the dtype breakdown says 1 tensor and 1 parameter, with the counts right-aligned", async () => {
+  const r = await cli("inspect", fixture("torch/torch113-zip.pt"));
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain(
+    [
+      "7 tensors, 48 parameters, 182 B (182 bytes)",
+      "  F32   4 tensors  40 parameters  160 B",
+      "  F16   1 tensor    4 parameters    8 B",
+      "  BF16  1 tensor    3 parameters    6 B",
+      "  I64   1 tensor    1 parameter     8 B",
+    ].join("\n"),
+  );
+});
+
+test("--help documents every key --json writes", async () => {
+  const help = (await cli("inspect", "--help")).stdout;
+  const keys = new Set<string>();
+  for (const path of [SHARDED, fixture("torch/training-checkpoint.pt")]) {
+    for (const key of Object.keys(JSON.parse((await cli("inspect", "--json", path)).stdout))) keys.add(key);
+  }
+  expect([...keys].sort()).toEqual(["index_metadata", "metadata", "tensors", "values"]);
+  for (const key of keys) expect(help).toContain(`"${key}"`);
+});

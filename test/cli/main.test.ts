@@ -1,14 +1,16 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
+import { errorLine } from "../../src/cli/command.ts";
+import { SafetensorsError } from "../../src/errors.ts";
 import { runtime } from "../../src/runtime.ts";
 import { cli, oneErrorLine } from "../support/cli.ts";
 import { fixture } from "../support/fixtures.ts";
 
-const COMMANDS = ["inspect", "verify", "load", "demo"];
+const COMMANDS = ["inspect", "verify", "load", "convert", "demo"];
 
 describe("help", () => {
   test("--help lists every command and exits 0", async () => {
@@ -17,6 +19,19 @@ describe("help", () => {
       expect(r.code).toBe(0);
       for (const c of COMMANDS) expect(r.stdout).toMatch(new RegExp(`^  ${c} `, "m"));
     }
+  });
+
+  test("the overview says PyTorch checkpoints work too", async () => {
+    expect((await cli("--help")).stdout.split("\n")[0]).toMatch(/^tensormap: .*PyTorch \(\.bin\/\.pt\)/);
+  });
+
+  test.each(COMMANDS)("%s --help lists -h, --help under options:, lined up with the others", async (c) => {
+    const lines = (await cli(c, "--help")).stdout.split("\n");
+    expect(lines).toContain("options:");
+    const options = lines.slice(lines.indexOf("options:") + 1).filter((l) => l.startsWith("  -"));
+    expect(options.at(-1)).toMatch(/^ {2}-h, --help +show this help$/);
+    const columns = options.map((l) => l.match(/^ {2}-.*? {2,}(?=\S)/)![0].length);
+    expect(new Set(columns).size).toBe(1);
   });
 
   test.each(COMMANDS)("%s --help shows its usage and exits 0", async (c) => {
@@ -31,12 +46,19 @@ describe("help", () => {
 
 describe("usage errors exit 2 with the error and the usage line", () => {
   test.each([
-    ["no command", [], /tensormap COMMAND/],
-    ["an unknown command", ["frobnicate"], /^error: unknown command 'frobnicate'/],
-    ["an unknown option", ["inspect", "--bogus", "x"], /^error: Unknown option '--bogus'/],
+    ["no command", [], /^error: no command given\n[^]*^usage: tensormap COMMAND/m],
+    ["an unknown command", ["frobnicate"], /^error: unknown command 'frobnicate'\n[^]*^usage: tensormap COMMAND/m],
+    ["an unknown option", ["inspect", "--bogus", "x"], /^error: unknown option --bogus\nusage: tensormap inspect PATH/],
+    ["an unknown single-dash option", ["inspect", "x", "-bogus"], /^error: unknown option -bogus\n/],
     ["a missing argument", ["inspect"], /^error: missing argument\nusage: tensormap inspect PATH/],
     ["an extra argument", ["inspect", "a", "b"], /^error: unexpected argument 'b'/],
-    ["a value for a flag", ["inspect", "--json=yes", "x"], /^error: /],
+    ["a value for a flag", ["inspect", "--json=yes", "x"], /^error: --json takes no value\nusage: tensormap inspect/],
+    ["an option without its value", ["convert", "a", "b", "--max-shard-size"], /^error: --max-shard-size wants a value\nusage: tensormap convert/],
+    ["a value that looks like an option", ["convert", "a", "b", "--max-shard-size", "-5"], /^error: --max-shard-size wants a value: write --max-shard-size=-5 /],
+    ["an empty path to inspect", ["inspect", ""], /^error: empty path argument\nusage: tensormap inspect PATH/],
+    ["an empty path to verify", ["verify", "a", ""], /^error: empty path argument\nusage: tensormap verify/],
+    ["an empty path to load", ["load", ""], /^error: empty path argument\nusage: tensormap load/],
+    ["an empty path to convert", ["convert", "", "out"], /^error: empty path argument\nusage: tensormap convert/],
     ["a bad number", ["demo", "--layers", "two"], /^error: --layers wants a positive integer/],
   ])("%s", async (_, args, message) => {
     const r = await cli(...(args as string[]));
@@ -80,6 +102,41 @@ describe("failures are one line with the code, exit 1", () => {
     expect(r.code).toBe(1);
     expect(oneErrorLine(r.stderr)).toMatch(/^error: InvalidIndex: /);
   });
+});
+
+describe("errorLine", () => {
+  test("a raw Node fs error: its errno code, the call and path, the reason", () => {
+    const file = join(mkdtempSync(join(tmpdir(), "tensormap-cli-")), "single");
+    writeFileSync(file, "");
+    let thrown: unknown;
+    try {
+      mkdirSync(join(file, "sub"));
+    } catch (e) {
+      thrown = e;
+    }
+    expect(errorLine(thrown)).toBe(`ENOTDIR: cannot mkdir ${join(file, "sub")}: not a directory`);
+  });
+
+  test("SafetensorsError: its code; any other error: its name and first line", () => {
+    expect(errorLine(new SafetensorsError("HeaderTooSmall", "file is 3 bytes"))).toBe("HeaderTooSmall: file is 3 bytes");
+    expect(errorLine(new TypeError("bad\nmore"))).toBe("TypeError: bad");
+  });
+});
+
+/** The part of Deno's API the permissions test uses. */
+interface DenoCommand {
+  execPath(): string;
+  Command: new (cmd: string, opts: { args: string[]; stdin: "null" }) => { outputSync(): { code: number; stderr: Uint8Array } };
+}
+
+// Deno without permission flags refuses the launcher's import of the sources; no stdin, so it cannot prompt.
+// Deno.Command, not node:child_process: a Deno child spawned through that one is granted its parent's permissions.
+test.skipIf(runtime !== "deno")("under Deno without permissions the launcher says which flags it needs", () => {
+  const deno = (globalThis as unknown as { Deno: DenoCommand }).Deno;
+  const bin = fileURLToPath(new URL("../../bin/tensormap.js", import.meta.url));
+  const r = new deno.Command(deno.execPath(), { args: ["run", bin, "inspect", "x"], stdin: "null" }).outputSync();
+  expect(r.code).toBe(1);
+  expect(oneErrorLine(new TextDecoder().decode(r.stderr))).toMatch(/^error: PermissionDenied: tensormap needs Deno's permissions: deno run -A bin\/tensormap\.js/);
 });
 
 const BUILT = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
