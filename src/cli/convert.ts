@@ -3,7 +3,7 @@ import { statSync } from "node:fs";
 import { parseSize } from "../format/sharded.ts";
 import { convert as convertCheckpoint } from "../pickle/convert.ts";
 import { type Command, UsageError } from "./command.ts";
-import { formatBytes, formatCount } from "./format.ts";
+import { formatBytes, formatCount, plural } from "./format.ts";
 import { Progress } from "./progress.ts";
 
 export const convert: Command = {
@@ -61,5 +61,5 @@ function isFile(path: string): boolean {
 /** Says which non-tensor values the conversion left out (the first few by name). */
 function droppedNote(names: string[]): string {
   const shown = names.slice(0, 5).join(", ") + (names.length > 5 ? `, … ${names.length - 5} more` : "");
-  return `note: ${formatCount(names.length)} non-tensor value${names.length === 1 ? "" : "s"} not written (safetensors holds tensors only): ${shown}`;
+  return `note: ${formatCount(names.length)} non-tensor ${plural(names.length, "value")} not written (safetensors holds tensors only): ${shown}`;
 }

@@ -10,7 +10,7 @@ import type { TensorData } from "../format/writer.ts";
 import { open } from "../open.ts";
 import { openSharded, saveSharded } from "../sharded.ts";
 import { type Command, UsageError } from "./command.ts";
-import { formatBytes, formatCount, formatDuration, formatRate } from "./format.ts";
+import { formatBytes, formatCount, formatDuration, formatRate, plural } from "./format.ts";
 import { summary } from "./inspect.ts";
 import { loadDevice, loadReport, touchAll } from "./load.ts";
 import { fillRandom } from "./random.ts";
@@ -126,7 +126,7 @@ export const demo: Command = {
       const [files, shardSeconds] = await timed(() => saveSharded(sharded, tensors, { maxShardSize, metadata: { format: "pt" } }));
       written.push(...files);
       const shards = Math.max(1, files.length - 1);
-      say(`wrote ${shards} shard${shards === 1 ? "" : "s"} of at most ${maxShardSize}${files.length > 1 ? " + index" : ""} to ${sharded}: ${formatRate(bytes, shardSeconds)}`);
+      say(`wrote ${shards} ${plural(shards, "shard")} of at most ${maxShardSize}${files.length > 1 ? " + index" : ""} to ${sharded}: ${formatRate(bytes, shardSeconds)}`);
 
       const shardedFile = await openSharded(sharded);
       try {

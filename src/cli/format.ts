@@ -36,6 +36,18 @@ export function formatCount(n: number): string {
 }
 
 /**
+ * `noun` for one, `nouns` for any other count.
+ *
+ * @example
+ * ```ts
+ * `${n} ${plural(n, "tensor")}`; // "1 tensor", "3 tensors"
+ * ```
+ */
+export function plural(n: number, noun: string): string {
+  return n === 1 ? noun : `${noun}s`;
+}
+
+/**
  * Throughput in decimal units per second, three digits (small files load at kB/s, not "0.00 GB/s"), or
  * "-" when no time has passed.
  *

@@ -1,7 +1,7 @@
 /** `tensormap inspect PATH [--json]`: the tensors of a file or sharded checkpoint, totals and metadata. */
 import { describeLeaf } from "../pickle/index.ts";
 import type { Command } from "./command.ts";
-import { formatBytes, formatCount, printable, table } from "./format.ts";
+import { formatBytes, formatCount, plural, printable, table } from "./format.ts";
 import { type Checkpoint, withPath } from "../checkpoint.ts";
 
 /** One tensor as inspect lists it. */
@@ -28,9 +28,6 @@ export function rows(file: Checkpoint): Row[] {
 }
 
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
-
-/** `noun` for one, `nouns` for any other count. */
-const plural = (n: number, noun: string) => (n === 1 ? noun : `${noun}s`);
 
 /** `n noun` for each count, as one table column: the numbers right-aligned, the nouns after them. */
 function countColumn(counts: readonly number[], noun: string): string[] {

@@ -1,5 +1,6 @@
 /** `tensormap verify PATH...`: checks each file's (or sharded checkpoint's) structure, one line per path. */
 import { type Command, errorLine } from "./command.ts";
+import { plural } from "./format.ts";
 import { withPath } from "../checkpoint.ts";
 import { SafetensorsError } from "../errors.ts";
 import { ShardedFile } from "../sharded.ts";
@@ -52,7 +53,7 @@ export const verify: Command = {
     for (const path of positionals) {
       try {
         const n = await check(path);
-        io.stdout.write(`${path}: ok (${n} tensor${n === 1 ? "" : "s"})\n`);
+        io.stdout.write(`${path}: ok (${n} ${plural(n, "tensor")})\n`);
       } catch (e) {
         failed++;
         io.stdout.write(`${path}: ${errorLine(e)}\n`);

@@ -153,10 +153,11 @@ function totalBytes(files: SafetensorsFile[]): number {
 }
 
 async function convertFile(inPath: string, outPath: string, opts: ConvertOptions): Promise<ConvertResult> {
-  requireWritableFile(inPath, outPath);
   const file = await openPickle(inPath, opts);
   const tmp = join(dirname(outPath), `.${basename(outPath)}.${process.pid}.converting`);
   try {
+    // After the open: IN is known to be there when OUT is compared with it.
+    requireWritableFile(inPath, outPath);
     const tensors = tensorsOf([file]);
     const bytes = totalBytes([file]);
     const progress = new Progress(2 * bytes, opts.onProgress);
