@@ -2,7 +2,7 @@
  * How fast does a checkpoint load? Open + every tensor's bytes + one byte touched per 4 KiB page, warm and
  * cold (evicted with posix_fadvise(DONTNEED)), for tensormap under Bun and Deno and for the peers, each timed
  * inside its own process, all in one run: the best of 7 warm and 5 cold runs each, taken in interleaved rounds.
- * Not a test.
+ * Closing the file is not part of the load (the Python peers free theirs at exit) and is shown apart. Not a test.
  *
  *   bun bench/load.ts            # or: deno run -A bench/load.ts
  *   bun bench/load.ts --quick    # fewer repetitions
@@ -75,18 +75,19 @@ function generate(path: string, specs: Spec[]): void {
 
 type Contender = "mmap" | "mmap-sequential" | "mmap-populate" | "read" | "seqread";
 
-async function work(contender: Contender, path: string): Promise<{ seconds: number; open: number; checksum: number }> {
+async function work(contender: Contender, path: string): Promise<{ seconds: number; open: number; close: number; checksum: number }> {
   // Outside the clock, as Python's imports are: loading libc, and compiling the benchmark's own page toucher.
   await loadLibc();
   touchPages(new Uint8Array(1 << 20));
   const t0 = performance.now();
   let t1 = t0;
   let checksum = 0;
+  let close = () => {};
   if (contender === "seqread") {
     const fd = openSync(path, "r");
     const buf = new Uint8Array(16 * 2 ** 20);
     for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) checksum += buf[n - 1]!;
-    closeSync(fd);
+    close = () => closeSync(fd);
   } else {
     const file = await open(path, {
       backend: contender === "read" ? "read" : "mmap",
@@ -95,9 +96,13 @@ async function work(contender: Contender, path: string): Promise<{ seconds: numb
     });
     t1 = performance.now();
     for (const k of file.offsetKeys()) checksum += touchPages(file.tensor(k).bytes);
-    file.close();
+    close = () => file.close();
   }
-  return { seconds: (performance.now() - t0) / 1000, open: (t1 - t0) / 1000, checksum };
+  // The load ends with the last page read, as the Python peers' does (their tensors are freed at exit):
+  // releasing the mapping is timed on its own.
+  const t2 = performance.now();
+  close();
+  return { seconds: (t2 - t0) / 1000, open: (t1 - t0) / 1000, close: (performance.now() - t2) / 1000, checksum };
 }
 
 // ---- the orchestra --------------------------------------------------------------------------------------
@@ -141,7 +146,7 @@ function runners(python: string | undefined, pyInfo: { safetensors: string; torc
   return out;
 }
 
-function measure(argv: string[], wall = false): { seconds: number; open?: number } {
+function measure(argv: string[], wall = false): { seconds: number; open?: number; close?: number } {
   const t0 = performance.now();
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", cwd: root, maxBuffer: 1 << 24 });
   const seconds = (performance.now() - t0) / 1000;
@@ -202,7 +207,7 @@ async function main(): Promise<void> {
     console.log(`${"".padEnd(48)} ${"warm s".padStart(8)} ${"GB/s".padStart(6)} ${"cold s".padStart(8)} ${"GB/s".padStart(6)}`);
     const runs = contenders.flatMap((c) => {
       const argv = c.argv(path, pt);
-      return argv ? [{ c, argv, file: c.pt ? pt : path, warm: Infinity, opening: Infinity, cold: Infinity }] : [];
+      return argv ? [{ c, argv, file: c.pt ? pt : path, warm: Infinity, opening: Infinity, closing: Infinity, cold: Infinity }] : [];
     });
     // One page-cache state for every warm run (reading does not change it), then rounds that run each contender
     // once, each round starting one further along: a shared machine's drift falls on all of them alike.
@@ -215,16 +220,18 @@ async function main(): Promise<void> {
       const m = measure(r.argv, r.c.wall);
       r.warm = Math.min(r.warm, m.seconds);
       r.opening = Math.min(r.opening, m.open ?? Infinity);
+      r.closing = Math.min(r.closing, m.close ?? Infinity);
     });
     rounds(quick ? 1 : 5, (r) => {
       evict(r.file);
       r.cold = Math.min(r.cold, measure(r.argv, r.c.wall).seconds);
     });
     const row: Record<string, { warm: number; cold: number }> = {};
-    for (const { c, warm, opening, cold } of runs) {
+    for (const { c, warm, opening, closing, cold } of runs) {
       row[c.label] = { warm, cold };
       const gbs = (s: number) => (size / 1e9 / s).toFixed(2).padStart(6);
-      const opened = opening < Infinity ? `   (open + header: ${(opening * 1000).toFixed(1)} ms warm)` : "";
+      const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
+      const opened = opening > 0 && opening < Infinity ? `   (warm: open + header ${ms(opening)}, then close ${ms(closing)})` : "";
       console.log(`${c.label.padEnd(48)} ${warm.toFixed(3).padStart(8)} ${gbs(warm)} ${cold.toFixed(3).padStart(8)} ${gbs(cold)}${opened}`);
     }
     results[f.label] = row;
