@@ -137,6 +137,8 @@ export const VECTORS: Vector[] = [
   { name: "BOM after the JSON", why: "trailing characters", header: bytes("{}", [0xef, 0xbb, 0xbf]), expect: "InvalidHeaderDeserialization" },
   { name: "BOM inside a metadata value", why: "an ordinary character in a string", header: bytes('{"__metadata__":{"a":"', [0xef, 0xbb, 0xbf], 'x"}}'), expect: "ok", tensors: [], metadata: [["a", "\ufeffx"]] },
   { name: "multi-byte names", why: "valid UTF-8 names: é, 中, 😀", header: obj(["é", t("U8", [1], [0, 1])], ["中", t("U8", [1], [1, 2])], ["😀", t("U8", [1], [2, 3])]), data: 3, expect: "ok", tensors: [["é", "U8", [1], [0, 1]], ["中", "U8", [1], [1, 2]], ["😀", "U8", [1], [2, 3]]], metadata: null },
+  { name: "U+FFFD as written", why: "EF BF BD is valid UTF-8: the replacement character itself, not a sign of a bad byte", header: bytes('{"__metadata__":{"a":"', [0xef, 0xbf, 0xbd], '"}}'), expect: "ok", tensors: [], metadata: [["a", "\ufffd"]] },
+  { name: "U+FFFD and an invalid byte", why: "a real U+FFFD does not excuse a bad byte elsewhere", header: bytes('{"__metadata__":{"a":"', [0xef, 0xbf, 0xbd], '","b":"', [0xff], '"}}'), expect: "InvalidHeader" },
   { name: "U+2028 and U+2029 in a string", why: "valid JSON string characters", header: '{"__metadata__":{"a":"\u2028\u2029"}}', expect: "ok", tensors: [], metadata: [["a", "\u2028\u2029"]] },
   { name: "raw NUL byte inside a string", why: "valid UTF-8, but a control character in a JSON string", header: bytes('{"__metadata__":{"a":"', [0], '"}}'), expect: "InvalidHeaderDeserialization" },
 
