@@ -7,6 +7,9 @@ import { constants } from "node:os";
 import { SafetensorsError } from "../src/errors.ts";
 import { runtime } from "../src/runtime.ts";
 import { createAdviseRing, type AdviseRing } from "./advise-ring.ts";
+import { installSigbusGuard, type MappingGuard, type SigbusGuard } from "./sigbus-guard.ts";
+
+export type { MappingGuard };
 
 /** What a runtime binding provides: the raw calls (−1 / `MAP_FAILED` plus errno on failure) and views. */
 export interface LibCBinding {
@@ -62,6 +65,13 @@ export interface LibC {
   posixFadvise(fd: number, offset: number, length: number, advice: number): void;
   view(addr: bigint, length: number): ArrayBuffer;
   viewOwningMapping(addr: bigint, length: number): ArrayBuffer;
+  /**
+   * Keeps a file mapping's reads past the file's end (it shrank) from ending the process with SIGBUS: they
+   * read zeros and the guard reports it (`./sigbus-guard.ts`; x86-64 only, a no-op elsewhere).
+   */
+  guard(addr: bigint, length: number): MappingGuard;
+  /** The faults caught in all guarded mappings (low and high halves): zero while every file kept its size. */
+  readonly guardFaults: Uint32Array;
   /** Opens `path` for positional reads into host memory from up to `threads` threads at once. */
   openHostFile(path: string, threads: number): HostFile;
 }
@@ -120,6 +130,7 @@ export function checked(b: LibCBinding): LibC {
   const openRead = (path: string) => check(b.open(path, O_RDONLY | O_CLOEXEC), `cannot open ${path}`);
   const madvise = (addr: bigint, length: number, advice: number) => void check(b.madvise(addr, length, advice), `madvise(${advice}) failed`);
   let ring: AdviseRing | { unavailable: string } | undefined;
+  let guards: SigbusGuard | undefined;
   return {
     runtime: b.runtime,
     pageSize: pageSize > 0 ? pageSize : 4096,
@@ -150,6 +161,10 @@ export function checked(b: LibCBinding): LibC {
     },
     view: (addr, length) => b.view(addr, length),
     viewOwningMapping: (addr, length) => b.viewOwningMapping(addr, length),
+    guard: (addr, length) => (guards ??= installSigbusGuard(b)).guard(addr, length),
+    get guardFaults() {
+      return (guards ??= installSigbusGuard(b)).faults;
+    },
     openHostFile: (path, threads) => hostFile(b, path, openRead(path), threads),
   };
 }

@@ -24,6 +24,7 @@ export type ErrorCode =
   | "InvalidSlice"
   | "TensorTooLarge"
   | "Closed"
+  | "FileChanged"
   | "NotAFile"
   // writing and arguments
   | "InvalidTensor"

@@ -8,9 +8,11 @@
  *
  * Lifetime: each window's ArrayBuffer owns its mapping and unmaps it when collected. `close()` maps zero pages
  * over every window (MAP_FIXED), so a view kept past close reads zeros instead of faulting, and drops the
- * windows; the collector unmaps them once the last view is gone.
+ * windows; the collector unmaps them once the last view is gone. A file that shrinks while mapped would make
+ * reads past its new end raise SIGBUS: each window is guarded (`ffi/sigbus-guard.ts`), those reads see zeros,
+ * and the source then refuses reads with `FileChanged`.
  */
-import type { LibC } from "../../ffi/libc.ts";
+import type { LibC, MappingGuard } from "../../ffi/libc.ts";
 import {
   MADV_NORMAL,
   MADV_POPULATE_READ,
@@ -85,7 +87,12 @@ interface Window {
   length: number;
   addr: bigint;
   buffer: ArrayBuffer;
+  /** Catches reads past the end of a file that shrank while mapped (SIGBUS otherwise). */
+  guard: MappingGuard;
 }
+
+/** Stops guarding a window once the collector has unmapped it. */
+const guardReleaser = new FinalizationRegistry<MappingGuard>((guard) => guard.release());
 
 /** Closes the descriptor of a windowed source that was dropped without `close()`. */
 const fdCloser = new FinalizationRegistry<{ libc: LibC; fd: number }>(({ libc, fd }) => {
@@ -128,6 +135,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
   const windowMax = Math.max(page, floorTo(Math.min(options.windowBytes ?? libc.maxView, libc.maxView), page));
   const step = Math.max(page, floorTo(windowMax / 2, page));
   const windows = new Map<string, Window>();
+  const faults = libc.guardFaults;
   let whole: Window | undefined;
   let open = true;
   let fdOpen = true;
@@ -141,7 +149,10 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
     const addr = mapFile(libc, length, fd, start, options.shared === true);
     try {
       if (advice !== MADV_NORMAL) libc.madvise(addr, length, advice);
-      return { start, length, addr, buffer: libc.viewOwningMapping(addr, length) };
+      const buffer = libc.viewOwningMapping(addr, length);
+      const guard = libc.guard(addr, length);
+      guardReleaser.register(buffer, guard);
+      return { start, length, addr, buffer, guard };
     } catch (e) {
       libc.munmap(addr, length);
       throw e;
@@ -166,6 +177,15 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
       w = map(start, end - start);
       windows.set(key, w);
       if (size <= windowMax) whole = w;
+    }
+    return w;
+  };
+
+  /** A window whose file shrank under it has handed out zeros: refuse to go on. */
+  const intact = (w: Window): Window => {
+    // One load on the hot path: no mapping anywhere has faulted.
+    if ((faults[0]! | faults[1]!) !== 0 && w.guard.faulted()) {
+      throw new SafetensorsError("FileChanged", `${path} shrank on disk while mapped: reads past its new end gave zeros; open it again`);
     }
     return w;
   };
@@ -230,19 +250,22 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
       if (length === 0) return new Uint8Array(0);
       if (!fits(offset, length)) throw tooLarge(length);
       const w = windowFor(offset, length);
+      // The hot path (a view per tensor) checks inline: a call here costs 20,000 tensors a millisecond.
+      if ((faults[0]! | faults[1]!) !== 0) intact(w);
       return new Uint8Array(w.buffer, offset - w.start, length);
     },
     readInto(dst, offset) {
       check(offset, dst.byteLength);
       for (const [w, at, n] of pieces(offset, dst.byteLength, windowMax)) {
         dst.set(new Uint8Array(w.buffer, at - w.start, n), at - offset);
+        intact(w);
       }
     },
     pointer(offset, length = 1) {
       const n = Math.min(length, size - offset);
       check(offset, n);
       if (!fits(offset, n)) throw tooLarge(n);
-      const w = windowFor(offset, n);
+      const w = intact(windowFor(offset, n));
       return w.addr + BigInt(offset - w.start);
     },
     prefetch(offset, length) {
@@ -251,7 +274,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
     },
     *chunks(offset, length, chunk = windowMax) {
       check(offset, length);
-      for (const [w, at, n] of pieces(offset, length, Math.max(1, chunk))) yield new Uint8Array(w.buffer, at - w.start, n);
+      for (const [w, at, n] of pieces(offset, length, Math.max(1, chunk))) yield new Uint8Array(intact(w).buffer, at - w.start, n);
     },
     close() {
       if (!open) return;
@@ -260,6 +283,7 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
         try {
           // Zero pages over the file pages: views kept past close read zeros; the collector unmaps later.
           zeroOver(libc, w.addr, w.length);
+          w.guard.release();
         } catch {
           // Out of memory for the swap: the file pages stay mapped until the views are collected.
         }

@@ -2,7 +2,8 @@
  * Run by lifetime.test.ts in a child process of the same runtime, so that a crash shows as an exit status
  * and the collector can be driven (`Bun.gc`, Deno with `--v8-flags=--expose-gc`). Prints one JSON line.
  */
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, statSync, truncateSync } from "node:fs";
+import { loadLibc, MAP_PRIVATE, PROT_READ, type LibC } from "../../ffi/libc.ts";
 import { open } from "../../src/open.ts";
 
 const [mode, path, count] = process.argv.slice(2) as [string, string, string?];
@@ -77,6 +78,31 @@ if (mode === "after-close") {
   kept.length = 0;
   await collect();
   console.log(JSON.stringify({ afterClose, zeroedWhileKept, unclosed, afterGc: fileMappings(), zeroedAfterGc: zeroedWindows(), growth: vmSize() - baseline }));
+} else if (mode === "shrunk") {
+  // Enough opens and closes to fill the guard's table, were closing not to free its slots.
+  for (let i = 0; i < Number(count); i++) (await open(path)).close();
+  const file = await open(path);
+  const last = file.offsetKeys().at(-1)!;
+  const sum = (v: Uint8Array) => v.reduce((a, b) => a + b, 0);
+  const before = sum(file.tensor(last).bytes);
+  truncateSync(path, 1000);
+  const after = sum(file.tensor(last).bytes);
+  let code = "";
+  try {
+    file.tensor(last);
+  } catch (e) {
+    code = (e as { code: string }).code;
+  }
+  console.log(JSON.stringify({ before, after, code }));
+} else if (mode === "foreign") {
+  // A mapping tensormap does not own, after tensormap has installed its guard: the fault is not ours to hide.
+  (await open(path)).close();
+  const libc = (await loadLibc()) as LibC;
+  const size = statSync(path).size;
+  const addr = libc.mmap(0n, size, PROT_READ, MAP_PRIVATE, libc.openRead(path), 0);
+  const view = new Uint8Array(libc.view(addr, size));
+  truncateSync(path, 0);
+  console.log(JSON.stringify({ read: view[size - 1] }));
 } else if (mode === "debug") {
   const file = await open(path);
   console.log(JSON.stringify({ backend: file.backend }));

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -61,6 +61,28 @@ describe.skipIf(runtime === "node")("mmap lifetime, in a child process", () => {
     expect(r.out.afterGc).toBeLessThanOrEqual(1);
     // 2000 leaked windows would be 125 GiB of address space; what is left is the runtime's own growth.
     expect(r.out.growth).toBeLessThan(100 * big);
+  });
+
+  /** A copy of a fixture that the child may truncate. */
+  const scratch = (name: string) => {
+    const path = join(dir, name);
+    copyFileSync(fixture("safetensors/tiny-gpt2.safetensors"), path);
+    return path;
+  };
+
+  test.skipIf(process.arch !== "x64")("a file truncated under its mapping reads zeros, then FileChanged, and never SIGBUS", () => {
+    const r = run(["shrunk", scratch("shrunk.safetensors"), "3000"]);
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0);
+    expect(r.out.before).toBeGreaterThan(0);
+    expect(r.out.after).toBe(0);
+    expect(r.out.code).toBe("FileChanged");
+  });
+
+  test("a SIGBUS in a mapping tensormap does not own still ends the process", () => {
+    const r = run(["foreign", scratch("foreign.safetensors")]);
+    expect(r.out).toBeUndefined();
+    expect(r.signal ?? r.status).toMatch(/SIGBUS|135/);
   });
 
   test("TENSORMAP_DEBUG explains the choice", () => {
