@@ -7,9 +7,9 @@ import { constants } from "node:os";
 import { SafetensorsError } from "../src/errors.ts";
 import { runtime } from "../src/runtime.ts";
 import { createAdviseRing, type AdviseRing } from "./advise-ring.ts";
-import { installSigbusGuard, type MappingGuard, type SigbusGuard } from "./sigbus-guard.ts";
+import { installSigbusGuard, type SigbusGuard } from "./sigbus-guard.ts";
 
-export type { MappingGuard };
+export type { MappingGuard, SigbusGuard } from "./sigbus-guard.ts";
 
 /** What a runtime binding provides: the raw calls (−1 / `MAP_FAILED` plus errno on failure) and views. */
 export interface LibCBinding {
@@ -66,12 +66,10 @@ export interface LibC {
   view(addr: bigint, length: number): ArrayBuffer;
   viewOwningMapping(addr: bigint, length: number): ArrayBuffer;
   /**
-   * Keeps a file mapping's reads past the file's end (it shrank) from ending the process with SIGBUS: they
-   * read zeros and the guard reports it (`./sigbus-guard.ts`; x86-64 only, a no-op elsewhere).
+   * Keeps file mappings' reads past the file's end (it shrank) from ending the process with SIGBUS: they read
+   * zeros and the guard reports it (`./sigbus-guard.ts`; installed on first use; x86-64 only, a no-op elsewhere).
    */
-  guard(addr: bigint, length: number): MappingGuard;
-  /** The faults caught in all guarded mappings (low and high halves): zero while every file kept its size. */
-  readonly guardFaults: Uint32Array;
+  readonly sigbus: SigbusGuard;
   /** Opens `path` for positional reads into host memory from up to `threads` threads at once. */
   openHostFile(path: string, threads: number): HostFile;
 }
@@ -161,9 +159,8 @@ export function checked(b: LibCBinding): LibC {
     },
     view: (addr, length) => b.view(addr, length),
     viewOwningMapping: (addr, length) => b.viewOwningMapping(addr, length),
-    guard: (addr, length) => (guards ??= installSigbusGuard(b)).guard(addr, length),
-    get guardFaults() {
-      return (guards ??= installSigbusGuard(b)).faults;
+    get sigbus() {
+      return (guards ??= installSigbusGuard(b));
     },
     openHostFile: (path, threads) => hostFile(b, path, openRead(path), threads),
   };
