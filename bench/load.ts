@@ -19,8 +19,8 @@ import { loadLibc, POSIX_FADV_DONTNEED } from "../ffi/libc.ts";
 import { fillRandom } from "../src/cli/random.ts";
 import { planHeader } from "../src/format/writer.ts";
 import { touchPages } from "../src/io/mmap.ts";
-import { open } from "../src/open.ts";
-import { runtime } from "../src/runtime.ts";
+import { open } from "../src/checkpoint/open.ts";
+import { runtime } from "../ffi/runtime.ts";
 import { tinyLlamaShapes } from "./support.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -7,7 +7,7 @@
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { save } from "../src/format/writer.ts";
-import { open } from "../src/open.ts";
+import { open } from "../src/checkpoint/open.ts";
 import { generated, header, medianMs, pythonMs, row } from "./support.ts";
 
 const TENSORS = 20_000;

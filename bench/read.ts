@@ -7,7 +7,7 @@
  */
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { save } from "../src/format/writer.ts";
-import { open } from "../src/open.ts";
+import { open } from "../src/checkpoint/open.ts";
 import { generated, header, medianMs, row } from "./support.ts";
 
 const MB = Number(process.env.TENSORMAP_BENCH_MB ?? 512);

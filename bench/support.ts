@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { runtime } from "../src/runtime.ts";
+import { runtime } from "../ffi/runtime.ts";
 
 export const DATA_DIR = join(dirname(fileURLToPath(import.meta.url)), "data");
 

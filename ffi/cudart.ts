@@ -4,7 +4,7 @@
  * are libc's (`LibC.openHostFile` in `ffi/libc.ts`). The per-runtime bindings live in
  * `ffi/bun/cudart.ts` and `ffi/deno/cudart.ts`; {@link loadCudart} picks one by dynamic import.
  */
-import { runtime } from "../src/runtime.ts";
+import { runtime } from "./runtime.ts";
 import { loadLibc } from "./libc.ts";
 
 /** libcudart constants (cuda_runtime_api.h / driver_types.h, CUDA 12 and 13). */

@@ -5,7 +5,7 @@
  */
 import { constants } from "node:os";
 import { SafetensorsError } from "../src/errors.ts";
-import { runtime } from "../src/runtime.ts";
+import { runtime } from "./runtime.ts";
 import { createAdviseRing, type AdviseRing } from "./advise-ring.ts";
 import { installSigbusGuard, type SigbusGuard } from "./sigbus-guard.ts";
 

@@ -12,15 +12,16 @@
 // Errors
 export { SafetensorsError, type ErrorCode } from "./errors.ts";
 // Opening and reading
-export { fileFromSource, open, type OpenOptions } from "./open.ts";
-export { SafetensorsFile, type FileLayout, type TensorEntry } from "./file.ts";
-export { Tensor } from "./tensor.ts";
-export type { SliceSpec } from "./slice.ts";
-export { openCheckpoint, type Checkpoint } from "./checkpoint.ts";
-export { openSharded, saveSharded, ShardedFile, type SaveShardedOptions, type ShardedTensorInfo } from "./sharded.ts";
+export { fileFromSource, open, type OpenOptions } from "./checkpoint/open.ts";
+export { SafetensorsFile } from "./checkpoint/file.ts";
+export type { FileLayout, TensorEntry, TensorInfo } from "./format/layout.ts";
+export { Tensor } from "./checkpoint/tensor.ts";
+export type { SliceSpec } from "./checkpoint/slice.ts";
+export { openCheckpoint, type Checkpoint } from "./checkpoint/checkpoint.ts";
+export { openSharded, saveSharded, ShardedFile, type SaveShardedOptions } from "./checkpoint/sharded.ts";
 // The format
 export { DTYPES, dtypeInfo, type DType, type DTypeInfo, type TypedArray } from "./format/dtypes.ts";
-export { parseHeader, type Header, type HeaderEntry, type TensorInfo } from "./format/header.ts";
+export { parseHeader, type Header } from "./format/header.ts";
 export { planFile, save, serialize, type TensorData, type TensorMap } from "./format/writer.ts";
 export { INDEX_FILE, parseSize } from "./format/sharded.ts";
 // Byte sources
@@ -32,5 +33,5 @@ export { loadToDevice, resolveDevice, toDevice, type DeviceLoadOptions, type Dev
 export { DeviceTensors, type CudaTensor, type DeviceTensor, type HostTensor } from "./device/tensors.ts";
 export { parseDevice, type DeviceSpec } from "./device/spec.ts";
 // PyTorch checkpoints
-export { convert, type ConvertOptions, type ConvertResult } from "./pickle/convert.ts";
-export { describeLeaf, isPytorch, openPytorchLayout, type PickleLayout } from "./pickle/index.ts";
+export { convert, type ConvertOptions, type ConvertResult } from "./convert/convert.ts";
+export { describeLeaf, isPytorch, openPytorchLayout, type PickleLayout } from "./pickle/layout.ts";

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { SafetensorsError } from "../src/errors.ts";
-import { open } from "../src/open.ts";
-import { openSharded, saveSharded } from "../src/sharded.ts";
+import { open } from "../src/checkpoint/open.ts";
+import { openSharded, saveSharded } from "../src/checkpoint/sharded.ts";
 import { expected, fixture, sha256 } from "./support/fixtures.ts";
 
 const SHARDED = fixture("sharded");

@@ -1,7 +1,7 @@
 /** `tensormap convert IN OUT [--max-shard-size SIZE]`: PyTorch pickle checkpoints to safetensors. */
 import { statSync } from "node:fs";
 import { parseSize } from "../format/sharded.ts";
-import { convert as convertCheckpoint } from "../pickle/convert.ts";
+import { convert as convertCheckpoint } from "../convert/convert.ts";
 import { type Command, UsageError } from "./command.ts";
 import { formatBytes, formatCount, plural } from "./format.ts";
 import { Progress } from "./progress.ts";

@@ -1,8 +1,8 @@
 /** `tensormap inspect PATH [--json]`: the tensors of a file or sharded checkpoint, totals and metadata. */
-import { describeLeaf } from "../pickle/index.ts";
+import { describeLeaf } from "../pickle/layout.ts";
 import type { Command } from "./command.ts";
 import { formatBytes, formatCount, plural, printable, table } from "./format.ts";
-import { type Checkpoint, withPath } from "../checkpoint.ts";
+import { type Checkpoint, withPath } from "../checkpoint/checkpoint.ts";
 
 /** One tensor as inspect lists it. */
 export interface Row {

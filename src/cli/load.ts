@@ -5,7 +5,7 @@ import { touchPages } from "../io/mmap.ts";
 import type { Backend } from "../io/source.ts";
 import { type Command, type Output, UsageError } from "./command.ts";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.ts";
-import { type Checkpoint, withPath } from "../checkpoint.ts";
+import { type Checkpoint, withPath } from "../checkpoint/checkpoint.ts";
 import { Progress } from "./progress.ts";
 
 const BACKENDS = ["auto", "mmap", "read"] as const;

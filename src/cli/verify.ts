@@ -1,9 +1,9 @@
 /** `tensormap verify PATH...`: checks each file's (or sharded checkpoint's) structure, one line per path. */
 import { type Command, errorLine } from "./command.ts";
 import { plural } from "./format.ts";
-import { withPath } from "../checkpoint.ts";
+import { withPath } from "../checkpoint/checkpoint.ts";
 import { SafetensorsError } from "../errors.ts";
-import { ShardedFile } from "../sharded.ts";
+import { ShardedFile } from "../checkpoint/sharded.ts";
 
 /**
  * Checks one path the way a loader would meet it: the whole header of every file (shards included) and,

@@ -5,24 +5,11 @@
 import { SafetensorsError } from "../errors.ts";
 import { DTYPES, type DType } from "./dtypes.ts";
 import { JsonReader } from "./json.ts";
+import type { TensorEntry } from "./layout.ts";
 
 /** The reference refuses headers above 100 MB. */
 export const MAX_HEADER_SIZE = 100_000_000;
 
-export interface TensorInfo {
-  dtype: DType;
-  /** Dimensions; `[]` is a scalar. */
-  shape: number[];
-  /** Start and end of the bytes, relative to the data buffer that follows the header. */
-  dataOffsets: [number, number];
-  byteLength: number;
-}
-
-/** A tensor as the header places it in its file. */
-export interface HeaderEntry extends TensorInfo {
-  /** Absolute offset of its first byte in the file: `dataStart + dataOffsets[0]`. */
-  start: number;
-}
 
 export interface Header {
   /** N: the JSON's length in bytes, padding included. */
@@ -31,7 +18,7 @@ export interface Header {
   dataStart: number;
   /** `__metadata__` as a null-prototype record, or null when absent. */
   metadata: Record<string, string> | null;
-  tensors: Map<string, HeaderEntry>;
+  tensors: Map<string, TensorEntry>;
   /** Tensor names in file order (by data offsets). */
   order: string[];
 }
@@ -102,7 +89,7 @@ interface Entry {
 }
 
 type Entries = { metadata: Record<string, string> | null; entries: Entry[] };
-type Tensors = { tensors: Map<string, HeaderEntry>; order: string[] };
+type Tensors = { tensors: Map<string, TensorEntry>; order: string[] };
 
 /** A number that is not a plain unsigned integer: a sign, a fraction or an exponent. JSON.parse takes them all. */
 const NOT_UNSIGNED = /[[,][ \t\n\r]*(?:-|[0-9]+[.eE])/;
@@ -129,7 +116,7 @@ function readPlain(text: string, dataStart: number, dataSize: number): ({ metada
   if (typeof root !== "object" || root === null || Array.isArray(root)) return null;
   let strings = 0;
   let metadata: Record<string, string> | null = null;
-  const tensors = new Map<string, HeaderEntry>();
+  const tensors = new Map<string, TensorEntry>();
   const order: string[] = [];
   let cursor = 0;
   let sorted = true;
@@ -308,7 +295,7 @@ function validate(rows: Entry[], dataStart: number, dataSize: number): Tensors {
   rows.sort((x, y) => (x.start != y.start ? (lt(x.start, y.start) ? -1 : 1) : x.end != y.end ? (lt(x.end, y.end) ? -1 : 1) : 0));
   let cursor: number | bigint = 0;
   // Built as we go: on a refusal the header is dropped whole, so half-filled results never escape.
-  const tensors = new Map<string, HeaderEntry>();
+  const tensors = new Map<string, TensorEntry>();
   const order: string[] = [];
   for (const e of rows) {
     const name = e.name;

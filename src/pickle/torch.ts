@@ -5,7 +5,7 @@
  * call, BUILD target or persistent id is refused with `UnsafePickle`, before anything could run.
  */
 import { SafetensorsError } from "../errors.ts";
-import type { TensorEntry } from "../file.ts";
+import type { TensorEntry } from "../format/layout.ts";
 import { dtypeInfo, type DType } from "../format/dtypes.ts";
 import { PyDict, PySet, PyTuple, type PickleHooks } from "./unpickler.ts";
 

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, test } from "vitest";
-import { open } from "../../src/open.ts";
+import { open } from "../../src/checkpoint/open.ts";
 import { cli } from "../support/cli.ts";
 import { expected, fixture } from "../support/fixtures.ts";
 

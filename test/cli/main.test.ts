@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { errorLine } from "../../src/cli/command.ts";
 import { SafetensorsError } from "../../src/errors.ts";
-import { runtime } from "../../src/runtime.ts";
+import { runtime } from "../../ffi/runtime.ts";
 import { cli, oneErrorLine } from "../support/cli.ts";
 import { fixture } from "../support/fixtures.ts";
 

@@ -8,7 +8,7 @@ import { loadLibc, type LibC } from "../../ffi/libc.ts";
 import { check, Cleanup, deviceAlloc, hostAlloc, probeCuda, type CudaDevice, type CudaFailure } from "../../src/device/cuda.ts";
 import { PinnedRing, readChunk } from "../../src/device/pipeline.ts";
 import { SafetensorsError } from "../../src/errors.ts";
-import { runtime } from "../../src/runtime.ts";
+import { runtime } from "../../ffi/runtime.ts";
 
 function caught(f: () => unknown): SafetensorsError {
   try {

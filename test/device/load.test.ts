@@ -7,9 +7,9 @@ import { loadToDevice, resolveDevice, toDevice, type LoadProgress } from "../../
 import { SafetensorsError } from "../../src/errors.ts";
 import { save } from "../../src/format/writer.ts";
 import type { MmapSource } from "../../src/io/mmap.ts";
-import { open } from "../../src/open.ts";
-import { openSharded } from "../../src/sharded.ts";
-import { runtime } from "../../src/runtime.ts";
+import { open } from "../../src/checkpoint/open.ts";
+import { openSharded } from "../../src/checkpoint/sharded.ts";
+import { runtime } from "../../ffi/runtime.ts";
 import { expected, fixture, sha256 } from "../support/fixtures.ts";
 import { mappedBytes } from "../support/proc.ts";
 

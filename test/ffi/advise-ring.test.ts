@@ -13,7 +13,7 @@ import {
   type LibC,
   type LibCBinding,
 } from "../../ffi/libc.ts";
-import { runtime } from "../../src/runtime.ts";
+import { runtime } from "../../ffi/runtime.ts";
 import { mappedBytes } from "../support/proc.ts";
 
 const loaded = await loadLibc();

@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { describe, expect, test } from "vitest";
 import { errnoName, loadLibc, MADV_WILLNEED, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, type LibC } from "../../ffi/libc.ts";
 import { SafetensorsError } from "../../src/errors.ts";
-import { runtime } from "../../src/runtime.ts";
+import { runtime } from "../../ffi/runtime.ts";
 
 const fixture = resolve(process.cwd(), "../shared/fixtures/safetensors/tiny-gpt2.safetensors");
 const loaded = await loadLibc();

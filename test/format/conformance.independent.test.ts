@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { SafetensorsError } from "../../src/errors.ts";
 import { parseHeader } from "../../src/format/header.ts";
-import { open } from "../../src/open.ts";
+import { open } from "../../src/checkpoint/open.ts";
 
 const FIXTURE = readFileSync(resolve(process.cwd(), "../shared/fixtures/safetensors/all-dtypes.safetensors"));
 const ORIGINAL = new Uint8Array(FIXTURE.buffer, FIXTURE.byteOffset, FIXTURE.byteLength);

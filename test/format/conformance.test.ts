@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { SafetensorsError } from "../../src/errors.ts";
 import { parseHeader, type Header } from "../../src/format/header.ts";
-import { open } from "../../src/open.ts";
+import { open } from "../../src/checkpoint/open.ts";
 import { buildFile, pattern, VECTORS, type Vector } from "./conformance.vectors.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "tensormap-conformance-"));

@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { SafetensorsError } from "../../src/errors.ts";
 import { parseHeader } from "../../src/format/header.ts";
-import { open } from "../../src/open.ts";
+import { open } from "../../src/checkpoint/open.ts";
 import { concat, u64le } from "../support/bytes.ts";
 
 const CASES = 10_000;

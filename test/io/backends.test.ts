@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { loadLibc } from "../../ffi/libc.ts";
-import { open } from "../../src/open.ts";
+import { open } from "../../src/checkpoint/open.ts";
 import { expected, fixture, sha256 } from "../support/fixtures.ts";
 
 const hasFfi = !("unavailable" in (await loadLibc()));

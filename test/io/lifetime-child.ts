@@ -4,7 +4,7 @@
  */
 import { readFileSync, statSync, truncateSync } from "node:fs";
 import { loadLibc, MAP_PRIVATE, PROT_READ, type LibC } from "../../ffi/libc.ts";
-import { open } from "../../src/open.ts";
+import { open } from "../../src/checkpoint/open.ts";
 
 const [mode, path, count] = process.argv.slice(2) as [string, string, string?];
 

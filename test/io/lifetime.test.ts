@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
 import { planHeader } from "../../src/format/writer.ts";
-import { runtime } from "../../src/runtime.ts";
+import { runtime } from "../../ffi/runtime.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
 
 const child = fileURLToPath(new URL("./lifetime-child.ts", import.meta.url));

@@ -5,8 +5,8 @@ import { afterAll, describe, expect, test } from "vitest";
 import { save } from "../../src/format/writer.ts";
 import { chooseBackend, openSource } from "../../src/io/open-source.ts";
 import type { MmapSource } from "../../src/io/mmap.ts";
-import { open } from "../../src/open.ts";
-import { runtime } from "../../src/runtime.ts";
+import { open } from "../../src/checkpoint/open.ts";
+import { runtime } from "../../ffi/runtime.ts";
 import { mappedBytes } from "../support/proc.ts";
 import { fixture } from "../support/fixtures.ts";
 

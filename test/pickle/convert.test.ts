@@ -3,9 +3,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { open } from "../../src/open.ts";
-import { convert } from "../../src/pickle/convert.ts";
-import { openSharded } from "../../src/sharded.ts";
+import { open } from "../../src/checkpoint/open.ts";
+import { convert } from "../../src/convert/convert.ts";
+import { openSharded } from "../../src/checkpoint/sharded.ts";
 
 const fixtures = path.resolve(process.cwd(), "../shared/fixtures");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, test } from "vitest";
 import { openRead } from "../../src/io/read.ts";
-import { describeLeaf, openPytorchLayout } from "../../src/pickle/index.ts";
+import { describeLeaf, openPytorchLayout } from "../../src/pickle/layout.ts";
 
 const dir = path.resolve(process.cwd(), "../shared/fixtures/torch");
 

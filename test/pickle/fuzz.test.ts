@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { expect, test } from "vitest";
 import { SafetensorsError } from "../../src/errors.ts";
-import { openPytorchLayout } from "../../src/pickle/index.ts";
+import { openPytorchLayout } from "../../src/pickle/layout.ts";
 import { readZip } from "../../src/pickle/zip.ts";
 import { memorySource, Pickle, torchZip } from "./build.ts";
 

@@ -3,7 +3,7 @@ import path from "node:path";
 import { expect, test } from "vitest";
 import { SafetensorsError } from "../../src/errors.ts";
 import { openRead } from "../../src/io/read.ts";
-import { isPytorch, openPytorchLayout } from "../../src/pickle/index.ts";
+import { isPytorch, openPytorchLayout } from "../../src/pickle/layout.ts";
 
 const dir = path.resolve(process.cwd(), "../shared/fixtures/malicious");
 

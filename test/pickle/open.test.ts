@@ -3,10 +3,10 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect, test } from "vitest";
-import { openCheckpoint } from "../../src/checkpoint.ts";
-import { open } from "../../src/open.ts";
-import { describeLeaf } from "../../src/pickle/index.ts";
-import { runtime } from "../../src/runtime.ts";
+import { openCheckpoint } from "../../src/checkpoint/checkpoint.ts";
+import { open } from "../../src/checkpoint/open.ts";
+import { describeLeaf } from "../../src/pickle/layout.ts";
+import { runtime } from "../../ffi/runtime.ts";
 
 const dir = path.resolve(process.cwd(), "../shared/fixtures");
 

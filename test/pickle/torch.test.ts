@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { SafetensorsError } from "../../src/errors.ts";
-import { openPytorchLayout } from "../../src/pickle/index.ts";
+import { openPytorchLayout } from "../../src/pickle/layout.ts";
 import { Pickle, legacyFile, memorySource, statePickle, torchZip, type TensorSpec } from "./build.ts";
 
 function open(tensors: TensorSpec[], storages: Record<string, Uint8Array>) {

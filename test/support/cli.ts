@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { main } from "../../src/cli/main.ts";
-import { runtime } from "../../src/runtime.ts";
+import { runtime } from "../../ffi/runtime.ts";
 
 export interface CliResult {
   code: number;

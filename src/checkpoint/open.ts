@@ -1,8 +1,9 @@
-import { SafetensorsFile, type FileLayout } from "./file.ts";
-import { headerLength, parseHeader } from "./format/header.ts";
-import { openSource, type SourceOptions } from "./io/open-source.ts";
-import type { ByteSource } from "./io/source.ts";
-import { isPytorch, openPytorchLayout } from "./pickle/index.ts";
+import { SafetensorsFile } from "./file.ts";
+import type { FileLayout } from "../format/layout.ts";
+import { headerLength, parseHeader } from "../format/header.ts";
+import { openSource, type SourceOptions } from "../io/open-source.ts";
+import type { ByteSource } from "../io/source.ts";
+import { isPytorch, openPytorchLayout } from "../pickle/layout.ts";
 
 export type OpenOptions = SourceOptions;
 

@@ -1,5 +1,5 @@
-import { SafetensorsError } from "./errors.ts";
-import { DTYPES, type DType, type TypedArray } from "./format/dtypes.ts";
+import { SafetensorsError } from "../errors.ts";
+import { DTYPES, type DType, type TypedArray } from "../format/dtypes.ts";
 
 /**
  * One tensor: its name, dtype, shape and exactly its bytes (little-endian, row-major). Under the mmap

@@ -1,31 +1,13 @@
-import { SafetensorsError } from "./errors.ts";
-import { DTYPES } from "./format/dtypes.ts";
-import type { TensorInfo } from "./format/header.ts";
-import type { DeviceLoadOptions } from "./device/load.ts";
-import type { DeviceTensors } from "./device/tensors.ts";
-import { compareNames } from "./format/names.ts";
-import type { ByteSource } from "./io/source.ts";
+import { SafetensorsError } from "../errors.ts";
+import { DTYPES } from "../format/dtypes.ts";
+import type { FileLayout, TensorEntry, TensorInfo } from "../format/layout.ts";
+import type { DeviceLoadOptions } from "../device/load.ts";
+import type { DeviceTensors } from "../device/tensors.ts";
+import { compareNames } from "../format/names.ts";
+import type { ByteSource } from "../io/source.ts";
 import { planSlice, type SliceSpec } from "./slice.ts";
 import { Tensor } from "./tensor.ts";
 
-export type { TensorInfo };
-
-/** Where a tensor's bytes live in its source. */
-export interface TensorEntry extends TensorInfo {
-  /** Absolute offset of the first byte in the source. */
-  start: number;
-  /** For tensors that are not one contiguous run in the file (strided pickle views): builds the row-major bytes. */
-  gather?: (source: ByteSource) => Uint8Array;
-}
-
-/** What a file is made from: where each tensor lives, the file order, and the metadata. */
-export interface FileLayout {
-  entries: Map<string, TensorEntry>;
-  order: string[];
-  metadata: Record<string, string> | null;
-  /** PyTorch checkpoints: the values that are not tensors (epoch, hyperparameters, …), by dotted name. */
-  leaves?: ReadonlyMap<string, unknown>;
-}
 
 const NO_LEAVES: ReadonlyMap<string, unknown> = new Map();
 
@@ -127,7 +109,7 @@ export class SafetensorsFile {
    */
   toDevice(opts?: DeviceLoadOptions): Promise<DeviceTensors> {
     // Imported on use: the device layer sits above this one (and would make an import cycle).
-    return import("./device/load.ts").then((m) => m.toDevice(this, opts));
+    return import("../device/load.ts").then((m) => m.toDevice(this, opts));
   }
 
   /** One tensor, with exactly its bytes. */

@@ -5,23 +5,18 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import type { DeviceLoadOptions } from "./device/load.ts";
-import type { DeviceTensors } from "./device/tensors.ts";
-import { fromSystemError, namingFile, SafetensorsError } from "./errors.ts";
-import type { SafetensorsFile, TensorInfo } from "./file.ts";
-import { compareNames } from "./format/names.ts";
-import { FOLDER_FILES, formatIndex, INDEX_FILE, parseIndex, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE, type ShardIndex } from "./format/sharded.ts";
-import { commit, planHeader, streamed, tensorBytes, writeTemp, type TensorMap, type TensorShape } from "./format/writer.ts";
-import { sourceOpener } from "./io/open-source.ts";
+import type { DeviceLoadOptions } from "../device/load.ts";
+import type { DeviceTensors } from "../device/tensors.ts";
+import { fromSystemError, namingFile, SafetensorsError } from "../errors.ts";
+import type { SafetensorsFile } from "./file.ts";
+import type { TensorInfo } from "../format/layout.ts";
+import { compareNames } from "../format/names.ts";
+import { FOLDER_FILES, formatIndex, INDEX_FILE, parseIndex, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE, type ShardIndex } from "../format/sharded.ts";
+import { commit, planHeader, streamed, tensorBytes, writeTemp, type TensorMap, type TensorShape } from "../format/writer.ts";
+import { sourceOpener } from "../io/open-source.ts";
 import { fileFromSource, type OpenOptions } from "./open.ts";
 import type { SliceSpec } from "./slice.ts";
 import type { Tensor } from "./tensor.ts";
-
-/** A tensor's info in a sharded checkpoint: the shard's offsets, plus which shard file holds it. */
-export interface ShardedTensorInfo extends TensorInfo {
-  /** The shard's file name (relative to the index's folder). */
-  file: string;
-}
 
 /**
  * A sharded checkpoint behind one file's interface. Shards open on first use and stay open until `close()`.
@@ -87,7 +82,7 @@ export class ShardedFile {
     return this.#index.weightMap.has(name);
   }
 
-  info(name: string): ShardedTensorInfo {
+  info(name: string): TensorInfo {
     const file = this.#fileOf(name);
     return { ...this.shard(file).info(name), file };
   }
@@ -99,7 +94,7 @@ export class ShardedFile {
   /** Loads every shard's tensors onto a device; see `SafetensorsFile.toDevice`. */
   toDevice(opts?: DeviceLoadOptions): Promise<DeviceTensors> {
     // Imported on use: the device layer sits above this one (and would make an import cycle).
-    return import("./device/load.ts").then((m) => m.toDevice(this, opts));
+    return import("../device/load.ts").then((m) => m.toDevice(this, opts));
   }
 
   /** A tensor's bytes in pieces; see `SafetensorsFile.chunks`. */

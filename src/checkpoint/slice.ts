@@ -1,4 +1,4 @@
-import { SafetensorsError } from "./errors.ts";
+import { SafetensorsError } from "../errors.ts";
 
 /** Per dimension: `[start, end)` (negative counts from the end), one index (drops the dimension), or `null` for all of it. */
 export type SliceSpec = ReadonlyArray<readonly [number, number] | number | null>;

@@ -6,7 +6,7 @@
  */
 import { SafetensorsError } from "../errors.ts";
 import { dtypeInfo } from "../format/dtypes.ts";
-import type { FileLayout, TensorEntry } from "../file.ts";
+import type { FileLayout, TensorEntry } from "../format/layout.ts";
 import type { ByteSource } from "../io/source.ts";
 import { flatten, type FlattenLimits } from "./flatten.ts";
 import { tensorEntry, torchHooks, type StorageRef } from "./torch.ts";

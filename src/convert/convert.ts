@@ -9,12 +9,12 @@ import { Buffer } from "node:buffer";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, type Stats } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fromSystemError, namingFile, SafetensorsError } from "../errors.ts";
-import type { SafetensorsFile } from "../file.ts";
+import type { SafetensorsFile } from "../checkpoint/file.ts";
 import { PICKLE_INDEX_FILE, PICKLE_SINGLE_FILE } from "../format/sharded.ts";
 import { commit, planHeader, writeStreamed, type TensorShape } from "../format/writer.ts";
-import { open, type OpenOptions } from "../open.ts";
-import { readIndex, removeLeftovers, writeShards } from "../sharded.ts";
-import { isPytorch } from "./index.ts";
+import { open, type OpenOptions } from "../checkpoint/open.ts";
+import { readIndex, removeLeftovers, writeShards } from "../checkpoint/sharded.ts";
+import { isPytorch } from "../pickle/layout.ts";
 
 export interface ConvertOptions extends OpenOptions {
   /** Sharded output only: the largest shard's data size, bytes or `"5GB"`/`"5GiB"`. Default `"5GB"`. */
