@@ -115,7 +115,7 @@ export function errnoName(errno: number): string {
 }
 
 function failure(b: LibCBinding, errno: number, what: string): SafetensorsError {
-  return new SafetensorsError(errnoName(errno), `${what}: ${b.strerror(errno)} (${errnoName(errno)})`);
+  return new SafetensorsError(errnoName(errno) as `E${Uppercase<string>}`, `${what}: ${b.strerror(errno)} (${errnoName(errno)})`);
 }
 
 /** Wraps a runtime binding with errno checks. Exported for the bindings' own tests. */

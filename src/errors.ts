@@ -32,7 +32,7 @@ export type ErrorCode =
   // sharded checkpoints
   | "InvalidIndex"
   | "MissingShard"
-  // system calls (libc errno names are used as codes too: ENOENT, EACCES, ENOMEM, …)
+  // system calls
   | "IoError"
   | "FfiUnavailable"
   // devices
@@ -44,7 +44,12 @@ export type ErrorCode =
   | "VerifyFailed"
   | "InvalidPickle"
   | "InvalidZip"
-  | (string & {});
+  | "PickleTooLarge"
+  // a failed system call: the errno name (ENOENT, EACCES, ENOMEM, …)
+  | ErrnoCode;
+
+/** A libc errno name such as `ENOENT`: the code of a failed system call. */
+export type ErrnoCode = `E${Uppercase<string>}`;
 
 /**
  * The one error type tensormap throws for anything it can name.
@@ -73,7 +78,7 @@ export class SafetensorsError extends Error {
 export function fromSystemError(err: unknown, what: string): SafetensorsError {
   if (err instanceof SafetensorsError) return err;
   const e = err as { code?: unknown; message?: unknown };
-  const code = typeof e?.code === "string" && /^E[A-Z0-9]+$/.test(e.code) ? e.code : "IoError";
+  const code: ErrorCode = typeof e?.code === "string" && /^E[A-Z0-9]+$/.test(e.code) ? (e.code as ErrnoCode) : "IoError";
   // Node words it "ENOENT: no such file or directory, open 'x'": keep only the reason, the code and path are said already.
   const message = typeof e?.message === "string" ? e.message.split("\n")[0]! : String(err);
   const reason = message.replace(/^E[A-Z0-9]+: /, "").replace(/, \w+ '[^']*'$/, "");
