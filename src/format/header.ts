@@ -6,6 +6,7 @@ import { SafetensorsError } from "../errors.ts";
 import { DTYPES, type DType } from "./dtypes.ts";
 import { JsonReader } from "./json.ts";
 import type { TensorEntry } from "./layout.ts";
+import { compareNames } from "./names.ts";
 
 /** The reference refuses headers above 100 MB. */
 export const MAX_HEADER_SIZE = 100_000_000;
@@ -58,6 +59,8 @@ export function headerLength(prefix: Uint8Array, fileSize: number): number {
 
 /**
  * Parses and validates a whole header. `bytes` holds at least the first `8 + N` bytes of the file.
+ * Tensors sharing offsets (zero-size tensors at one spot) come in name order (UTF-8 byte order) in
+ * `order`, and that order also decides which of them is checked first.
  *
  * @example
  * ```ts
@@ -67,16 +70,45 @@ export function headerLength(prefix: Uint8Array, fileSize: number): number {
  * ```
  */
 export function parseHeader(bytes: Uint8Array, fileSize: number): Header {
+  const text = headerText(bytes, fileSize);
+  return readPlain(text, fileSize) ?? readStrict(text, fileSize);
+}
+
+/**
+ * The two readers behind {@link parseHeader}, each alone, for the test that holds them to one answer
+ * (test/format/header-differential.test.ts). Not part of the public API: src/index.ts does not export it.
+ *
+ * @example
+ * ```ts
+ * const fast = headerReaders.fast(bytes, bytes.byteLength); // null: the strict reader decides
+ * const strict = headerReaders.strict(bytes, bytes.byteLength);
+ * ```
+ */
+export const headerReaders = {
+  /** The `JSON.parse` fast path: the header, or null where it leaves the input to the strict reader. */
+  fast: (bytes: Uint8Array, fileSize: number): Header | null => readPlain(headerText(bytes, fileSize), fileSize),
+  /** The strict reader, which gives every error. */
+  strict: (bytes: Uint8Array, fileSize: number): Header => readStrict(headerText(bytes, fileSize), fileSize),
+};
+
+interface HeaderText {
+  /** N, as the length prefix gives it. */
+  n: number;
+  text: string;
+}
+
+/** The prefix checked and the JSON decoded: what both readers start from. */
+function headerText(bytes: Uint8Array, fileSize: number): HeaderText {
   const n = headerLength(bytes, fileSize);
   if (bytes.byteLength < 8 + n) {
     throw new SafetensorsError("InvalidHeaderLength", `need ${8 + n} header bytes, got ${bytes.byteLength}`);
   }
-  const text = decodeUtf8(bytes.subarray(8, 8 + n));
-  const dataStart = 8 + n;
-  const plain = readPlain(text, dataStart, fileSize - dataStart);
-  if (plain) return { headerSize: n, dataStart, ...plain };
+  return { n, text: decodeUtf8(bytes.subarray(8, 8 + n)) };
+}
+
+function readStrict({ n, text }: HeaderText, fileSize: number): Header {
   const { metadata, entries } = readEntries(new JsonReader(text));
-  return { headerSize: n, dataStart, metadata, ...validate(entries, dataStart, fileSize - dataStart) };
+  return { headerSize: n, dataStart: 8 + n, metadata, ...validate(entries, 8 + n, fileSize - 8 - n) };
 }
 
 /** A tensor entry as read, before validation: offsets and dimensions past 2^53 come as bigints. */
@@ -103,7 +135,9 @@ const QUOTE = /"/g;
  * {@link validate}, which produce every error. A cold process opens a 20,000-tensor header before any of this
  * is compiled: the checks are native, and each entry costs one object.
  */
-function readPlain(text: string, dataStart: number, dataSize: number): ({ metadata: Record<string, string> | null } & Tensors) | null {
+function readPlain({ n, text }: HeaderText, fileSize: number): Header | null {
+  const dataStart = 8 + n;
+  const dataSize = fileSize - dataStart;
   // Without escapes every quote delimits a string, and numbers sit only in arrays (any other place fails a
   // type check below), right after `[` or `,`.
   if (text.includes("\\") || NOT_UNSIGNED.test(text)) return null;
@@ -119,6 +153,7 @@ function readPlain(text: string, dataStart: number, dataSize: number): ({ metada
   const tensors = new Map<string, TensorEntry>();
   const order: string[] = [];
   let cursor = 0;
+  let previous = -1;
   let sorted = true;
   const fields = root as Record<string, unknown>;
   for (const name in fields) {
@@ -144,7 +179,9 @@ function readPlain(text: string, dataStart: number, dataSize: number): ({ metada
     }
     const [start, end] = offsets;
     if (bits % 8 !== 0 || end! - start! !== bits / 8) return null;
-    if (start !== cursor) sorted = false;
+    // A zero-size tensor on the previous one's spot is a tie: in order only when the names are.
+    if (start !== cursor || (start === end && start === previous && compareNames(order[order.length - 1]!, name) > 0)) sorted = false;
+    previous = start!;
     cursor = end!;
     tensors.set(name, { dtype: info.name, shape, dataOffsets: offsets, byteLength: bits / 8, start: dataStart + start! });
     order.push(name);
@@ -153,15 +190,15 @@ function readPlain(text: string, dataStart: number, dataSize: number): ({ metada
   }
   // Every string of the text was seen once: JSON.parse dropped no duplicate, and no entry has a fourth field.
   if ((text.match(QUOTE)?.length ?? 0) !== 2 * strings) return null;
-  if (sorted) return cursor === dataSize ? { metadata, tensors, order } : null;
+  if (sorted) return cursor === dataSize ? { headerSize: n, dataStart, metadata, tensors, order } : null;
   // Keys in another order than the data (the reference writer's own files): the data's order, then its chain.
-  const byOffset = [...tensors].sort(([, a], [, b]) => a.start - b.start || a.byteLength - b.byteLength);
+  const byOffset = [...tensors].sort(([x, a], [y, b]) => a.start - b.start || a.byteLength - b.byteLength || compareNames(x, y));
   cursor = 0;
   for (const [, e] of byOffset) {
     if (e.dataOffsets[0] !== cursor) return null;
     cursor = e.dataOffsets[1];
   }
-  return cursor === dataSize ? { metadata, tensors: new Map(byOffset), order: byOffset.map(([name]) => name) } : null;
+  return cursor === dataSize ? { headerSize: n, dataStart, metadata, tensors: new Map(byOffset), order: byOffset.map(([name]) => name) } : null;
 }
 
 /** `[start, end]` as integers that doubles hold exactly (the text has no sign, fraction or exponent). */
@@ -290,9 +327,11 @@ function bitCount(shape: Array<number | bigint>, bits: number): number | bigint 
 /**
  * The reference's `validate`: walk tensors by `(start, end)`; each must start where the last ended, and
  * hold exactly shape × bits / 8 bytes; together they must fill the data buffer. Returns the file order.
+ * Ties go by name: the reference walks them in hash order, so which of two bad tensors on one spot it
+ * reports varies from run to run; here it is always the first by name, and both readers agree.
  */
 function validate(rows: Entry[], dataStart: number, dataSize: number): Tensors {
-  rows.sort((x, y) => (x.start != y.start ? (lt(x.start, y.start) ? -1 : 1) : x.end != y.end ? (lt(x.end, y.end) ? -1 : 1) : 0));
+  rows.sort((x, y) => (x.start != y.start ? (lt(x.start, y.start) ? -1 : 1) : x.end != y.end ? (lt(x.end, y.end) ? -1 : 1) : compareNames(x.name, y.name)));
   let cursor: number | bigint = 0;
   // Built as we go: on a refusal the header is dropped whole, so half-filled results never escape.
   const tensors = new Map<string, TensorEntry>();

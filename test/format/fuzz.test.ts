@@ -2,7 +2,8 @@
  * Mutation fuzzing from the real fixtures: bit flips, byte inserts and deletes, new N values, cuts,
  * spliced JSON tokens and numbers swapped for huge or float ones. Every mutated file goes through
  * `parseHeader` in memory and through `open()` + reading every tensor (`bytes`, `typed()`, `toFloat32()`):
- * the only error allowed is a `SafetensorsError`, both paths must agree, and the whole run must finish
+ * the only error allowed is a `SafetensorsError`, both paths must agree, the header's two readers (the
+ * `JSON.parse` fast path and the strict reader) must give the same header or error, and the whole run must finish
  * (a hang would hit the test timeout). Seeded, so a failure names a case that replays: set
  * `TENSORMAP_FUZZ_SEED` to explore other seeds.
  */
@@ -14,6 +15,7 @@ import { SafetensorsError } from "../../src/errors.ts";
 import { parseHeader } from "../../src/format/header.ts";
 import { open } from "../../src/checkpoint/open.ts";
 import { concat, u64le } from "../support/bytes.ts";
+import { disagreement, prng, type Rng } from "./header-readers.ts";
 
 const CASES = 10_000;
 const SEED = Number(process.env.TENSORMAP_FUZZ_SEED ?? 0x5afe7e45);
@@ -23,20 +25,6 @@ const FIXTURES = ["all-dtypes.safetensors", "tiny-gpt2.safetensors"].map((f) => 
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 });
 
-/** mulberry32: small, fast, and the same sequence on every runtime. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  return { next, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]! };
-}
-type Rng = ReturnType<typeof prng>;
 
 const enc = new TextEncoder();
 
@@ -186,6 +174,7 @@ describe("fuzz: mutated fixtures", () => {
     const path = join(dir, "case.safetensors");
     const outcomes = new Map<string, number>();
     let done = 0;
+    let served = 0;
     for (let i = 0; i < CASES; i++) {
       const f = mutate(r);
       const context = `case ${i} (seed ${SEED})`;
@@ -195,6 +184,9 @@ describe("fuzz: mutated fixtures", () => {
       } catch (e) {
         throw new Error(`parseHeader threw a non-SafetensorsError on ${context}: ${String(e)}`);
       }
+      const readers = disagreement(f);
+      if (readers.mismatch) throw new Error(`the header readers disagree on ${context}: ${readers.mismatch}`);
+      if (readers.served) served++;
       writeFileSync(path, f);
       let disk: string;
       try {
@@ -208,6 +200,8 @@ describe("fuzz: mutated fixtures", () => {
       done++;
     }
     expect(done).toBe(CASES);
+    // The fast path itself was held to the strict reader's answer, not only bypassed.
+    expect(served).toBeGreaterThan(0);
     // The mutators reach every stage of validation, not just the first check.
     for (const code of ["ok", "HeaderTooSmall", "HeaderTooLarge", "InvalidHeaderLength", "InvalidHeader", "InvalidHeaderDeserialization", "InvalidOffset", "TensorInvalidInfo", "MisalignedSlice", "MetadataIncompleteBuffer"]) {
       expect(outcomes.get(code) ?? 0, `${code} reached (outcomes: ${JSON.stringify([...outcomes])})`).toBeGreaterThan(0);
