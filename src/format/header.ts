@@ -48,8 +48,11 @@ export function headerLength(prefix: Uint8Array, fileSize: number): number {
     throw new SafetensorsError("HeaderTooSmall", `file is ${fileSize} bytes, shorter than the 8-byte header length`);
   }
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  // Not the length itself: any file's first 8 bytes read as one (a text file's as its first 8 characters),
+  // and a path that is not a checkpoint (a symlinked shard) must not show its content. A length under the
+  // limit has its top 4 bytes at zero (no text holds NUL): a size worth stating, not content.
   if (n > BigInt(MAX_HEADER_SIZE)) {
-    throw new SafetensorsError("HeaderTooLarge", `header length ${n} is over the ${MAX_HEADER_SIZE}-byte limit`);
+    throw new SafetensorsError("HeaderTooLarge", `the header length in the first 8 bytes is over the ${MAX_HEADER_SIZE}-byte limit`);
   }
   if (8n + n > BigInt(fileSize)) {
     throw new SafetensorsError("InvalidHeaderLength", `header length ${n} runs past the end of the ${fileSize}-byte file`);
@@ -238,7 +241,7 @@ function readMetadata(r: JsonReader): Record<string, string> | null {
   if (r.enter("object", 1)) {
     do {
       const k = r.key();
-      if (r.peek() !== "string") r.fail(`\`__metadata__\` value for ${JSON.stringify(k)} is not a string`);
+      if (r.peek() !== "string") r.fail(`\`__metadata__\` value for ${quote(k)} is not a string`);
       out[k] = r.string();
     } while (r.more("object"));
   }
@@ -282,7 +285,15 @@ function readTensor(r: JsonReader, name: string): Entry {
   return { name, dtype: dtype!, shape: shape!, start: offsets![0]!, end: offsets![1]! };
 }
 
-const where = (name: string) => `tensor ${JSON.stringify(name)}`;
+const where = (name: string) => `tensor ${quote(name)}`;
+
+/** A name from the header in a message: quoted, and cut short, since one name can run to megabytes. */
+function quote(s: string): string {
+  if (s.length <= 64) return JSON.stringify(s);
+  // Cut before a surrogate pair, never inside one.
+  const cut = s.charCodeAt(63) >= 0xd800 && s.charCodeAt(63) <= 0xdbff ? 63 : 64;
+  return `${JSON.stringify(s.slice(0, cut))}… (${s.length} characters)`;
+}
 
 /** A dtype is a variant name, or serde's map form of a unit variant: `{"F32": null}`. */
 function readDtype(r: JsonReader, tensor: string): DType {
@@ -295,7 +306,7 @@ function readDtype(r: JsonReader, tensor: string): DType {
     if (!r.null() || r.more("object")) r.fail(`${where(tensor)}: \`dtype\` is not a dtype name`);
   }
   if (name === undefined) return r.fail(`${where(tensor)}: \`dtype\` is not a string`);
-  return DTYPES.get(name)?.name ?? r.fail(`${where(tensor)}: unknown dtype ${JSON.stringify(name)}`);
+  return DTYPES.get(name)?.name ?? r.fail(`${where(tensor)}: unknown dtype ${quote(name)}`);
 }
 
 /** Unsigned 64-bit integers: plain numbers when below 2^53, bigints above. */
@@ -339,20 +350,20 @@ function validate(rows: Entry[], dataStart: number, dataSize: number): Tensors {
   for (const e of rows) {
     const name = e.name;
     if (e.start != cursor || lt(e.end, e.start)) {
-      throw new SafetensorsError("InvalidOffset", `tensor ${JSON.stringify(name)} has data_offsets [${e.start}, ${e.end}] but should start at ${cursor}`);
+      throw new SafetensorsError("InvalidOffset", `${where(name)} has data_offsets [${e.start}, ${e.end}] but should start at ${cursor}`);
     }
     cursor = e.end;
     const bits = bitCount(e.shape, DTYPES.get(e.dtype)!.bits);
     if (bits === null) {
-      throw new SafetensorsError("ValidationOverflow", `tensor ${JSON.stringify(name)}: element count overflows 64 bits`);
+      throw new SafetensorsError("ValidationOverflow", `${where(name)}: element count overflows 64 bits`);
     }
     if (typeof bits === "number" ? bits % 8 !== 0 : bits % 8n !== 0n) {
-      throw new SafetensorsError("MisalignedSlice", `tensor ${JSON.stringify(name)}: ${e.dtype} × [${e.shape}] is not a whole number of bytes`);
+      throw new SafetensorsError("MisalignedSlice", `${where(name)}: ${e.dtype} × ${e.shape.length > 8 ? `${e.shape.length} dimensions` : `[${e.shape}]`} is not a whole number of bytes`);
     }
     const bytes = typeof bits === "number" ? bits / 8 : bits / 8n;
     const span = typeof e.end === "number" && typeof e.start === "number" ? e.end - e.start : BigInt(e.end) - BigInt(e.start);
     if (span != bytes) {
-      throw new SafetensorsError("TensorInvalidInfo", `tensor ${JSON.stringify(name)} spans ${span} bytes but its shape and dtype need ${bytes}`);
+      throw new SafetensorsError("TensorInvalidInfo", `${where(name)} spans ${span} bytes but its shape and dtype need ${bytes}`);
     }
     // An offset past 2^53 cannot end inside a real file: the buffer check below refuses the header then.
     const first = Number(e.start);

@@ -3,7 +3,8 @@
  * each must fail with the reference's error name as `code`, or succeed with exactly the expected tensors,
  * bytes and metadata.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Buffer } from "node:buffer";
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
@@ -124,5 +125,58 @@ describe.each(["read", "auto"] as const)("conformance with safetensors 0.8: open
     } finally {
       file!.close();
     }
+  });
+});
+
+describe("error messages do not show what a file holds", () => {
+  // Files that are no checkpoint, reached through a symlinked shard: their first 8 bytes read as a length.
+  const NOT_CHECKPOINTS = [
+    "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n",
+    '{"token": "hf_s3cr3t"}',
+    "\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0",
+  ];
+
+  test.each(NOT_CHECKPOINTS.map((text, i) => [text.slice(0, 8), text, i] as const))("%j…", async (_head, text, i) => {
+    const target = join(dir, `secret-${i}`);
+    const link = join(dir, `linked-${i}.safetensors`);
+    writeFileSync(target, text, "latin1");
+    symlinkSync(target, link);
+    const bytes = Buffer.from(text, "latin1");
+    const asLength = bytes.readBigUInt64LE(0);
+    for (const backend of ["read", "auto"] as const) {
+      const err = await open(link, { backend }).then((f) => f.close(), (e: unknown) => e);
+      expect(err).toBeInstanceOf(SafetensorsError);
+      const { code, message } = err as SafetensorsError;
+      expect(code).toBe("HeaderTooLarge");
+      expect(message).not.toMatch(/\n/);
+      // Neither the bytes as a number (decimal or hex) nor any run of the text.
+      expect(message).not.toContain(String(asLength));
+      expect(message).not.toContain(asLength.toString(16));
+      for (let at = 0; at + 4 <= text.length; at++) expect(message).not.toContain(text.slice(at, at + 4));
+    }
+  });
+
+  test("a length under the limit is stated, since it cannot spell text", () => {
+    const file = buildFile({ name: "", why: "", header: "{}", n: 99_999_999n, expect: "InvalidHeaderLength" });
+    const err = thrown(() => parseHeader(file, file.byteLength)) as SafetensorsError;
+    expect(err.code).toBe("InvalidHeaderLength");
+    expect(err.message).toContain("99999999");
+  });
+
+  const long = "x".repeat(1_000_000);
+  test.each([
+    ["an unknown dtype", `{"a":{"dtype":"${long}","shape":[],"data_offsets":[0,0]}}`, "InvalidHeaderDeserialization"],
+    ["a bad entry under a long name", `{"${long}":{"dtype":"F32"}}`, "InvalidHeaderDeserialization"],
+    ["a metadata value that is no string, under a long key", `{"__metadata__":{"${long}":1}}`, "InvalidHeaderDeserialization"],
+    ["a long name at a wrong offset", `{"${long}":{"dtype":"U8","shape":[0],"data_offsets":[1,1]}}`, "InvalidOffset"],
+    ["a long name whose size is wrong", `{"${long}":{"dtype":"U8","shape":[2],"data_offsets":[0,1]}}`, "TensorInvalidInfo"],
+    ["a long shape of sub-byte elements", `{"a":{"dtype":"F4","shape":[${"1,".repeat(100_000)}3],"data_offsets":[0,2]}}`, "MisalignedSlice"],
+  ])("%s: one short line", (_what, header, code) => {
+    const file = buildFile({ name: "", why: "", header, data: 1, expect: code as Vector["expect"] });
+    const err = thrown(() => parseHeader(file, file.byteLength)) as SafetensorsError;
+    expect(err.code).toBe(code);
+    expect(err.message).not.toMatch(/\n/);
+    expect(err.message.length).toBeLessThan(200);
   });
 });
