@@ -12,13 +12,14 @@
 // Errors
 export { SafetensorsError, type ErrorCode } from "./errors.ts";
 // Opening and reading
-export { fileFromSource, open, type OpenOptions } from "./checkpoint/open.ts";
-export { SafetensorsFile } from "./checkpoint/file.ts";
+export { open, openCheckpoint, openSharded, resolveCheckpoint, withCheckpoint, type CheckpointPath, type OpenOptions } from "./checkpoint/open.ts";
+export type { Checkpoint, CheckpointFormat } from "./checkpoint/checkpoint.ts";
+export { fileFromSource, SafetensorsFile } from "./checkpoint/file.ts";
 export type { FileLayout, TensorEntry, TensorInfo } from "./format/layout.ts";
 export { Tensor } from "./checkpoint/tensor.ts";
 export type { SliceSpec } from "./checkpoint/slice.ts";
-export { openCheckpoint, type Checkpoint } from "./checkpoint/checkpoint.ts";
-export { openSharded, saveSharded, ShardedFile, type SaveShardedOptions } from "./checkpoint/sharded.ts";
+export { ShardedFile } from "./checkpoint/sharded.ts";
+export { saveSharded, type SaveShardedOptions } from "./checkpoint/save.ts";
 // The format
 export { DTYPES, dtypeInfo, type DType, type DTypeInfo, type TypedArray } from "./format/dtypes.ts";
 export { parseHeader, type Header } from "./format/header.ts";

@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { SafetensorsError } from "../src/errors.ts";
 import { open } from "../src/checkpoint/open.ts";
-import { openSharded, saveSharded } from "../src/checkpoint/sharded.ts";
+import { openSharded } from "../src/checkpoint/open.ts";
+import { saveSharded } from "../src/checkpoint/save.ts";
 import { expected, fixture, sha256 } from "./support/fixtures.ts";
 
 const SHARDED = fixture("sharded");

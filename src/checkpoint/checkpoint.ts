@@ -1,44 +1,61 @@
-/** What a checkpoint path opens: a sharded folder or index, or a single file (safetensors or PyTorch). */
-import { statSync } from "node:fs";
+/**
+ * What every checkpoint is, whatever it is made of: one safetensors or PyTorch file ({@link SafetensorsFile})
+ * or a sharded folder ({@link ShardedFile}). Code that takes "a checkpoint" takes this interface.
+ */
+import type { CheckpointFormat, TensorInfo } from "../format/layout.ts";
+import type { Backend } from "../io/source.ts";
 import type { SafetensorsFile } from "./file.ts";
-import { open, type OpenOptions } from "./open.ts";
-import { openSharded, type ShardedFile } from "./sharded.ts";
+import type { SliceSpec } from "./slice.ts";
+import type { Tensor } from "./tensor.ts";
 
-export type Checkpoint = SafetensorsFile | ShardedFile;
+export type { CheckpointFormat };
 
 /**
- * Opens `path` as a sharded checkpoint when it is a folder or a `.json` index, as one file otherwise.
+ * An open checkpoint: tensors by name, read only when asked for.
  *
  * @example
  * ```ts
+ * import { openCheckpoint } from "tensormap";
  * using model = await openCheckpoint("checkpoints/gpt2");
+ * for (const name of model.offsetKeys()) console.log(name, model.info(name).shape);
  * ```
  */
-export async function openCheckpoint(path: string, opts: OpenOptions = {}): Promise<Checkpoint> {
-  // A missing path falls through to open(), which names the error.
-  const isDir = (() => {
-    try {
-      return statSync(path).isDirectory();
-    } catch {
-      return false;
-    }
-  })();
-  return isDir || path.endsWith(".json") ? openSharded(path, opts) : open(path, opts);
-}
-
-/**
- * Opens `path`, runs `use` on it and closes it, whatever happens.
- *
- * @example
- * ```ts
- * const n = await withPath("model.safetensors", {}, (file) => file.keys().length);
- * ```
- */
-export async function withPath<T>(path: string, opts: OpenOptions, use: (file: Checkpoint) => T): Promise<T> {
-  const file = await openCheckpoint(path, opts);
-  try {
-    return use(file);
-  } finally {
-    file.close();
-  }
+export interface Checkpoint extends Disposable {
+  /** The file it was opened through: the file itself, or the index (`model.safetensors` for one shard). */
+  readonly path: string;
+  readonly format: CheckpointFormat;
+  /** The backend serving bytes: `"mmap"` (zero-copy views) or `"read"` (copies). */
+  readonly backend: Backend;
+  /** Its files in order, by name relative to `path`'s folder: one for a single file, every shard otherwise. */
+  readonly files: readonly string[];
+  /** `__metadata__` (of the first shard, when sharded), or null. */
+  readonly metadata: Record<string, string> | null;
+  /** The index's own `metadata` (`total_size`, …); null without an index. */
+  readonly indexMetadata: Record<string, unknown> | null;
+  /** PyTorch checkpoints' non-tensor values (epoch, hyperparameters, …) by dotted name; empty for safetensors. */
+  readonly leaves: ReadonlyMap<string, unknown>;
+  /** Tensor names, sorted. */
+  keys(): string[];
+  /** Tensor names in file order, shard by shard; only those of shard `file` when given. */
+  offsetKeys(file?: string): string[];
+  has(name: string): boolean;
+  /** Dtype, shape, offsets and size of one tensor (and its shard's `file`, when sharded), without reading it. */
+  info(name: string): TensorInfo;
+  /** One tensor, with exactly its bytes. */
+  tensor(name: string): Tensor;
+  /** Part of a tensor, reading only the bytes it needs: per dimension `[start, end)`, an index, or `null`. */
+  slice(name: string, spec: SliceSpec): Tensor;
+  /** A tensor's bytes in pieces of at most `chunkBytes` (for tensors larger than one view). */
+  chunks(name: string, chunkBytes?: number): Generator<Uint8Array>;
+  /** Reads these tensors (default: all) ahead; settles when they are in memory, never rejects. */
+  prefetch(names?: readonly string[]): Promise<void>;
+  /** One of {@link files}, open (opened now if it was not), until the checkpoint closes. */
+  shard(file: string): SafetensorsFile;
+  /**
+   * Checks every file's structure as a loader would meet it (each header, and each shard against the index),
+   * without reading tensor data; returns the tensor count. Shards it had to open are closed again.
+   */
+  verify(): number;
+  /** Releases every file. Idempotent. */
+  close(): void;
 }

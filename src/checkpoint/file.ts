@@ -1,19 +1,21 @@
+import { basename } from "node:path";
 import { SafetensorsError } from "../errors.ts";
 import { DTYPES } from "../format/dtypes.ts";
+import { headerLength, parseHeader } from "../format/header.ts";
 import type { FileLayout, TensorEntry, TensorInfo } from "../format/layout.ts";
-import type { DeviceLoadOptions } from "../device/load.ts";
-import type { DeviceTensors } from "../device/tensors.ts";
 import { compareNames } from "../format/names.ts";
 import type { ByteSource } from "../io/source.ts";
+import { isPytorch, openPytorchLayout } from "../pickle/layout.ts";
+import type { Checkpoint, CheckpointFormat } from "./checkpoint.ts";
 import { planSlice, type SliceSpec } from "./slice.ts";
 import { Tensor } from "./tensor.ts";
-
 
 const NO_LEAVES: ReadonlyMap<string, unknown> = new Map();
 
 /**
- * An open checkpoint. Reading a tensor touches only that tensor's bytes; which backend serves them
- * (`"mmap"` views or `"read"` copies) is the source's business.
+ * One checkpoint file, safetensors or PyTorch: a {@link Checkpoint} of one shard, itself. Reading a tensor
+ * touches only that tensor's bytes; which backend serves them (`"mmap"` views or `"read"` copies) is the
+ * source's business.
  *
  * @example
  * ```ts
@@ -21,15 +23,17 @@ const NO_LEAVES: ReadonlyMap<string, unknown> = new Map();
  * for (const name of file.keys()) console.log(name, file.info(name).shape);
  * ```
  */
-export class SafetensorsFile {
+export class SafetensorsFile implements Checkpoint {
+  readonly format: CheckpointFormat;
   #source: ByteSource;
   #layout: FileLayout;
   #closed = false;
   #sorted?: string[];
 
-  constructor(source: ByteSource, layout: FileLayout) {
+  constructor(source: ByteSource, layout: FileLayout, format: CheckpointFormat) {
     this.#source = source;
     this.#layout = layout;
+    this.format = format;
   }
 
   /** The backend serving bytes: `"mmap"` (zero-copy views) or `"read"` (positional reads). */
@@ -39,6 +43,16 @@ export class SafetensorsFile {
 
   get path(): string {
     return this.#source.path;
+  }
+
+  /** The one file: its own name. */
+  get files(): readonly string[] {
+    return [basename(this.path)];
+  }
+
+  /** A single file has no index. */
+  get indexMetadata(): null {
+    return null;
   }
 
   /**
@@ -79,9 +93,22 @@ export class SafetensorsFile {
     return [...this.#sorted];
   }
 
-  /** Tensor names in file order. */
-  offsetKeys(): string[] {
+  /** Tensor names in file order (`file`, if given, must be this file's name). */
+  offsetKeys(file?: string): string[] {
+    if (file !== undefined) this.shard(file);
     return [...this.#layout.order];
+  }
+
+  /** Itself: the one shard a single file has. */
+  shard(file: string): SafetensorsFile {
+    if (file !== basename(this.path)) throw new SafetensorsError("MissingShard", `${file} is not a shard of ${this.path}`);
+    return this;
+  }
+
+  /** The header (or pickle) was checked whole at open: the tensor count. */
+  verify(): number {
+    if (this.#closed) throw new SafetensorsError("Closed", `${this.path} is closed`);
+    return this.#layout.order.length;
   }
 
   has(name: string): boolean {
@@ -97,19 +124,6 @@ export class SafetensorsFile {
   /** Where one tensor's bytes live in the source: for layers that move bytes in bulk (devices, converters). */
   entry(name: string): Readonly<TensorEntry> {
     return this.#entry(name);
-  }
-
-  /**
-   * Loads this file's tensors onto a device (`cuda`, `cuda:N`, `cpu`, `auto`).
-   *
-   * @example
-   * ```ts
-   * using weights = await file.toDevice({ device: "cuda:0" });
-   * ```
-   */
-  toDevice(opts?: DeviceLoadOptions): Promise<DeviceTensors> {
-    // Imported on use: the device layer sits above this one (and would make an import cycle).
-    return import("../device/load.ts").then((m) => m.toDevice(this, opts));
   }
 
   /** One tensor, with exactly its bytes. */
@@ -212,5 +226,29 @@ export class SafetensorsFile {
     const e = this.#layout.entries.get(name);
     if (!e) throw new SafetensorsError("TensorNotFound", `no tensor named ${JSON.stringify(name)} in ${this.path}`);
     return e;
+  }
+}
+
+/**
+ * A file over a source that is already open: safetensors, or PyTorch when its first bytes say so (read by an
+ * allowlist, never executed). Synchronous, for callers that open files lazily, like sharded checkpoints.
+ * Closes the source if the file is refused.
+ *
+ * @example
+ * ```ts
+ * const file = fileFromSource(openRead("model.safetensors"));
+ * ```
+ */
+export function fileFromSource(source: ByteSource): SafetensorsFile {
+  try {
+    const prefix = source.bytes(0, Math.min(8, source.size));
+    if (isPytorch(prefix)) return new SafetensorsFile(source, openPytorchLayout(source), "pytorch");
+    const n = headerLength(prefix, source.size);
+    const header = parseHeader(source.bytes(0, 8 + n), source.size);
+    // The header's entries are fresh objects of this open, with their absolute starts: used as they are.
+    return new SafetensorsFile(source, { entries: header.tensors, order: header.order, metadata: header.metadata }, "safetensors");
+  } catch (e) {
+    source.close();
+    throw e;
   }
 }

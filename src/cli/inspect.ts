@@ -1,19 +1,13 @@
 /** `tensormap inspect PATH [--json]`: the tensors of a file or sharded checkpoint, totals and metadata. */
+import type { Checkpoint } from "../checkpoint/checkpoint.ts";
+import { withCheckpoint } from "../checkpoint/open.ts";
+import type { TensorInfo } from "../format/layout.ts";
 import { describeLeaf } from "../pickle/layout.ts";
 import type { Command } from "./command.ts";
 import { formatBytes, formatCount, plural, printable, table } from "./format.ts";
-import { type Checkpoint, withPath } from "../checkpoint/checkpoint.ts";
 
 /** One tensor as inspect lists it. */
-export interface Row {
-  name: string;
-  dtype: string;
-  shape: number[];
-  dataOffsets: [number, number];
-  byteLength: number;
-  /** The shard holding it, for sharded checkpoints. */
-  file?: string;
-}
+export type Row = TensorInfo & { name: string };
 
 /**
  * Every tensor in file order (shard by shard for sharded checkpoints).
@@ -46,7 +40,7 @@ function countColumn(counts: readonly number[], noun: string): string[] {
  */
 export function summary(file: Checkpoint, limit = Infinity): string {
   const all = rows(file);
-  const sharded = "files" in file;
+  const sharded = isSharded(file);
   const head = ["name", "dtype", "shape", "size", ...(sharded ? ["file"] : [])];
   const body = all
     .slice(0, limit)
@@ -82,9 +76,12 @@ export function summary(file: Checkpoint, limit = Infinity): string {
   return lines.join("\n");
 }
 
+/** Whether to show shards: more than one, or an index (with its metadata) behind even one. */
+const isSharded = (file: Checkpoint) => file.files.length > 1 || file.indexMetadata !== null;
+
 /** A PyTorch checkpoint's non-tensor values (epoch, hyperparameters, …), rendered; none for safetensors. */
 function leaves(file: Checkpoint): Array<[string, string]> {
-  return "leaves" in file ? [...file.leaves].map(([k, v]) => [k, describeLeaf(v)]) : [];
+  return [...file.leaves].map(([k, v]) => [k, describeLeaf(v)]);
 }
 
 /**
@@ -98,7 +95,7 @@ function leaves(file: Checkpoint): Array<[string, string]> {
 function toJson(file: Checkpoint): object {
   return {
     metadata: file.metadata,
-    ...("files" in file ? { index_metadata: file.indexMetadata } : {}),
+    ...(isSharded(file) ? { index_metadata: file.indexMetadata } : {}),
     ...(leaves(file).length ? { values: Object.fromEntries(leaves(file)) } : {}),
     tensors: rows(file).map((r) => ({
       name: r.name,
@@ -125,7 +122,7 @@ export const inspect: Command = {
   options: { json: { type: "boolean" } },
   positionals: { min: 1, max: 1 },
   async run({ values, positionals }, io) {
-    const text = await withPath(positionals[0]!, {}, (file) => (values.json ? JSON.stringify(toJson(file), null, 2) : summary(file)));
+    const text = await withCheckpoint(positionals[0]!, {}, (file) => (values.json ? JSON.stringify(toJson(file), null, 2) : summary(file)));
     io.stdout.write(text + "\n");
     return 0;
   },

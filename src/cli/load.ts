@@ -5,7 +5,8 @@ import { touchPages } from "../io/mmap.ts";
 import type { Backend } from "../io/source.ts";
 import { type Command, type Output, UsageError } from "./command.ts";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.ts";
-import { type Checkpoint, withPath } from "../checkpoint/checkpoint.ts";
+import type { Checkpoint } from "../checkpoint/checkpoint.ts";
+import { withCheckpoint } from "../checkpoint/open.ts";
 import { Progress } from "./progress.ts";
 
 const BACKENDS = ["auto", "mmap", "read"] as const;
@@ -120,7 +121,7 @@ export const load: Command = {
     // Timed from before the open, as a program loading the checkpoint would see it; the open is also shown alone.
     const started = performance.now();
     // populate: the kernel maps each file's pages on its own thread while this one walks the tensors.
-    const report = await withPath(path, { backend, populate: true }, (file) => {
+    const report = await withCheckpoint(path, { backend, populate: true }, (file) => {
       const r = touchAll(file, io.stderr, "load", started);
       return loadReport(r, `backend ${file.backend}, open ${formatDuration(r.ready)}`);
     });

@@ -1,9 +1,7 @@
 /** `tensormap verify PATH...`: checks each file's (or sharded checkpoint's) structure, one line per path. */
 import { type Command, errorLine } from "./command.ts";
 import { plural } from "./format.ts";
-import { withPath } from "../checkpoint/checkpoint.ts";
-import { SafetensorsError } from "../errors.ts";
-import { ShardedFile } from "../checkpoint/sharded.ts";
+import { withCheckpoint } from "../checkpoint/open.ts";
 
 /**
  * Checks one path the way a loader would meet it: the whole header of every file (shards included) and,
@@ -15,25 +13,7 @@ import { ShardedFile } from "../checkpoint/sharded.ts";
  * ```
  */
 export async function check(path: string): Promise<number> {
-  return withPath(path, {}, (file) => {
-    // offsetKeys opens every shard, and opening one checks that it holds what the index puts in it.
-    const count = file.offsetKeys().length;
-    if (file instanceof ShardedFile) requireIndexed(file);
-    return count;
-  });
-}
-
-/** Every tensor a shard holds is in the index, under that shard: a loader following the index would miss any other. */
-function requireIndexed(model: ShardedFile): void {
-  for (const file of model.files) {
-    for (const name of model.shard(file).offsetKeys()) {
-      const listed = model.has(name) ? model.info(name).file : undefined;
-      if (listed !== file) {
-        const where = listed ? `puts it in ${listed}` : "does not name it";
-        throw new SafetensorsError("InvalidIndex", `${file} holds ${JSON.stringify(name)}, but the index ${where}`);
-      }
-    }
-  }
+  return withCheckpoint(path, {}, (file) => file.verify());
 }
 
 export const verify: Command = {

@@ -8,13 +8,11 @@
 import { Buffer } from "node:buffer";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, type Stats } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { fromSystemError, namingFile, SafetensorsError } from "../errors.ts";
-import type { SafetensorsFile } from "../checkpoint/file.ts";
-import { PICKLE_INDEX_FILE, PICKLE_SINGLE_FILE } from "../format/sharded.ts";
+import type { Checkpoint } from "../checkpoint/checkpoint.ts";
+import { open, openCheckpoint, resolveCheckpoint, type OpenOptions } from "../checkpoint/open.ts";
+import { removeLeftovers, writeShards } from "../checkpoint/save.ts";
+import { fromSystemError, SafetensorsError } from "../errors.ts";
 import { commit, planHeader, writeStreamed, type TensorShape } from "../format/writer.ts";
-import { open, type OpenOptions } from "../checkpoint/open.ts";
-import { readIndex, removeLeftovers, writeShards } from "../checkpoint/sharded.ts";
-import { isPytorch } from "../pickle/layout.ts";
 
 export interface ConvertOptions extends OpenOptions {
   /** Sharded output only: the largest shard's data size, bytes or `"5GB"`/`"5GiB"`. Default `"5GB"`. */
@@ -48,67 +46,30 @@ const METADATA = { format: "pt" };
  * ```
  */
 export async function convert(inPath: string, outPath: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
-  const shards = pickleShards(inPath);
-  if (!shards) return convertFile(inPath, outPath, opts);
-  return convertSharded(shards, outPath, opts);
-}
-
-/** The pickle shards a folder or index names, in order; undefined when `inPath` is a single file. */
-function pickleShards(inPath: string): { files: string[]; weightMap?: Map<string, string> } | undefined {
-  let isDir: boolean;
+  const where = resolveCheckpoint(inPath, "pytorch");
+  const model = await openCheckpoint(where, opts);
   try {
-    isDir = statSync(inPath).isDirectory();
-  } catch (e) {
-    throw fromSystemError(e, `cannot read ${inPath}`);
+    if (model.format !== "pytorch") throw new SafetensorsError("InvalidArgument", `${inPath} is not a PyTorch checkpoint`);
+    // Every shard opens (and is checked against the index) before anything is written.
+    for (const file of model.files) model.shard(file);
+    return where.sharded ? await convertSharded(model, outPath, opts) : await convertFile(model, inPath, outPath, opts);
+  } finally {
+    model.close();
   }
-  let index = inPath;
-  if (isDir) {
-    index = join(inPath, PICKLE_INDEX_FILE);
-    if (!existsSync(index)) {
-      const single = join(inPath, PICKLE_SINGLE_FILE);
-      if (existsSync(single)) return { files: [single] };
-      throw new SafetensorsError("InvalidArgument", `${inPath} holds neither ${PICKLE_INDEX_FILE} nor ${PICKLE_SINGLE_FILE}`);
-    }
-  } else if (!inPath.endsWith(".index.json")) {
-    return undefined;
-  }
-  const { weightMap, shards } = readIndex(index);
-  return { files: shards.map((f) => join(dirname(index), f)), weightMap };
-}
-
-async function openPickle(path: string, opts: OpenOptions): Promise<SafetensorsFile> {
-  const file = await open(path, opts);
-  if (!isPytorch(file.source.bytes(0, Math.min(8, file.source.size)))) {
-    file.close();
-    throw new SafetensorsError("InvalidArgument", `${path} is not a PyTorch checkpoint`);
-  }
-  return file;
-}
-
-/** Every tensor of the given files by name, with the file that holds it; a name in two files is an error. */
-function tensorsOf(files: SafetensorsFile[]): Map<string, SafetensorsFile> {
-  const out = new Map<string, SafetensorsFile>();
-  for (const f of files) {
-    for (const name of f.offsetKeys()) {
-      if (out.has(name)) throw new SafetensorsError("InvalidIndex", `tensor ${name} appears in more than one shard`);
-      out.set(name, f);
-    }
-  }
-  return out;
 }
 
 /** Dtype, shape and size of each tensor, for planning headers before any data is read. */
-function shapesOf(tensors: Map<string, SafetensorsFile>): Array<[string, TensorShape]> {
-  return [...tensors].map(([name, f]) => {
-    const { dtype, shape, byteLength } = f.info(name);
+function shapesOf(model: Checkpoint, names: readonly string[]): Array<[string, TensorShape]> {
+  return names.map((name) => {
+    const { dtype, shape, byteLength } = model.info(name);
     return [name, { dtype, shape, byteLength }];
   });
 }
 
 /** Reads one tensor from its checkpoint as it is about to be written (a copy under the read backend). */
-function reader(tensors: Map<string, SafetensorsFile>, progress: Progress): (name: string) => Uint8Array {
+function reader(model: Checkpoint, progress: Progress): (name: string) => Uint8Array {
   return (name) => {
-    const bytes = tensors.get(name)!.tensor(name).bytes;
+    const bytes = model.tensor(name).bytes;
     progress.add(bytes.byteLength);
     return bytes;
   };
@@ -116,14 +77,15 @@ function reader(tensors: Map<string, SafetensorsFile>, progress: Progress): (nam
 
 /**
  * Re-reads a written file and checks every tensor against the checkpoint it came from, one tensor at a
- * time, so verifying needs no more memory than writing.
+ * time, so verifying needs no more memory than writing. Returns how many tensors it held.
  */
-async function verify(path: string, tensors: Map<string, SafetensorsFile>, names: readonly string[], progress: Progress, opts: OpenOptions): Promise<void> {
-  const file = await open(path, opts);
+async function verify(path: string, model: Checkpoint, progress: Progress, opts: OpenOptions): Promise<number> {
+  const file = await open(path, { backend: opts.backend });
   try {
-    if (file.offsetKeys().length !== names.length) throw new SafetensorsError("VerifyFailed", `${path} holds ${file.offsetKeys().length} tensors, expected ${names.length}`);
+    const names = file.offsetKeys();
     for (const name of names) {
-      const want = tensors.get(name)!.tensor(name);
+      if (!model.has(name)) throw new SafetensorsError("VerifyFailed", `${path} holds ${JSON.stringify(name)}, which the checkpoint does not`);
+      const want = model.tensor(name);
       const got = file.tensor(name);
       const a = Buffer.from(got.bytes.buffer, got.bytes.byteOffset, got.bytes.byteLength);
       const b = Buffer.from(want.bytes.buffer, want.bytes.byteOffset, want.bytes.byteLength);
@@ -132,6 +94,7 @@ async function verify(path: string, tensors: Map<string, SafetensorsFile>, names
       }
       progress.add(a.byteLength);
     }
+    return names.length;
   } finally {
     file.close();
   }
@@ -146,50 +109,37 @@ class Progress {
   }
 }
 
-function totalBytes(files: SafetensorsFile[]): number {
-  let n = 0;
-  for (const f of files) for (const name of f.offsetKeys()) n += f.info(name).byteLength;
-  return n;
+function totalBytes(model: Checkpoint, names: readonly string[]): number {
+  return names.reduce((n, name) => n + model.info(name).byteLength, 0);
 }
 
-async function convertFile(inPath: string, outPath: string, opts: ConvertOptions): Promise<ConvertResult> {
-  const file = await openPickle(inPath, opts);
+async function convertFile(model: Checkpoint, inPath: string, outPath: string, opts: ConvertOptions): Promise<ConvertResult> {
   const tmp = join(dirname(outPath), `.${basename(outPath)}.${process.pid}.converting`);
   try {
     // After the open: IN is known to be there when OUT is compared with it.
     requireWritableFile(inPath, outPath);
-    const tensors = tensorsOf([file]);
-    const bytes = totalBytes([file]);
+    const names = model.offsetKeys();
+    const bytes = totalBytes(model, names);
     const progress = new Progress(2 * bytes, opts.onProgress);
-    const { header, order } = planHeader(shapesOf(tensors), METADATA);
-    writeStreamed(tmp, header, order, reader(tensors, progress));
-    await verify(tmp, tensors, order, progress, opts);
+    const { header, order } = planHeader(shapesOf(model, names), METADATA);
+    writeStreamed(tmp, header, order, reader(model, progress));
+    const verified = await verify(tmp, model, progress, opts);
+    if (verified !== names.length) throw new SafetensorsError("VerifyFailed", `${tmp} holds ${verified} tensors, expected ${names.length}`);
     commit(tmp, outPath);
-    return { files: [outPath], tensors: tensors.size, bytes, dropped: [...file.leaves.keys()] };
+    return { files: [outPath], tensors: names.length, bytes, dropped: [...model.leaves.keys()] };
   } catch (e) {
     rmSync(tmp, { force: true });
     throw fromSystemError(e, `cannot convert ${inPath} to ${outPath}`);
-  } finally {
-    file.close();
   }
 }
 
-async function convertSharded(shards: { files: string[]; weightMap?: Map<string, string> }, outDir: string, opts: ConvertOptions): Promise<ConvertResult> {
-  const files: SafetensorsFile[] = [];
+async function convertSharded(model: Checkpoint, outDir: string, opts: ConvertOptions): Promise<ConvertResult> {
   let tmpDir: string | undefined;
   let madeOut = false;
   let done = false;
   try {
-    for (const path of shards.files) {
-      try {
-        files.push(await openPickle(path, opts));
-      } catch (e) {
-        throw namingFile(e, basename(path));
-      }
-    }
-    if (shards.weightMap) checkIndex(files, shards.weightMap);
-    const tensors = tensorsOf(files);
-    const bytes = totalBytes(files);
+    const names = model.offsetKeys();
+    const bytes = totalBytes(model, names);
     const progress = new Progress(2 * bytes, opts.onProgress);
     try {
       madeOut = mkdirSync(outDir, { recursive: true }) !== undefined;
@@ -197,25 +147,19 @@ async function convertSharded(shards: { files: string[]; weightMap?: Map<string,
     } catch (e) {
       throw fromSystemError(e, `cannot create ${outDir}`);
     }
-    const written = writeShards(tmpDir, shapesOf(tensors), reader(tensors, progress), { maxShardSize: opts.maxShardSize, metadata: METADATA });
+    const written = writeShards(tmpDir, shapesOf(model, names), reader(model, progress), { maxShardSize: opts.maxShardSize, metadata: METADATA });
     let verified = 0;
-    for (const shard of written.filter((p) => p.endsWith(".safetensors"))) {
-      const names = await shardKeys(shard, opts);
-      await verify(shard, tensors, names, progress, opts);
-      verified += names.length;
-    }
-    if (verified !== tensors.size) throw new SafetensorsError("VerifyFailed", `shards hold ${verified} tensors, expected ${tensors.size}`);
+    for (const shard of written.filter((p) => p.endsWith(".safetensors"))) verified += await verify(shard, model, progress, opts);
+    if (verified !== names.length) throw new SafetensorsError("VerifyFailed", `shards hold ${verified} tensors, expected ${names.length}`);
     // Everything is written and checked: move it into place, then drop what an earlier save left there.
     for (const p of written) commit(p, join(outDir, basename(p)));
     removeLeftovers(outDir, new Set(written.map((p) => basename(p))));
     done = true;
-    const dropped = files.flatMap((f) => [...f.leaves.keys()]);
-    return { files: written.map((p) => join(outDir, basename(p))), tensors: tensors.size, bytes, dropped };
+    return { files: written.map((p) => join(outDir, basename(p))), tensors: names.length, bytes, dropped: [...model.leaves.keys()] };
   } finally {
     if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
     // A folder this conversion created is not left behind empty when it fails.
     if (madeOut && !done) rmSync(outDir, { recursive: true, force: true });
-    for (const f of files) f.close();
   }
 }
 
@@ -234,25 +178,4 @@ function requireWritableFile(inPath: string, outPath: string): void {
   } else if (!existsSync(dirname(outPath))) {
     throw new SafetensorsError("ENOENT", `cannot write ${outPath}: folder ${dirname(outPath)} does not exist`);
   }
-}
-
-async function shardKeys(path: string, opts: OpenOptions): Promise<string[]> {
-  const f = await open(path, opts);
-  try {
-    return f.offsetKeys();
-  } finally {
-    f.close();
-  }
-}
-
-/** Each shard must hold exactly the tensors the index assigns to it. */
-function checkIndex(files: SafetensorsFile[], weightMap: Map<string, string>): void {
-  let count = 0;
-  for (const f of files) {
-    for (const name of f.offsetKeys()) {
-      if (weightMap.get(name) !== basename(f.path)) throw new SafetensorsError("InvalidIndex", `tensor ${name} is in ${basename(f.path)}, but the index says ${weightMap.get(name) ?? "nothing"}`);
-      count++;
-    }
-  }
-  if (count !== weightMap.size) throw new SafetensorsError("InvalidIndex", `the index names ${weightMap.size} tensors, the shards hold ${count}`);
 }

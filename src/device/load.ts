@@ -7,10 +7,10 @@ import { cpus } from "node:os";
 import { CUDA } from "../../ffi/cudart.ts";
 import { loadLibc, type LibC } from "../../ffi/libc.ts";
 import { SafetensorsError } from "../errors.ts";
+import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import type { SafetensorsFile } from "../checkpoint/file.ts";
-import { openCheckpoint } from "../checkpoint/checkpoint.ts";
+import { openCheckpoint } from "../checkpoint/open.ts";
 import { openMmap, touchPages } from "../io/mmap.ts";
-import { ShardedFile } from "../checkpoint/sharded.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
 import { PinnedRing, quietly, yieldToLoop, type ChunkSource, type RingOptions } from "./pipeline.ts";
 import { layoutDevice, mappedRange, planChunks, type Chunk, type Extent } from "./plan.ts";
@@ -71,22 +71,20 @@ export async function resolveDevice(spec: string, env?: Record<string, string | 
 }
 
 /**
- * Loads an open file's tensors onto a device. The file stays open and owned by the caller; on cpu the returned
- * tensors are the file's own views (mmap) or copies (read).
+ * Loads an open checkpoint's tensors onto a device. The checkpoint stays open and owned by the caller; on cpu
+ * the returned tensors are its own views (mmap) or copies (read).
  *
  * @example
  * ```ts
+ * import { open, toDevice } from "tensormap";
  * using file = await open("model.safetensors");
- * using weights = await toDevice(file, { device: "cuda:0", onProgress: (p) => console.log(p.bytesDone) });
+ * using weights = await toDevice(file, { device: "auto", onProgress: (p) => console.log(p.bytesDone) });
  * ```
  */
-export async function toDevice(file: SafetensorsFile | ShardedFile, opts: DeviceLoadOptions = {}): Promise<DeviceTensors> {
+export async function toDevice(checkpoint: Checkpoint, opts: DeviceLoadOptions = {}): Promise<DeviceTensors> {
   const target = await resolveDevice(opts.device ?? "auto", opts.env);
-  return load(target, filesOf(file), new Cleanup(), opts);
+  return load(target, checkpoint, new Cleanup(), opts);
 }
-
-/** The files behind a checkpoint: itself, or every shard (opened now). */
-const filesOf = (c: SafetensorsFile | ShardedFile): SafetensorsFile[] => (c instanceof ShardedFile ? c.files.map((f) => c.shard(f)) : [c]);
 
 /**
  * Loads a checkpoint (a safetensors or PyTorch file, or a sharded folder or index) onto a device. By default one device
@@ -105,7 +103,7 @@ export async function loadToDevice(path: string, opts: DeviceLoadOptions = {}): 
     // On CUDA the data is pread into the ring (or read from a mapping registered for the purpose): no mapping needed.
     const checkpoint = await openCheckpoint(path, { backend: target.kind === "cpu" ? "auto" : "read" });
     owned.add(() => checkpoint.close());
-    return await load(target, filesOf(checkpoint), owned, opts);
+    return await load(target, checkpoint, owned, opts);
   } catch (e) {
     quietly(() => owned.run());
     throw e;
@@ -120,8 +118,8 @@ interface FilePlan {
 }
 
 /** `owned` closes files the load opened itself: right after a CUDA upload, or with the tensors on cpu. */
-async function load(target: DeviceTarget, files: SafetensorsFile[], owned: Cleanup, opts: DeviceLoadOptions): Promise<DeviceTensors> {
-  const plans = pick(files, opts.names, target.kind === "cpu");
+async function load(target: DeviceTarget, checkpoint: Checkpoint, owned: Cleanup, opts: DeviceLoadOptions): Promise<DeviceTensors> {
+  const plans = pick(checkpoint, opts.names, target.kind === "cpu");
   const total = plans.reduce((a, p) => a + p.extents.reduce((b, e) => b + e.byteLength, 0), 0);
   const progress = { done: 0, total };
   const report = (file: string, n: number) => {
@@ -157,17 +155,16 @@ async function load(target: DeviceTarget, files: SafetensorsFile[], owned: Clean
   }
 }
 
-/** The tensors to load from each file, in file order; every requested name must exist exactly once. */
-function pick(files: SafetensorsFile[], names: string[] | undefined, onHost: boolean): FilePlan[] {
+/** The tensors to load from each file of the checkpoint, in file order; every requested name must exist. */
+function pick(checkpoint: Checkpoint, names: string[] | undefined, onHost: boolean): FilePlan[] {
+  const missing = names?.filter((n) => !checkpoint.has(n)) ?? [];
+  if (missing.length) throw new SafetensorsError("TensorNotFound", `no tensor named ${missing.map((n) => JSON.stringify(n)).join(", ")} in ${checkpoint.path}`);
   const wanted = names ? new Set(names) : null;
-  const seen = new Map<string, string>();
-  const plans = files.map((file) => {
-    const chosen = file.offsetKeys().filter((n) => !wanted || wanted.has(n));
-    for (const n of chosen) {
-      const other = seen.get(n);
-      if (other) throw new SafetensorsError("InvalidIndex", `tensor ${JSON.stringify(n)} is in both ${other} and ${file.path}`);
-      seen.set(n, file.path);
-    }
+  const plans: FilePlan[] = [];
+  for (const name of checkpoint.files) {
+    const chosen = checkpoint.offsetKeys(name).filter((n) => !wanted || wanted.has(n));
+    if (!chosen.length && wanted) continue;
+    const file = checkpoint.shard(name);
     const extents = chosen.map((n) => {
       const { start, byteLength, gather } = file.entry(n);
       if (gather && !onHost) {
@@ -175,10 +172,8 @@ function pick(files: SafetensorsFile[], names: string[] | undefined, onHost: boo
       }
       return { start, byteLength };
     });
-    return { file, names: chosen, extents };
-  });
-  const missing = names?.filter((n) => !seen.has(n)) ?? [];
-  if (missing.length) throw new SafetensorsError("TensorNotFound", `no tensor named ${missing.map((n) => JSON.stringify(n)).join(", ")}`);
+    plans.push({ file, names: chosen, extents });
+  }
   return plans;
 }
 

@@ -6,6 +6,9 @@
 import type { ByteSource } from "../io/source.ts";
 import type { DType } from "./dtypes.ts";
 
+/** What a checkpoint's files hold: safetensors, or PyTorch pickles (read by an allowlist, never executed). */
+export type CheckpointFormat = "safetensors" | "pytorch";
+
 /** A tensor as a caller sees it, without its bytes. */
 export interface TensorInfo {
   dtype: DType;

@@ -3,6 +3,7 @@
  * and the greedy split. No I/O here; `sharded.ts` reads and writes files with these.
  */
 import { SafetensorsError } from "../errors.ts";
+import type { CheckpointFormat } from "./layout.ts";
 
 /** The index file name `saveSharded` writes and a folder is searched for. */
 export const INDEX_FILE = "model.safetensors.index.json";
@@ -13,7 +14,46 @@ export const PICKLE_INDEX_FILE = "pytorch_model.bin.index.json";
 /** What a PyTorch checkpoint in one file is called. */
 export const PICKLE_SINGLE_FILE = "pytorch_model.bin";
 /** What a model folder is searched for, in this order (Hugging Face's own preference: safetensors first). */
-export const FOLDER_FILES = [INDEX_FILE, SINGLE_FILE, PICKLE_INDEX_FILE, PICKLE_SINGLE_FILE] as const;
+export const FOLDER_FILES: ReadonlyArray<readonly [name: string, format: CheckpointFormat]> = [
+  [INDEX_FILE, "safetensors"],
+  [SINGLE_FILE, "safetensors"],
+  [PICKLE_INDEX_FILE, "pytorch"],
+  [PICKLE_SINGLE_FILE, "pytorch"],
+];
+/** Largest index (or other side file) read: the header's limit, far above any real index's size. */
+export const MAX_INDEX_BYTES = 100_000_000;
+/** How deep the index's `metadata` may nest (real ones are flat): deeper is refused, not walked. */
+const MAX_METADATA_DEPTH = 32;
+
+/** What a file name says a shard holds. */
+const SHARD_FORMATS: ReadonlyArray<readonly [RegExp, CheckpointFormat]> = [
+  [/\.safetensors$/, "safetensors"],
+  [/\.(bin|pt|pth)$/, "pytorch"],
+];
+
+/**
+ * What an index indexes, from its own name (`*.safetensors.index.json`, `*.bin.index.json`) or, for another
+ * name, its shards' names; every shard's name must agree. A safetensors index naming a pickle (`.bin`) is
+ * refused, as the reference refuses it.
+ *
+ * @example
+ * ```ts
+ * indexFormat("model.safetensors.index.json", ["model-00001-of-00002.safetensors"]); // "safetensors"
+ * indexFormat("model.safetensors.index.json", ["pytorch_model.bin"]); // throws InvalidIndex
+ * ```
+ */
+export function indexFormat(indexName: string, shards: readonly string[]): CheckpointFormat {
+  const formatOf = (name: string) => SHARD_FORMATS.find(([pattern]) => pattern.test(name))?.[1];
+  const named = formatOf(indexName.replace(/\.index\.json$/, ""));
+  const format = named ?? formatOf(shards[0] ?? "");
+  for (const shard of shards) {
+    if (format === undefined || formatOf(shard) !== format) {
+      const want = format ? `a ${format} shard` : "a .safetensors or .bin shard";
+      throw new SafetensorsError("InvalidIndex", `${indexName} names ${JSON.stringify(shard)}, not ${want}`);
+    }
+  }
+  return format!;
+}
 
 const UNITS: Record<string, number> = {
   B: 1,
@@ -85,6 +125,7 @@ export function parseIndex(text: string, where: string): ShardIndex {
   const { metadata: rawMeta, weight_map: rawMap } = json;
   if (rawMeta !== undefined && rawMeta !== null && !isObject(rawMeta)) throw bad('"metadata" is not an object');
   if (!isObject(rawMap)) throw bad('"weight_map" is missing or not an object');
+  if (rawMeta && depth(rawMeta) > MAX_METADATA_DEPTH) throw bad(`"metadata" nests deeper than ${MAX_METADATA_DEPTH} levels`);
   const metadata = rawMeta ? Object.assign(Object.create(null) as Record<string, unknown>, rawMeta) : null;
   const total = metadata?.total_size;
   if (total !== undefined && !(Number.isSafeInteger(total) && (total as number) >= 0)) {
@@ -100,6 +141,20 @@ export function parseIndex(text: string, where: string): ShardIndex {
   }
   if (weightMap.size === 0) throw bad('"weight_map" is empty');
   return { metadata, weightMap, shards: [...new Set(weightMap.values())].sort() };
+}
+
+/** How deeply a parsed JSON value nests, counted without recursion (the stack is not the limit). */
+function depth(value: unknown): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    deepest = Math.max(deepest, d);
+    if (deepest > MAX_METADATA_DEPTH) return deepest;
+    for (const child of Object.values(v)) stack.push([child, d + 1]);
+  }
+  return deepest;
 }
 
 /**

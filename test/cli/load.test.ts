@@ -1,6 +1,6 @@
 import { expect, test } from "vitest";
 import { touchAll } from "../../src/cli/load.ts";
-import { openCheckpoint } from "../../src/checkpoint/checkpoint.ts";
+import { openCheckpoint } from "../../src/checkpoint/open.ts";
 import { cli } from "../support/cli.ts";
 import { fixture } from "../support/fixtures.ts";
 

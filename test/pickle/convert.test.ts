@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { open } from "../../src/checkpoint/open.ts";
 import { convert } from "../../src/convert/convert.ts";
-import { openSharded } from "../../src/checkpoint/sharded.ts";
+import { openSharded } from "../../src/checkpoint/open.ts";
 
 const fixtures = path.resolve(process.cwd(), "../shared/fixtures");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");

@@ -3,7 +3,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect, test } from "vitest";
-import { openCheckpoint } from "../../src/checkpoint/checkpoint.ts";
+import { openCheckpoint } from "../../src/checkpoint/open.ts";
 import { open } from "../../src/checkpoint/open.ts";
 import { describeLeaf } from "../../src/pickle/layout.ts";
 import { runtime } from "../../ffi/runtime.ts";
