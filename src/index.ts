@@ -13,7 +13,7 @@
 export { SafetensorsError, type ErrorCode } from "./errors.ts";
 // Opening and reading
 export { open, openCheckpoint, openSharded, resolveCheckpoint, withCheckpoint, type CheckpointPath, type OpenOptions } from "./checkpoint/open.ts";
-export type { Checkpoint, CheckpointFormat } from "./checkpoint/checkpoint.ts";
+export type { Checkpoint, CheckpointFile, CheckpointFormat } from "./checkpoint/checkpoint.ts";
 export { fileFromSource, SafetensorsFile } from "./checkpoint/file.ts";
 export type { FileLayout, TensorEntry, TensorInfo } from "./format/layout.ts";
 export { Tensor } from "./checkpoint/tensor.ts";

@@ -2,9 +2,8 @@
  * What every checkpoint is, whatever it is made of: one safetensors or PyTorch file ({@link SafetensorsFile})
  * or a sharded folder ({@link ShardedFile}). Code that takes "a checkpoint" takes this interface.
  */
-import type { CheckpointFormat, TensorInfo } from "../format/layout.ts";
-import type { Backend } from "../io/source.ts";
-import type { SafetensorsFile } from "./file.ts";
+import type { CheckpointFormat, TensorEntry, TensorInfo } from "../format/layout.ts";
+import type { Backend, ByteSource } from "../io/source.ts";
 import type { SliceSpec } from "./slice.ts";
 import type { Tensor } from "./tensor.ts";
 
@@ -50,7 +49,7 @@ export interface Checkpoint extends Disposable {
   /** Reads these tensors (default: all) ahead; settles when they are in memory, never rejects. */
   prefetch(names?: readonly string[]): Promise<void>;
   /** One of {@link files}, open (opened now if it was not), until the checkpoint closes. */
-  shard(file: string): SafetensorsFile;
+  shard(file: string): CheckpointFile;
   /**
    * Checks every file's structure as a loader would meet it (each header, and each shard against the index),
    * without reading tensor data; returns the tensor count. Shards it had to open are closed again.
@@ -58,4 +57,25 @@ export interface Checkpoint extends Disposable {
   verify(): number;
   /** Releases every file. Idempotent. */
   close(): void;
+}
+
+/**
+ * One file of a checkpoint (a checkpoint of its own), with what layers that move bytes in bulk (devices,
+ * converters) need: its byte source and where each tensor lies in it.
+ *
+ * @example
+ * ```ts
+ * import { openCheckpoint } from "tensormap";
+ * using model = await openCheckpoint("checkpoints/gpt2");
+ * const shard = model.shard(model.files[0]!);
+ * console.log(shard.source.size, shard.entry(shard.offsetKeys()[0]!).start);
+ * ```
+ */
+export interface CheckpointFile extends Checkpoint {
+  /** The byte source behind the file. */
+  readonly source: ByteSource;
+  /** Settles once a `populate` asked for at open is over (at once without one). */
+  readonly populated: Promise<void>;
+  /** Where one tensor's bytes lie in the source. */
+  entry(name: string): Readonly<TensorEntry>;
 }

@@ -6,7 +6,7 @@ import type { FileLayout, TensorEntry, TensorInfo } from "../format/layout.ts";
 import { compareNames } from "../format/names.ts";
 import type { ByteSource } from "../io/source.ts";
 import { isPytorch, openPytorchLayout } from "../pickle/layout.ts";
-import type { Checkpoint, CheckpointFormat } from "./checkpoint.ts";
+import type { CheckpointFile, CheckpointFormat } from "./checkpoint.ts";
 import { planSlice, type SliceSpec } from "./slice.ts";
 import { Tensor } from "./tensor.ts";
 
@@ -23,7 +23,7 @@ const NO_LEAVES: ReadonlyMap<string, unknown> = new Map();
  * for (const name of file.keys()) console.log(name, file.info(name).shape);
  * ```
  */
-export class SafetensorsFile implements Checkpoint {
+export class SafetensorsFile implements CheckpointFile {
   readonly format: CheckpointFormat;
   #source: ByteSource;
   #layout: FileLayout;

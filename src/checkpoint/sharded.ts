@@ -10,8 +10,7 @@ import type { TensorInfo } from "../format/layout.ts";
 import { compareNames } from "../format/names.ts";
 import type { ShardIndex } from "../format/sharded.ts";
 import type { Backend } from "../io/source.ts";
-import type { Checkpoint, CheckpointFormat } from "./checkpoint.ts";
-import type { SafetensorsFile } from "./file.ts";
+import type { Checkpoint, CheckpointFile, CheckpointFormat } from "./checkpoint.ts";
 import type { SliceSpec } from "./slice.ts";
 import type { Tensor } from "./tensor.ts";
 
@@ -36,8 +35,8 @@ export class ShardedFile implements Checkpoint {
   readonly format: CheckpointFormat;
   readonly #dir: string;
   readonly #index: ShardIndex;
-  readonly #openShard: (path: string) => SafetensorsFile;
-  readonly #open = new Map<string, SafetensorsFile>();
+  readonly #openShard: (path: string) => CheckpointFile;
+  readonly #open = new Map<string, CheckpointFile>();
   /** Each shard's tensors as the index lists them, and (once read) in the shard's own order. */
   readonly #indexed = new Map<string, string[]>();
   readonly #orders = new Map<string, string[]>();
@@ -50,8 +49,8 @@ export class ShardedFile implements Checkpoint {
     path: string,
     index: ShardIndex,
     format: CheckpointFormat,
-    openShard: (path: string) => SafetensorsFile,
-    opened?: ReadonlyMap<string, SafetensorsFile>,
+    openShard: (path: string) => CheckpointFile,
+    opened?: ReadonlyMap<string, CheckpointFile>,
   ) {
     this.path = path;
     this.format = format;
@@ -118,12 +117,12 @@ export class ShardedFile implements Checkpoint {
     return this.shard(this.#fileOf(name)).tensor(name);
   }
 
-  /** A tensor's bytes in pieces; see `SafetensorsFile.chunks`. */
+  /** A tensor's bytes in pieces; see `CheckpointFile.chunks`. */
   chunks(name: string, chunkBytes?: number): Generator<Uint8Array> {
     return this.shard(this.#fileOf(name)).chunks(name, chunkBytes);
   }
 
-  /** Reads the named tensors (all by default) ahead, each shard's at once; see `SafetensorsFile.prefetch`. */
+  /** Reads the named tensors (all by default) ahead, each shard's at once; see `CheckpointFile.prefetch`. */
   prefetch(names: readonly string[] = this.keys()): Promise<void> {
     const byShard = new Map<string, string[]>();
     for (const name of names) {
@@ -135,13 +134,13 @@ export class ShardedFile implements Checkpoint {
     return Promise.all([...byShard].map(([file, ns]) => this.shard(file).prefetch(ns))).then(() => {});
   }
 
-  /** Part of a tensor; see `SafetensorsFile.slice`. */
+  /** Part of a tensor; see `CheckpointFile.slice`. */
   slice(name: string, spec: SliceSpec): Tensor {
     return this.shard(this.#fileOf(name)).slice(name, spec);
   }
 
   /** The open shard `file` (one of `files`), opened and checked against the index now if it was not yet. */
-  shard(file: string): SafetensorsFile {
+  shard(file: string): CheckpointFile {
     this.#live();
     const open = this.#open.get(this.#known(file));
     if (open) return open;
@@ -190,7 +189,7 @@ export class ShardedFile implements Checkpoint {
   }
 
   /** Runs `use` on shard `file`: the open one, or one opened for the purpose and closed again. */
-  #visit<T>(file: string, use: (shard: SafetensorsFile) => T): T {
+  #visit<T>(file: string, use: (shard: CheckpointFile) => T): T {
     this.#live();
     const open = this.#open.get(file);
     if (open) return use(open);
@@ -202,8 +201,8 @@ export class ShardedFile implements Checkpoint {
     }
   }
 
-  #openChecked(file: string): SafetensorsFile {
-    let shard: SafetensorsFile;
+  #openChecked(file: string): CheckpointFile {
+    let shard: CheckpointFile;
     try {
       shard = this.#openShard(join(this.#dir, file));
     } catch (e) {
@@ -219,7 +218,7 @@ export class ShardedFile implements Checkpoint {
   }
 
   /** Checks a newly opened shard against the index and learns what it needs from it. */
-  #adopt(file: string, shard: SafetensorsFile): void {
+  #adopt(file: string, shard: CheckpointFile): void {
     checkShard(this.path, this.#index.weightMap, this.#indexed.get(file)!, this.format, file, shard);
     if (!this.#orders.has(file)) this.#orders.set(file, shard.offsetKeys());
     if (file === this.#index.shards[0]) this.#firstShard ??= { backend: shard.backend, metadata: shard.metadata };
@@ -257,7 +256,7 @@ export function checkShard(
   indexed: readonly string[],
   format: CheckpointFormat,
   file: string,
-  shard: SafetensorsFile,
+  shard: CheckpointFile,
 ): void {
   if (shard.format !== format) {
     throw new SafetensorsError("InvalidIndex", `${indexPath} is a ${format} index, but ${file} is a ${shard.format} file`);

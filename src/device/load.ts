@@ -7,8 +7,7 @@ import { cpus } from "node:os";
 import { CUDA } from "../../ffi/cudart.ts";
 import { loadLibc, type LibC } from "../../ffi/libc.ts";
 import { SafetensorsError } from "../errors.ts";
-import type { Checkpoint } from "../checkpoint/checkpoint.ts";
-import type { SafetensorsFile } from "../checkpoint/file.ts";
+import type { Checkpoint, CheckpointFile } from "../checkpoint/checkpoint.ts";
 import { openCheckpoint } from "../checkpoint/open.ts";
 import { openMmap, touchPages } from "../io/mmap.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
@@ -112,7 +111,7 @@ export async function loadToDevice(path: string, opts: DeviceLoadOptions = {}): 
 
 /** One file's share of a load: the tensors picked from it and where their bytes are. */
 interface FilePlan {
-  file: SafetensorsFile;
+  file: CheckpointFile;
   names: string[];
   extents: Extent[];
 }

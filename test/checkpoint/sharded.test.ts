@@ -2,11 +2,11 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, tru
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { SafetensorsError } from "../src/errors.ts";
-import { open } from "../src/checkpoint/open.ts";
-import { openSharded } from "../src/checkpoint/open.ts";
-import { saveSharded } from "../src/checkpoint/save.ts";
-import { expected, fixture, sha256 } from "./support/fixtures.ts";
+import { SafetensorsError } from "../../src/errors.ts";
+import { open } from "../../src/checkpoint/open.ts";
+import { openSharded } from "../../src/checkpoint/open.ts";
+import { saveSharded } from "../../src/checkpoint/save.ts";
+import { expected, fixture, sha256 } from "../support/fixtures.ts";
 
 const SHARDED = fixture("sharded");
 const INDEX = JSON.parse(readFileSync(join(SHARDED, "model.safetensors.index.json"), "utf8")) as {
