@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { loadCudart, type CudaRuntime } from "../../ffi/cudart.ts";
-import { loadLibc, type LibC } from "../../ffi/libc.ts";
+import { loadCudart } from "../../ffi/cudart.ts";
+import type { CudaRuntime } from "../../ffi/types.ts";
+import { loadLibc, type LibC } from "../../src/io/libc.ts";
 import { check, Cleanup, deviceAlloc, hostAlloc, probeCuda, type CudaDevice, type CudaFailure } from "../../src/device/cuda.ts";
 import { PinnedRing, readChunk } from "../../src/device/pipeline.ts";
 import { SafetensorsError } from "../../src/errors.ts";
@@ -42,7 +43,20 @@ describe("Cleanup", () => {
   });
 });
 
-describe.skipIf(runtime === "node")("the CUDA layer with libcudart and no driver", async () => {
+/**
+ * What the tests below assume, checked rather than taken for granted: the real libcudart is found the usual way
+ * and there is no GPU driver (cudaErrorInsufficientDriver, 35), as on every machine that runs CI. Elsewhere (Node,
+ * no CUDA installed, a machine with a GPU) they skip and their title says why.
+ */
+const NO_DRIVER = 35;
+const whyNot = await (async () => {
+  const lib = await loadCudart({ env: {} });
+  if (!lib.ok) return lib.reason;
+  const err = lib.cuda.cudaGetDeviceCount(new Int32Array(1));
+  return err === NO_DRIVER ? "" : `cudaGetDeviceCount gave ${err}, not cudaErrorInsufficientDriver: a driver is here`;
+})();
+
+describe.skipIf(whyNot !== "")(`the CUDA layer with libcudart and no driver${whyNot && ` (skipped: ${whyNot})`}`, async () => {
   const lib = await loadCudart({ env: {} });
   const cuda: CudaRuntime = lib.ok ? lib.cuda : undefined!;
   const libc = (await loadLibc()) as LibC;
