@@ -12,7 +12,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { CUDA } from "../ffi/cudart.ts";
+import { CUDA } from "../ffi/types.ts";
 import { check, Cleanup, deviceAlloc, hostAlloc, type CudaDevice } from "../src/device/cuda.ts";
 import { loadToDevice, resolveDevice } from "../src/device/load.ts";
 import { fillRandom } from "../src/cli/random.ts";

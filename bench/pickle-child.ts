@@ -6,7 +6,7 @@
  * Loading libc through FFI happens before the clock starts, as `import torch` does for the Python peers.
  * Usage: `pickle-child.ts tensor|page PATH`.
  */
-import { loadLibc } from "../ffi/libc.ts";
+import { loadLibc } from "../src/io/libc.ts";
 import { open, touchPages } from "../src/index.ts";
 
 const [touch, path] = process.argv.slice(-2) as ["tensor" | "page", string];

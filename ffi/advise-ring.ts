@@ -8,7 +8,7 @@
  * while requests are in flight. Runtime-agnostic: it needs only `syscall`, `mmap` and views from the binding.
  */
 import { setInterval } from "node:timers";
-import { MAP_ANONYMOUS, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, type LibCBinding } from "./libc.ts";
+import { MAP_ANONYMOUS, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, type LibCBinding } from "./types.ts";
 
 const SYS_IO_URING_SETUP = 425; // the same number on every architecture (the generic syscall table)
 const SYS_IO_URING_ENTER = 426;

@@ -10,7 +10,7 @@
  * The handler is `sigbus-guard.x64.s`, assembled; the 8 bytes after it (its label `table`) hold the address of
  * the table it shares with this module.
  */
-import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, type LibCBinding } from "./libc.ts";
+import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, type LibCBinding, type MappingGuard, type SigbusGuard } from "./types.ts";
 
 /** `sigbus-guard.x64.s`, assembled, and the offsets of its labels (the test assembles it again and compares). */
 export const X64 = {
@@ -41,24 +41,6 @@ const SA_ONSTACK = 0x08000000;
 const SYS_MPROTECT = 10;
 const SYS_RT_SIGACTION = 13;
 const PROT_EXEC = 4;
-
-/** One guarded mapping. */
-export interface MappingGuard {
-  /** Whether a read of this mapping met a page the file no longer has (it read zeros instead). */
-  faulted(): boolean;
-  /** Stops guarding (the mapping is gone or holds no file pages any more). Idempotent. */
-  release(): void;
-}
-
-export interface SigbusGuard {
-  /**
-   * The faults caught in every guarded range, as the low and high halves of a counter: one read tells that
-   * nothing happened (the hot path), before asking each {@link MappingGuard}.
-   */
-  readonly faults: Uint32Array;
-  /** Guards `[addr, addr + length)`; unguarded (a crash, as before) where no handler could be installed. */
-  guard(addr: bigint, length: number): MappingGuard;
-}
 
 const UNGUARDED: MappingGuard = { faulted: () => false, release: () => {} };
 const NONE: SigbusGuard = { faults: new Uint32Array(2), guard: () => UNGUARDED };

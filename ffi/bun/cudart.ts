@@ -1,6 +1,6 @@
 /** Bun binding of {@link CudaRuntime} over `bun:ffi`. Calls block the JS thread (each is short). */
 import { dlopen, ptr } from "bun:ffi";
-import type { CudaRuntime } from "../cudart.ts";
+import type { CudaRuntime } from "../types.ts";
 
 /**
  * Opens one libcudart file; throws Bun's dlopen error when it cannot be loaded.

@@ -1,6 +1,6 @@
-/** libc through `bun:ffi`. Thin: opens the symbols (`libc-symbols.ts`) and converts values; `../libc.ts` checks errors. */
+/** libc through `bun:ffi`. Thin: opens the symbols (`libc-symbols.ts`) and converts values; `src/io/libc.ts` checks errors. */
 import { CString, dlopen, read, toArrayBuffer } from "bun:ffi";
-import type { LibCBinding } from "../libc.ts";
+import type { LibCBinding } from "../types.ts";
 import { LIBC_SYMBOLS } from "./libc-symbols.ts";
 import { preadPool } from "./pread-pool.ts";
 

@@ -2,7 +2,7 @@
  * Deno binding of {@link CudaRuntime} over `Deno.dlopen` (needs `--allow-ffi`). CUDA calls run on the JS thread
  * (the current device is per host thread).
  */
-import type { CudaRuntime } from "../cudart.ts";
+import type { CudaRuntime } from "../types.ts";
 import { deno, type DenoPointer } from "./api.ts";
 
 const I32 = "i32";

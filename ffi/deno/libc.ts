@@ -1,5 +1,5 @@
-/** libc through `Deno.dlopen`. Thin: declares the symbols and converts values; `../libc.ts` checks errors. */
-import type { LibCBinding } from "../libc.ts";
+/** libc through `Deno.dlopen`. Thin: declares the symbols and converts values; `src/io/libc.ts` checks errors. */
+import type { LibCBinding } from "../types.ts";
 import { deno } from "./api.ts";
 
 /** V8 takes ArrayBuffers far past 4 GiB; keep views within what a typed array can index exactly. */

@@ -3,7 +3,8 @@
  * carry the error's name and message, a probe says whether (and why not) a device is usable, and a
  * {@link Cleanup} frees what was allocated when anything fails.
  */
-import { CUDA, loadCudart, type CudaRuntime } from "../../ffi/cudart.ts";
+import { loadCudart } from "../../ffi/cudart.ts";
+import { CUDA, type CudaRuntime } from "../../ffi/types.ts";
 import { SafetensorsError } from "../errors.ts";
 
 /** What a CUDA failure carries besides its message (as the error's `cause`). */

@@ -4,8 +4,8 @@
  * usable GPU, return the host tensors in the same {@link DeviceTensors} shape with `device: "cpu"`.
  */
 import { cpus } from "node:os";
-import { CUDA } from "../../ffi/cudart.ts";
-import { loadLibc, type LibC } from "../../ffi/libc.ts";
+import { CUDA } from "../../ffi/types.ts";
+import { loadLibc, type LibC } from "../io/libc.ts";
 import { SafetensorsError } from "../errors.ts";
 import type { Checkpoint, CheckpointFile } from "../checkpoint/checkpoint.ts";
 import { openCheckpoint } from "../checkpoint/open.ts";

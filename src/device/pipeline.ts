@@ -5,8 +5,8 @@
  * (`cudaHostRegister`) the copy engine reads file pages directly and the ring only paces progress.
  */
 import { setImmediate } from "node:timers";
-import { CUDA } from "../../ffi/cudart.ts";
-import type { HostFile } from "../../ffi/libc.ts";
+import { CUDA } from "../../ffi/types.ts";
+import type { HostFile } from "../io/libc.ts";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import { check, Cleanup, hostAlloc, type CudaDevice } from "./cuda.ts";
 import { splitRead, type Chunk } from "./plan.ts";

@@ -12,7 +12,6 @@
  * reads past its new end raise SIGBUS: each window is guarded (`ffi/sigbus-guard.ts`), those reads see zeros,
  * and the source then refuses reads with `FileChanged`.
  */
-import type { LibC, MappingGuard } from "../../ffi/libc.ts";
 import {
   MADV_NORMAL,
   MADV_POPULATE_READ,
@@ -26,8 +25,10 @@ import {
   MAP_SHARED,
   PROT_READ,
   PROT_WRITE,
-} from "../../ffi/libc.ts";
+  type MappingGuard,
+} from "../../ffi/types.ts";
 import { namingFile, SafetensorsError } from "../errors.ts";
+import type { LibC } from "./libc.ts";
 import { requireRegularFile, type ByteSource } from "./source.ts";
 
 /** Read-ahead hint for the kernel (`madvise`), applied to every window. */

@@ -1,6 +1,6 @@
-import { loadLibc, type LibC } from "../../ffi/libc.ts";
-import { SafetensorsError } from "../errors.ts";
 import { runtime } from "../../ffi/runtime.ts";
+import { SafetensorsError } from "../errors.ts";
+import { loadLibc, type LibC } from "./libc.ts";
 import { openMmap, type MmapOptions } from "./mmap.ts";
 import { openRead } from "./read.ts";
 import type { Backend, ByteSource } from "./source.ts";

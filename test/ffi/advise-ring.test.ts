@@ -3,16 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { createAdviseRing } from "../../ffi/advise-ring.ts";
-import {
-  loadLibc,
-  MADV_POPULATE_READ,
-  MAP_ANONYMOUS,
-  MAP_NORESERVE,
-  MAP_PRIVATE,
-  PROT_READ,
-  type LibC,
-  type LibCBinding,
-} from "../../ffi/libc.ts";
+import { MADV_POPULATE_READ, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, type LibCBinding } from "../../ffi/types.ts";
+import { loadLibc, type LibC } from "../../src/io/libc.ts";
 import { runtime } from "../../ffi/runtime.ts";
 import { mappedBytes } from "../support/proc.ts";
 

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { CUDA, cudartCandidates, loadCudart } from "../../ffi/cudart.ts";
+import { cudartCandidates, loadCudart } from "../../ffi/cudart.ts";
+import { CUDA } from "../../ffi/types.ts";
 import { runtime } from "../../ffi/runtime.ts";
 
 const MISSING = { TENSORMAP_CUDART: "/nonexistent/libcudart.so" };

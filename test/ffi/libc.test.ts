@@ -1,7 +1,8 @@
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, test } from "vitest";
-import { errnoName, loadLibc, MADV_WILLNEED, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, type LibC } from "../../ffi/libc.ts";
+import { MADV_WILLNEED, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../../ffi/types.ts";
+import { errnoName, loadLibc, type LibC } from "../../src/io/libc.ts";
 import { SafetensorsError } from "../../src/errors.ts";
 import { runtime } from "../../ffi/runtime.ts";
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { loadLibc } from "../../ffi/libc.ts";
+import { loadLibc } from "../../src/io/libc.ts";
 import { open } from "../../src/checkpoint/open.ts";
 import { expected, fixture, sha256 } from "../support/fixtures.ts";
 

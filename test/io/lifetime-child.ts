@@ -3,7 +3,8 @@
  * and the collector can be driven (`Bun.gc`, Deno with `--v8-flags=--expose-gc`). Prints one JSON line.
  */
 import { readFileSync, statSync, truncateSync } from "node:fs";
-import { loadLibc, MAP_PRIVATE, PROT_READ, type LibC } from "../../ffi/libc.ts";
+import { MAP_PRIVATE, PROT_READ } from "../../ffi/types.ts";
+import { loadLibc, type LibC } from "../../src/io/libc.ts";
 import { open } from "../../src/checkpoint/open.ts";
 
 const [mode, path, count] = process.argv.slice(2) as [string, string, string?];

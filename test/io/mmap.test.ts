@@ -2,7 +2,7 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, realpath
 import { tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { loadLibc } from "../../ffi/libc.ts";
+import { loadLibc } from "../../src/io/libc.ts";
 import { openMmap, touchPages } from "../../src/io/mmap.ts";
 import { mappedBytes } from "../support/proc.ts";
 
