@@ -4,15 +4,13 @@
  * so every rule is testable anywhere.
  */
 import { SafetensorsError } from "../errors.ts";
+import type { TensorEntry } from "../format/layout.ts";
 
 /** Device allocations are aligned like `cudaMalloc`'s own (256 bytes), so any tensor suits vectorized kernels. */
 const DEVICE_ALIGN = 256;
 
 /** A tensor's bytes in the file: absolute start and length. */
-export interface Extent {
-  start: number;
-  byteLength: number;
-}
+export type Extent = Pick<TensorEntry, "start" | "byteLength">;
 
 /**
  * Packs tensors (in the given order) into one allocation, each at a multiple of `align`.

@@ -1,13 +1,9 @@
 import { SafetensorsError } from "../errors.ts";
-import type { DType } from "../format/dtypes.ts";
+import type { TensorInfo } from "../format/layout.ts";
 import type { Cleanup } from "./cuda.ts";
 
-interface TensorFacts {
-  name: string;
-  dtype: DType;
-  shape: number[];
-  byteLength: number;
-}
+/** What every loaded tensor says of itself. */
+type TensorFacts = Pick<TensorInfo, "dtype" | "shape" | "byteLength"> & { name: string };
 
 /** A tensor in GPU memory: `ptr` is a device address (valid until `free()`), usable by any CUDA code in this process. */
 export interface CudaTensor extends TensorFacts {

@@ -9,7 +9,6 @@ import { loadLibc, type LibC } from "../../src/io/libc.ts";
 import { check, Cleanup, deviceAlloc, hostAlloc, probeCuda, type CudaDevice, type CudaFailure } from "../../src/device/cuda.ts";
 import { PinnedRing, readChunk } from "../../src/device/pipeline.ts";
 import { SafetensorsError } from "../../src/errors.ts";
-import { runtime } from "../../ffi/runtime.ts";
 
 function caught(f: () => unknown): SafetensorsError {
   try {
