@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, test } from "vitest";
-import { open, save } from "../src/index.ts";
+import { open, save } from "../../src/index.ts";
 
 async function grid() {
   const path = join(mkdtempSync(join(tmpdir(), "tensormap-")), "g.safetensors");
