@@ -19,6 +19,7 @@ const NO_LEAVES: ReadonlyMap<string, unknown> = new Map();
  *
  * @example
  * ```ts
+ * import { open } from "tensormap";
  * using file = await open("model.safetensors");
  * for (const name of file.keys()) console.log(name, file.info(name).shape);
  * ```
@@ -36,21 +37,58 @@ export class SafetensorsFile implements CheckpointFile {
     this.format = format;
   }
 
-  /** The backend serving bytes: `"mmap"` (zero-copy views) or `"read"` (positional reads). */
+  /**
+   * The backend serving bytes: `"mmap"` (zero-copy views) or `"read"` (positional reads).
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors", { backend: "read" });
+   * console.log(file.backend); // "read"
+   * ```
+   */
   get backend(): ByteSource["backend"] {
     return this.#source.backend;
   }
 
+  /**
+   * The path the file was opened by, as given.
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * console.log(file.path); // "model.safetensors"
+   * ```
+   */
   get path(): string {
     return this.#source.path;
   }
 
-  /** The one file: its own name. */
+  /**
+   * The one file: its own name.
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("checkpoints/gpt2/model-00001-of-00003.safetensors");
+   * console.log(file.files); // ["model-00001-of-00003.safetensors"]
+   * ```
+   */
   get files(): readonly string[] {
     return [basename(this.path)];
   }
 
-  /** A single file has no index. */
+  /**
+   * A single file has no index.
+   *
+   * @example
+   * ```ts
+   * import { openCheckpoint } from "tensormap";
+   * using model = await openCheckpoint("model.safetensors");
+   * console.log(model.indexMetadata); // null; a sharded checkpoint gives its index's { total_size, … }
+   * ```
+   */
   get indexMetadata(): null {
     return null;
   }
@@ -61,6 +99,7 @@ export class SafetensorsFile implements CheckpointFile {
    *
    * @example
    * ```ts
+   * import { open } from "tensormap";
    * using file = await open("model.safetensors", { populate: true });
    * await file.populated; // every page mapped: no page fault from here on
    * ```
@@ -69,12 +108,31 @@ export class SafetensorsFile implements CheckpointFile {
     return this.#source.populated ?? Promise.resolve();
   }
 
-  /** The byte source behind the file, for layers that move bytes in bulk (devices, converters). */
+  /**
+   * The byte source behind the file, for layers that move bytes in bulk (devices, converters).
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * const { start, byteLength } = file.entry("wte.weight");
+   * const raw = file.source.bytes(start, byteLength); // the same bytes as file.tensor("wte.weight").bytes
+   * ```
+   */
   get source(): ByteSource {
     return this.#source;
   }
 
-  /** `__metadata__`, or null when the file has none. */
+  /**
+   * `__metadata__`, or null when the file has none.
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * console.log(file.metadata?.format); // "pt"
+   * ```
+   */
   get metadata(): Record<string, string> | null {
     return this.#layout.metadata;
   }
@@ -82,51 +140,132 @@ export class SafetensorsFile implements CheckpointFile {
   /**
    * A PyTorch checkpoint's non-tensor values (epoch, optimizer hyperparameters, …) by dotted name, as
    * unpickled; `describeLeaf` renders one. Empty for safetensors files.
+   *
+   * @example
+   * ```ts
+   * import { describeLeaf, open } from "tensormap";
+   * using file = await open("training-checkpoint.pt");
+   * for (const [name, value] of file.leaves) console.log(name, describeLeaf(value)); // epoch 3, …
+   * ```
    */
   get leaves(): ReadonlyMap<string, unknown> {
     return this.#layout.leaves ?? NO_LEAVES;
   }
 
-  /** Tensor names, sorted. */
+  /**
+   * Tensor names, sorted.
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * console.log(file.keys().slice(0, 2)); // ["h.0.attn.c_attn.bias", "h.0.attn.c_attn.weight"]
+   * ```
+   */
   keys(): string[] {
     this.#sorted ??= [...this.#layout.order].sort(compareNames);
     return [...this.#sorted];
   }
 
-  /** Tensor names in file order (`file`, if given, must be this file's name). */
+  /**
+   * Tensor names in file order (`file`, if given, must be this file's name).
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * for (const name of file.offsetKeys()) console.log(name, file.info(name).dataOffsets); // [0, 192], …
+   * ```
+   */
   offsetKeys(file?: string): string[] {
     if (file !== undefined) this.shard(file);
     return [...this.#layout.order];
   }
 
-  /** Itself: the one shard a single file has. */
+  /**
+   * Itself: the one shard a single file has.
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * console.log(file.shard("model.safetensors") === file); // true; another name throws MissingShard
+   * ```
+   */
   shard(file: string): SafetensorsFile {
     if (file !== basename(this.path)) throw new SafetensorsError("MissingShard", `${file} is not a shard of ${this.path}`);
     return this;
   }
 
-  /** The header (or pickle) was checked whole at open: the tensor count. */
+  /**
+   * The header (or pickle) was checked whole at open: the tensor count.
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * console.log(file.verify()); // 17
+   * ```
+   */
   verify(): number {
     if (this.#closed) throw new SafetensorsError("Closed", `${this.path} is closed`);
     return this.#layout.order.length;
   }
 
+  /**
+   * Whether the file holds a tensor of that name.
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * console.log(file.has("wte.weight"), file.has("lm_head.weight")); // true false
+   * ```
+   */
   has(name: string): boolean {
     return this.#layout.entries.has(name);
   }
 
-  /** Dtype, shape, data offsets and byte length of one tensor, without reading it. */
+  /**
+   * Dtype, shape, data offsets and byte length of one tensor, without reading it.
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * console.log(file.info("wte.weight")); // { dtype: "BF16", shape: [64, 16], dataOffsets: [18688, 20736], byteLength: 2048 }
+   * ```
+   */
   info(name: string): TensorInfo {
     const { dtype, shape, dataOffsets, byteLength } = this.#entry(name);
     return { dtype, shape: [...shape], dataOffsets: [...dataOffsets], byteLength };
   }
 
-  /** Where one tensor's bytes live in the source: for layers that move bytes in bulk (devices, converters). */
+  /**
+   * Where one tensor's bytes live in the source: for layers that move bytes in bulk (devices, converters).
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * console.log(file.entry("wte.weight").start); // 20088: the header's 8 + N bytes, then 18688 into the data
+   * ```
+   */
   entry(name: string): Readonly<TensorEntry> {
     return this.#entry(name);
   }
 
-  /** One tensor, with exactly its bytes. */
+  /**
+   * One tensor, with exactly its bytes.
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * const wte = file.tensor("wte.weight");
+   * console.log(wte.dtype, wte.shape, wte.bytes.byteLength); // "BF16" [64, 16] 2048
+   * ```
+   */
   tensor(name: string): Tensor {
     const e = this.#entry(name);
     const bytes = e.gather ? e.gather(this.#source) : this.#source.bytes(e.start, e.byteLength);
@@ -139,7 +278,9 @@ export class SafetensorsFile implements CheckpointFile {
    *
    * @example
    * ```ts
-   * for (const piece of file.chunks("lm_head.weight")) hash.update(piece);
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * for (const piece of file.chunks("wte.weight", 1024)) console.log(piece.byteLength); // 1024, twice
    * ```
    */
   *chunks(name: string, chunkBytes = 1 << 28): Generator<Uint8Array> {
@@ -161,7 +302,10 @@ export class SafetensorsFile implements CheckpointFile {
    *
    * @example
    * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
    * const firstRows = file.slice("wte.weight", [[0, 10], null]);
+   * console.log(firstRows.shape); // [10, 16]
    * ```
    */
   slice(name: string, spec: SliceSpec): Tensor {
@@ -192,9 +336,11 @@ export class SafetensorsFile implements CheckpointFile {
    *
    * @example
    * ```ts
-   * const ready = file.prefetch(["lm_head.weight"]);
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * const ready = file.prefetch(["wte.weight"]);
    * // … other work …
-   * await ready; // lm_head's pages are in memory
+   * await ready; // wte's pages are in memory
    * ```
    */
   prefetch(names: readonly string[] = this.#layout.order): Promise<void> {
@@ -210,7 +356,18 @@ export class SafetensorsFile implements CheckpointFile {
     return Promise.all(runs.map(([from, to]) => prefetch(from, to - from))).then(() => {});
   }
 
-  /** Releases the file. Tensors already handed out stay readable under the read backend; see the mmap backend for views. */
+  /**
+   * Releases the file. Tensors already handed out stay readable under the read backend; see the mmap backend
+   * for views. `using` calls it at the end of the scope.
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * const file = await open("model.safetensors");
+   * const n = file.keys().length;
+   * file.close(); // from here on file.tensor(…) throws SafetensorsError Closed
+   * ```
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -236,7 +393,9 @@ export class SafetensorsFile implements CheckpointFile {
  *
  * @example
  * ```ts
- * const file = fileFromSource(openRead("model.safetensors"));
+ * import { fileFromSource, openSource } from "tensormap";
+ * using file = fileFromSource(await openSource("model.safetensors", { backend: "read" }));
+ * console.log(file.format, file.keys().length); // "safetensors" 17
  * ```
  */
 export function fileFromSource(source: ByteSource): SafetensorsFile {
