@@ -81,7 +81,7 @@ export async function openCheckpoint(path: string | CheckpointPath, opts: OpenOp
  * ```ts
  * import { open } from "tensormap";
  * using file = await open("model.safetensors");
- * const wte = file.tensor(file.keys()[0]!).toFloat32();
+ * const wte = file.tensor("wte.weight").toFloat32(); // bf16 in the file, float32 here
  * ```
  */
 export async function open(path: string, opts: OpenOptions = {}): Promise<SafetensorsFile> {
@@ -121,6 +121,7 @@ export async function openSharded(path: string, opts: OpenOptions = {}): Promise
  * ```ts
  * import { withCheckpoint } from "tensormap";
  * const n = await withCheckpoint("model.safetensors", {}, (file) => file.keys().length);
+ * console.log(n); // 17, and the file is closed again
  * ```
  */
 export async function withCheckpoint<T>(path: string, opts: OpenOptions, use: (file: Checkpoint) => T | Promise<T>): Promise<T> {
