@@ -58,9 +58,10 @@ export type ErrnoCode = `E${Uppercase<string>}`;
  * ```ts
  * import { open, SafetensorsError } from "tensormap";
  * try {
- *   await open("model.safetensors");
+ *   using file = await open("missing.safetensors");
+ *   console.log(file.keys());
  * } catch (e) {
- *   if (e instanceof SafetensorsError && e.code === "HeaderTooLarge") console.error(e.message);
+ *   if (e instanceof SafetensorsError && e.code === "ENOENT") console.error(e.message); // "cannot open missing.safetensors: …"
  * }
  * ```
  */
