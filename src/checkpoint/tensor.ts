@@ -7,6 +7,8 @@ import { DTYPES, type DType, type TypedArray } from "../format/dtypes.ts";
  *
  * @example
  * ```ts
+ * import { open } from "tensormap";
+ * using file = await open("model.safetensors");
  * const t = file.tensor("wte.weight");
  * const weights = t.toFloat32(); // decodes bf16, f16 and the f8 variants
  * ```
@@ -19,7 +21,16 @@ export class Tensor {
     readonly bytes: Uint8Array,
   ) {}
 
-  /** Number of elements (1 for a scalar). */
+  /**
+   * Number of elements (1 for a scalar).
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * console.log(file.tensor("wte.weight").numel); // 1024: 64 × 16
+   * ```
+   */
   get numel(): number {
     return this.shape.reduce((a, b) => a * b, 1);
   }
@@ -28,6 +39,14 @@ export class Tensor {
    * The bytes as the matching typed array (`Float32Array`, `BigInt64Array`, …): zero-copy when the bytes
    * are aligned for it, a copy otherwise. F16, BF16 and the F8s come as their raw bits (`Uint16Array`,
    * `Uint8Array`), C64 as interleaved `[re, im]` floats, F4/F6 as packed bytes.
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * const bias = file.tensor("h.0.attn.c_attn.bias").typed(); // F32: a Float32Array over the file's bytes
+   * const wte = file.tensor("wte.weight").typed(); // BF16: a Uint16Array of the raw bits
+   * ```
    */
   typed(): TypedArray {
     const { array } = DTYPES.get(this.dtype)!;
@@ -37,7 +56,16 @@ export class Tensor {
     return new array(src.buffer, src.byteOffset, src.byteLength / size);
   }
 
-  /** Decodes every element to float32 (C64 gives interleaved pairs; integers and BOOL convert). */
+  /**
+   * Decodes every element to float32 (C64 gives interleaved pairs; integers and BOOL convert).
+   *
+   * @example
+   * ```ts
+   * import { open } from "tensormap";
+   * using file = await open("model.safetensors");
+   * const wte = file.tensor("wte.weight").toFloat32(); // BF16 → Float32Array(1024), a fresh copy
+   * ```
+   */
   toFloat32(): Float32Array {
     const info = DTYPES.get(this.dtype)!;
     if (info.bits === 6) throw new SafetensorsError("UnsupportedDtype", `${this.dtype} has no float decoding`);
