@@ -62,27 +62,72 @@ export class ShardedFile implements Checkpoint {
     for (const [file, shard] of opened ?? []) this.#adopt(file, shard);
   }
 
-  /** The backend serving the shards' bytes (every shard opens the same way). */
+  /**
+   * The backend serving the shards' bytes (every shard opens the same way).
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2", { backend: "read" });
+   * console.log(model.backend); // "read"
+   * ```
+   */
   get backend(): Backend {
     return this.#first().backend;
   }
 
-  /** Shard file names in order. */
+  /**
+   * Shard file names in order.
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * console.log(model.files); // ["model-00001-of-00003.safetensors", …, "model-00003-of-00003.safetensors"]
+   * ```
+   */
   get files(): readonly string[] {
     return [...this.#index.shards];
   }
 
-  /** The index's own `metadata` (`total_size` and whatever the writer added); null for a single-file checkpoint. */
+  /**
+   * The index's own `metadata` (`total_size` and whatever the writer added); null for a single-file checkpoint.
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * console.log(model.indexMetadata?.total_size); // 20736
+   * ```
+   */
   get indexMetadata(): Record<string, unknown> | null {
     return this.#index.metadata;
   }
 
-  /** `__metadata__` of the first shard (writers put the same in every shard, e.g. `{"format": "pt"}`). */
+  /**
+   * `__metadata__` of the first shard (writers put the same in every shard, e.g. `{"format": "pt"}`).
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * console.log(model.metadata?.format); // "pt"
+   * ```
+   */
   get metadata(): Record<string, string> | null {
     return this.#first().metadata;
   }
 
-  /** Every shard's non-tensor values (PyTorch shards), by dotted name; empty for safetensors. */
+  /**
+   * Every shard's non-tensor values (PyTorch shards), by dotted name; empty for safetensors.
+   *
+   * @example
+   * ```ts
+   * import { describeLeaf, openSharded } from "tensormap";
+   * using model = await openSharded("training-checkpoint.pt"); // one file: a checkpoint of one shard
+   * console.log(describeLeaf(model.leaves.get("epoch"))); // "3"
+   * ```
+   */
   get leaves(): ReadonlyMap<string, unknown> {
     if (this.format === "safetensors") return NO_LEAVES;
     if (!this.#leaves) {
@@ -93,36 +138,102 @@ export class ShardedFile implements Checkpoint {
     return this.#leaves;
   }
 
-  /** Tensor names, sorted. */
+  /**
+   * Tensor names, sorted; from the index alone (no shard is opened).
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * console.log(model.keys().length); // 17
+   * ```
+   */
   keys(): string[] {
     return [...this.#index.weightMap.keys()].sort(compareNames);
   }
 
-  /** Tensor names shard by shard, each shard in its file order (only shard `file`'s when given). */
+  /**
+   * Tensor names shard by shard, each shard in its file order (only shard `file`'s when given).
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * console.log(model.offsetKeys("model-00003-of-00003.safetensors")); // ["h.2.attn.c_attn.bias", …]
+   * ```
+   */
   offsetKeys(file?: string): string[] {
     if (file !== undefined) return [...this.#order(this.#known(file))];
     return this.#index.shards.flatMap((f) => this.#order(f));
   }
 
+  /**
+   * Whether the index names a tensor of that name.
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * console.log(model.has("wte.weight")); // true
+   * ```
+   */
   has(name: string): boolean {
     return this.#index.weightMap.has(name);
   }
 
+  /**
+   * Dtype, shape, offsets and size of one tensor, and the shard holding it (opened now if it was not).
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * console.log(model.info("h.2.mlp.c_proj.weight").file); // "model-00003-of-00003.safetensors"
+   * ```
+   */
   info(name: string): TensorInfo {
     const file = this.#fileOf(name);
     return { ...this.shard(file).info(name), file };
   }
 
+  /**
+   * One tensor, with exactly its bytes, from the shard holding it (opened now if it was not).
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * console.log(model.tensor("h.1.ln_1.weight").toFloat32().length); // 16
+   * ```
+   */
   tensor(name: string): Tensor {
     return this.shard(this.#fileOf(name)).tensor(name);
   }
 
-  /** A tensor's bytes in pieces; see `CheckpointFile.chunks`. */
+  /**
+   * A tensor's bytes in pieces; see `CheckpointFile.chunks`.
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * for (const piece of model.chunks("wte.weight", 1024)) console.log(piece.byteLength); // 1024, twice
+   * ```
+   */
   chunks(name: string, chunkBytes?: number): Generator<Uint8Array> {
     return this.shard(this.#fileOf(name)).chunks(name, chunkBytes);
   }
 
-  /** Reads the named tensors (all by default) ahead, each shard's at once; see `CheckpointFile.prefetch`. */
+  /**
+   * Reads the named tensors (all by default) ahead, each shard's at once; see `CheckpointFile.prefetch`.
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * await model.prefetch(); // every shard's tensors in memory
+   * ```
+   */
   prefetch(names: readonly string[] = this.keys()): Promise<void> {
     const byShard = new Map<string, string[]>();
     for (const name of names) {
@@ -134,12 +245,32 @@ export class ShardedFile implements Checkpoint {
     return Promise.all([...byShard].map(([file, ns]) => this.shard(file).prefetch(ns))).then(() => {});
   }
 
-  /** Part of a tensor; see `CheckpointFile.slice`. */
+  /**
+   * Part of a tensor; see `CheckpointFile.slice`.
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * const q = model.slice("h.1.attn.c_attn.weight", [null, [0, 16]]); // the q third of GPT-2's c_attn
+   * console.log(q.shape); // [16, 16]
+   * ```
+   */
   slice(name: string, spec: SliceSpec): Tensor {
     return this.shard(this.#fileOf(name)).slice(name, spec);
   }
 
-  /** The open shard `file` (one of `files`), opened and checked against the index now if it was not yet. */
+  /**
+   * The open shard `file` (one of `files`), opened and checked against the index now if it was not yet.
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * const last = model.shard(model.files.at(-1)!);
+   * console.log(last.keys()); // the four h.2 tensors the index gives that shard
+   * ```
+   */
   shard(file: string): CheckpointFile {
     this.#live();
     const open = this.#open.get(this.#known(file));
@@ -152,6 +283,13 @@ export class ShardedFile implements Checkpoint {
   /**
    * Opens every shard in turn (closing those it opened) and checks it against the index; then checks the
    * index's `total_size`, when it gives one, against the shards' data. Returns the tensor count.
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * using model = await openSharded("checkpoints/gpt2");
+   * console.log(model.verify()); // 17; a shard that disagrees with the index throws InvalidIndex
+   * ```
    */
   verify(): number {
     let bytes = 0;
@@ -168,7 +306,17 @@ export class ShardedFile implements Checkpoint {
     return this.#index.weightMap.size;
   }
 
-  /** Closes every shard opened so far. Idempotent. */
+  /**
+   * Closes every shard opened so far. Idempotent; `using` calls it at the end of the scope.
+   *
+   * @example
+   * ```ts
+   * import { openSharded } from "tensormap";
+   * const model = await openSharded("checkpoints/gpt2");
+   * const wte = model.tensor("wte.weight").toFloat32(); // a copy: still good after close
+   * model.close();
+   * ```
+   */
   close(): void {
     this.#closed = true;
     for (const shard of this.#open.values()) shard.close();
