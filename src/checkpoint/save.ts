@@ -25,7 +25,13 @@ export interface SaveShardedOptions {
  * @returns the paths written, shards first, index last.
  * @example
  * ```ts
- * await saveSharded("out", { "wte.weight": { dtype: "F32", shape: [2, 2], data: new Float32Array(4) } }, { maxShardSize: "2GB" });
+ * import { saveSharded, type TensorMap } from "tensormap";
+ * const tensors: TensorMap = {
+ *   "wte.weight": { dtype: "F32", shape: [2, 2], data: new Float32Array(4) },
+ *   "wpe.weight": { dtype: "F32", shape: [2, 2], data: new Float32Array(4) },
+ * };
+ * const written = await saveSharded("out", tensors, { maxShardSize: 16 });
+ * console.log(written); // ["out/model-00001-of-00002.safetensors", "out/model-00002-of-00002.safetensors", "out/model.safetensors.index.json"]
  * ```
  */
 export async function saveSharded(
