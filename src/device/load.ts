@@ -51,8 +51,9 @@ export type DeviceTarget = { kind: "cpu"; reason: string } | { kind: "cuda"; dev
  *
  * @example
  * ```ts
+ * import { resolveDevice } from "tensormap";
  * const t = await resolveDevice("auto");
- * console.log(t.kind, t.reason); // "cpu", "no usable GPU: cudaErrorInsufficientDriver: CUDA driver version is …"
+ * console.log(t.kind, t.reason); // without a GPU: "cpu", "auto chose cpu: no usable GPU (cudaErrorInsufficientDriver: …)"
  * ```
  */
 export async function resolveDevice(spec: string, env?: Record<string, string | undefined>): Promise<DeviceTarget> {
@@ -91,8 +92,9 @@ export async function toDevice(checkpoint: Checkpoint, opts: DeviceLoadOptions =
  *
  * @example
  * ```ts
- * using weights = await loadToDevice("checkpoints/llama", { device: "cuda:0" });
- * for (const [name, t] of weights) if (t.device !== "cpu") console.log(name, t.ptr, t.byteLength);
+ * import { loadToDevice } from "tensormap";
+ * using weights = await loadToDevice("checkpoints/gpt2", { device: "auto" }); // "cuda:0" insists on the GPU
+ * for (const [name, t] of weights) console.log(name, t.device === "cpu" ? t.bytes.byteLength : t.ptr);
  * ```
  */
 export async function loadToDevice(path: string, opts: DeviceLoadOptions = {}): Promise<DeviceTensors> {
