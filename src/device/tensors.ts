@@ -42,9 +42,10 @@ export interface DeviceTensorsInit {
  *
  * @example
  * ```ts
- * using weights = await loadToDevice("model/", { device: "auto" });
+ * import { loadToDevice } from "tensormap";
+ * using weights = await loadToDevice("model.safetensors", { device: "auto" });
  * console.log(weights.device, weights.reason);
- * const wte = weights.get("wte.weight"); // { ptr, byteLength, dtype, shape, device: "cuda:0" }
+ * const wte = weights.get("wte.weight"); // { ptr, byteLength, dtype, shape, device: "cuda:0" } on a GPU
  * const back = weights.toHost("wte.weight"); // Uint8Array copy of the device bytes
  * ```
  */
@@ -68,19 +69,59 @@ export class DeviceTensors implements Iterable<[string, DeviceTensor]> {
     this.#copyBack = init.copyBack;
   }
 
+  /**
+   * How many tensors were loaded.
+   *
+   * @example
+   * ```ts
+   * import { loadToDevice } from "tensormap";
+   * using weights = await loadToDevice("model.safetensors", { device: "auto", names: ["wte.weight", "wpe.weight"] });
+   * console.log(weights.size); // 2
+   * ```
+   */
   get size(): number {
     return this.#tensors.size;
   }
 
+  /**
+   * Whether a tensor of that name was loaded.
+   *
+   * @example
+   * ```ts
+   * import { loadToDevice } from "tensormap";
+   * using weights = await loadToDevice("model.safetensors", { device: "auto", names: ["wte.weight"] });
+   * console.log(weights.has("wte.weight"), weights.has("wpe.weight")); // true false
+   * ```
+   */
   has(name: string): boolean {
     return this.#tensors.has(name);
   }
 
-  /** Tensor names in load (file) order. */
+  /**
+   * Tensor names in load (file) order.
+   *
+   * @example
+   * ```ts
+   * import { loadToDevice } from "tensormap";
+   * using weights = await loadToDevice("checkpoints/gpt2", { device: "auto" });
+   * console.log(weights.keys()[0]); // the first tensor of the first shard
+   * ```
+   */
   keys(): string[] {
     return [...this.#tensors.keys()];
   }
 
+  /**
+   * One loaded tensor: a device pointer on CUDA, host bytes on cpu.
+   *
+   * @example
+   * ```ts
+   * import { loadToDevice } from "tensormap";
+   * using weights = await loadToDevice("model.safetensors", { device: "auto" });
+   * const t = weights.get("wte.weight");
+   * console.log(t.dtype, t.shape, t.device === "cpu" ? "host bytes" : `device address ${t.ptr}`);
+   * ```
+   */
   get(name: string): DeviceTensor {
     if (this.#freed) throw new SafetensorsError("Closed", `tensors on ${this.device} were freed`);
     const t = this.#tensors.get(name);
@@ -88,7 +129,16 @@ export class DeviceTensors implements Iterable<[string, DeviceTensor]> {
     return t;
   }
 
-  /** A fresh host copy of one tensor's bytes. */
+  /**
+   * A fresh host copy of one tensor's bytes.
+   *
+   * @example
+   * ```ts
+   * import { loadToDevice } from "tensormap";
+   * using weights = await loadToDevice("model.safetensors", { device: "auto" });
+   * const back = weights.toHost("wte.weight"); // 2048 bytes, copied back from the GPU (or from the file on cpu)
+   * ```
+   */
   toHost(name: string): Uint8Array {
     const t = this.get(name);
     if (t.device === "cpu") return t.bytes.slice();
@@ -99,7 +149,18 @@ export class DeviceTensors implements Iterable<[string, DeviceTensor]> {
     for (const name of this.keys()) yield [name, this.get(name)];
   }
 
-  /** Releases the device memory; pointers handed out become invalid. Idempotent. */
+  /**
+   * Releases the device memory; pointers handed out become invalid. Idempotent; `using` calls it at the end
+   * of the scope.
+   *
+   * @example
+   * ```ts
+   * import { loadToDevice } from "tensormap";
+   * const weights = await loadToDevice("model.safetensors", { device: "auto" });
+   * const wte = weights.toHost("wte.weight");
+   * weights.free(); // from here on weights.get(…) throws SafetensorsError Closed
+   * ```
+   */
   free(): void {
     if (this.#freed) return;
     this.#freed = true;
