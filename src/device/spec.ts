@@ -8,8 +8,13 @@ export type DeviceSpec = { kind: "cpu" } | { kind: "auto" } | { kind: "cuda"; in
  *
  * @example
  * ```ts
+ * import { parseDevice, SafetensorsError } from "tensormap";
  * parseDevice("cuda:1"); // { kind: "cuda", index: 1 }
- * parseDevice("gpu");    // throws SafetensorsError InvalidArgument
+ * try {
+ *   parseDevice("gpu");
+ * } catch (e) {
+ *   console.log(e instanceof SafetensorsError && e.code); // "InvalidArgument"
+ * }
  * ```
  */
 export function parseDevice(spec: string): DeviceSpec {
