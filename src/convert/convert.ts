@@ -41,8 +41,11 @@ const METADATA = { format: "pt" };
  *
  * @example
  * ```ts
- * await convert("pytorch_model.bin", "model.safetensors", { onProgress: (d, t) => bar.update(d / t) });
- * await convert("checkpoints/llama", "out/llama", { maxShardSize: "2GB" });
+ * import { convert } from "tensormap";
+ * const one = await convert("training-checkpoint.pt", "model.safetensors", { onProgress: (done, total) => console.log(`${done}/${total}`) });
+ * console.log(one.tensors, one.dropped); // 16, ["optimizer.param_groups.0.lr", …, "epoch", …]: not tensors, not written
+ * const folder = await convert("checkpoints/pytorch", "out/pytorch", { maxShardSize: "2GB" });
+ * console.log(folder.files); // ["out/pytorch/model.safetensors"]: one shard is written without an index
  * ```
  */
 export async function convert(inPath: string, outPath: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
