@@ -67,6 +67,7 @@ const UNITS: Record<string, number> = {
  *
  * @example
  * ```ts
+ * import { parseSize } from "tensormap";
  * parseSize("1.5GB"); // 1_500_000_000
  * parseSize("500MiB"); // 524_288_000
  * parseSize(4096); // 4096
