@@ -91,7 +91,15 @@ export const DTYPES: ReadonlyMap<string, DTypeInfo> = new Map(table.map((d) => [
 /** Position in the reference's enum: the writer sorts by it, descending. */
 export const DTYPE_RANK: ReadonlyMap<string, number> = new Map(table.map((d, i) => [d.name, i]));
 
-/** Looks a dtype up by name; `undefined` for anything the format does not define. */
+/**
+ * Looks a dtype up by name; `undefined` for anything the format does not define.
+ *
+ * @example
+ * ```ts
+ * import { dtypeInfo } from "tensormap";
+ * console.log(dtypeInfo("BF16")?.bits, dtypeInfo("F4")?.bits, dtypeInfo("F128")); // 16 4 undefined
+ * ```
+ */
 export function dtypeInfo(name: string): DTypeInfo | undefined {
   return DTYPES.get(name);
 }
