@@ -104,7 +104,9 @@ const SHOWN_CHARS = 4096;
  *
  * @example
  * ```ts
- * describeLeaf(new PyTuple([0.9, 0.999])); // "(0.9, 0.999)"
+ * import { describeLeaf, open } from "tensormap";
+ * using file = await open("training-checkpoint.pt");
+ * console.log(describeLeaf(file.leaves.get("optimizer.param_groups.0.betas"))); // "(0.9, 0.999)": a Python tuple
  * ```
  */
 export function describeLeaf(v: unknown): string {
