@@ -67,9 +67,11 @@ export function headerLength(prefix: Uint8Array, fileSize: number): number {
  *
  * @example
  * ```ts
- * const file = await Deno.readFile("model.safetensors");
- * const header = parseHeader(file, file.byteLength);
- * console.log(header.order);
+ * import { openSource, parseHeader } from "tensormap";
+ * const src = await openSource("model.safetensors");
+ * const header = parseHeader(src.bytes(0, src.size), src.size); // the first 8 + N bytes would do
+ * console.log(header.order.length, header.dataStart); // 17 tensors, data from byte 1400
+ * src.close();
  * ```
  */
 export function parseHeader(bytes: Uint8Array, fileSize: number): Header {
