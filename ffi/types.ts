@@ -50,6 +50,8 @@ export interface LibCBinding {
   syscall(nr: number, ...args: Array<number | bigint>): number;
   errno(): number;
   strerror(errno: number): string;
+  /** The address of a JS buffer's first byte, for calls that write into it. The buffer must stay referenced. */
+  address(bytes: Uint8Array): bigint;
   /** A zero-copy ArrayBuffer over `[addr, addr + length)`; the caller keeps that memory alive. */
   view(addr: bigint, length: number): ArrayBuffer;
   /** Like {@link view}, and `munmap(addr, length)` runs once the buffer has been garbage-collected. */

@@ -1,5 +1,5 @@
 /** libc through `bun:ffi`. Thin: opens the symbols (`libc-symbols.ts`) and converts values; `src/io/libc.ts` checks errors. */
-import { CString, dlopen, read, toArrayBuffer } from "bun:ffi";
+import { CString, dlopen, ptr, read, toArrayBuffer } from "bun:ffi";
 import type { LibCBinding } from "../types.ts";
 import { LIBC_SYMBOLS } from "./libc-symbols.ts";
 import { preadPool } from "./pread-pool.ts";
@@ -48,6 +48,7 @@ export function bindLibc(): LibCBinding {
     syscall: (nr, a = 0, b = 0, d = 0, e = 0, f = 0, g = 0) => Number(c.syscall(nr, a, b, d, e, f, g)),
     errno: () => read.i32(c.__errno_location()!, 0),
     strerror: (errno) => new CString(c.strerror(errno)!).toString(),
+    address: (bytes) => BigInt(ptr(bytes)),
     view: (addr, length) => toArrayBuffer(Number(addr), 0, length),
     viewOwningMapping: (addr, length) => toArrayBufferWithDeallocator(Number(addr), 0, length, length, munmapPtr),
   };

@@ -53,6 +53,7 @@ export function bindLibc(): LibCBinding {
     syscall: (nr, a = 0, b = 0, d = 0, e = 0, f = 0, g = 0) => num(c.syscall(nr, a, b, d, e, f, g)),
     errno: () => new UnsafePointerView(c.__errno_location()!).getInt32(),
     strerror: (errno) => UnsafePointerView.getCString(c.strerror(errno)!),
+    address: (bytes) => BigInt(UnsafePointer.value(UnsafePointer.of(bytes))),
     view,
     viewOwningMapping(addr, length) {
       const buffer = view(addr, length);

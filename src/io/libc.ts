@@ -8,6 +8,7 @@ import { loadLibcBinding } from "../../ffi/libc.ts";
 import { installSigbusGuard } from "../../ffi/sigbus-guard.ts";
 import { O_CLOEXEC, O_RDONLY, SC_PAGESIZE, SEEK_END, type LibCBinding, type LibCUnavailable, type SigbusGuard } from "../../ffi/types.ts";
 import { SafetensorsError, type ErrnoCode } from "../errors.ts";
+import { Descriptor } from "./descriptor.ts";
 
 export type { LibCUnavailable } from "../../ffi/types.ts";
 
@@ -31,6 +32,13 @@ export interface LibC {
    */
   madviseInBackground(addr: bigint, length: number, advice: number): Promise<void>;
   posixFadvise(fd: number, offset: number, length: number, advice: number): void;
+  /**
+   * `pread` into host memory, up to `threads` at once off the JS thread (see `LibCBinding.pread`): resolves to
+   * the count read or −1; the caller keeps `fd` open and `dst` alive until it settles.
+   */
+  pread(fd: number, dst: bigint, length: number, offset: number, threads: number): Promise<number>;
+  /** The address of a JS buffer's first byte; the buffer must stay referenced while anything writes there. */
+  address(bytes: Uint8Array): bigint;
   view(addr: bigint, length: number): ArrayBuffer;
   viewOwningMapping(addr: bigint, length: number): ArrayBuffer;
   /**
@@ -120,6 +128,8 @@ export function checked(b: LibCBinding): LibC {
       const err = b.posixFadvise(fd, offset, length, advice);
       if (err !== 0) throw failure(b, err, `posix_fadvise(${advice}) failed`);
     },
+    pread: (fd, dst, length, offset, threads) => b.pread(fd, dst, length, offset, threads),
+    address: (bytes) => b.address(bytes),
     view: (addr, length) => b.view(addr, length),
     viewOwningMapping: (addr, length) => b.viewOwningMapping(addr, length),
     get sigbus() {
@@ -132,30 +142,11 @@ export function checked(b: LibCBinding): LibC {
 /** The descriptor outlives `close()` until the last read in flight is over: a reused fd would feed it another file. */
 function hostFile(b: LibCBinding, path: string, fd: number, threads: number): HostFile {
   const n = Math.max(1, Math.floor(threads));
-  let open = true;
-  let reading = 0;
-  const closeWhenIdle = () => {
-    if (!open && reading === 0 && fd >= 0) {
-      b.close(fd);
-      fd = -1;
-    }
-  };
+  const file = new Descriptor(path, fd, (d) => b.close(d));
   return {
     threads: n,
-    async pread(dst, length, offset) {
-      if (!open) throw new SafetensorsError("Closed", `${path} is closed`);
-      reading++;
-      try {
-        return await b.pread(fd, dst, length, offset, n);
-      } finally {
-        reading--;
-        closeWhenIdle();
-      }
-    },
-    close() {
-      open = false;
-      closeWhenIdle();
-    },
+    pread: (dst, length, offset) => file.during((d) => b.pread(d, dst, length, offset, n)),
+    close: () => file.close(),
   };
 }
 

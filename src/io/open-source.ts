@@ -8,6 +8,8 @@ import type { Backend, ByteSource } from "./source.ts";
 export interface SourceOptions extends Omit<MmapOptions, "windowBytes" | "shared"> {
   /** `"auto"` (default) maps the file where FFI is available and reads it otherwise. */
   backend?: Backend | "auto";
+  /** Parallel reads a large `ByteSource.read()` is split into (default min(8, cores)). */
+  threads?: number;
 }
 
 /** The backend a request resolves to here, and why, in words. */
@@ -24,8 +26,9 @@ export interface BackendChoice {
  *
  * @example
  * ```ts
+ * import { chooseBackend } from "tensormap";
  * const { backend, reason } = await chooseBackend("auto");
- * console.error(`backend ${backend}: ${reason}`);
+ * console.error(`backend ${backend}: ${reason}`); // Bun and Deno: "mmap"; Node 20: "read", no FFI
  * ```
  */
 export async function chooseBackend(requested: Backend | "auto" = "auto"): Promise<BackendChoice> {
@@ -48,7 +51,10 @@ export async function chooseBackend(requested: Backend | "auto" = "auto"): Promi
  *
  * @example
  * ```ts
- * const src = await openSource("model.safetensors", { backend: "mmap", advice: "sequential" });
+ * import { openSource } from "tensormap";
+ * const src = await openSource("model.safetensors", { advice: "sequential" }); // backend "mmap" insists on a mapping
+ * console.log(src.backend, src.size, src.bytes(0, 8)); // the first 8 bytes: the header's length, little-endian
+ * src.close();
  * ```
  */
 export async function openSource(path: string, opts: SourceOptions = {}): Promise<ByteSource> {
@@ -67,11 +73,26 @@ export async function openSource(path: string, opts: SourceOptions = {}): Promis
  */
 export async function sourceOpener(opts: SourceOptions = {}): Promise<(path: string) => ByteSource> {
   const choice = await chooseBackend(opts.backend ?? "auto");
-  const { libc } = choice;
+  const { threads } = opts;
+  if (choice.libc) {
+    const { libc } = choice;
+    return (path) => {
+      debug(path, choice);
+      return openMmap(libc, path, { advice: opts.advice, populate: opts.populate, threads });
+    };
+  }
+  // Read by choice, where there is FFI all the same: read() then preads on several threads, into raw addresses too.
+  const ffi = await loadLibc();
+  const libc = "unavailable" in ffi ? undefined : ffi;
   return (path) => {
-    if (debugging()) process.stderr.write(`tensormap: ${path}: ${choice.backend} backend (${choice.reason})\n`);
-    return libc ? openMmap(libc, path, { advice: opts.advice, populate: opts.populate }) : openRead(path);
+    debug(path, choice);
+    return openRead(path, { libc, threads });
   };
+}
+
+/** With `TENSORMAP_DEBUG=1`, says on stderr which backend a file got and why. */
+function debug(path: string, choice: BackendChoice): void {
+  if (debugging()) process.stderr.write(`tensormap: ${path}: ${choice.backend} backend (${choice.reason})\n`);
 }
 
 function debugging(): boolean {

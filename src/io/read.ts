@@ -1,9 +1,22 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
-import { requireRegularFile, type ByteSource } from "./source.ts";
+import { Descriptor } from "./descriptor.ts";
+import type { LibC } from "./libc.ts";
+import { defaultThreads, fsReadAt, libcReadAt, readRange, type ReadTarget } from "./positional-read.ts";
+import { checkRange, closedError, requireRegularFile, type ByteSource } from "./source.ts";
 
 /** One `read(2)` moves at most this much (Linux caps a read near 2 GiB; smaller keeps each call short). */
 const MAX_READ = 1 << 30;
+
+export interface ReadOptions {
+  /**
+   * libc, where the runtime has FFI: `read()` then goes through `pread` on several threads (Deno's `node:fs`
+   * reads one at a time) and accepts raw addresses. Without it `read()` uses `node:fs`, into Uint8Arrays only.
+   */
+  libc?: LibC;
+  /** Parallel reads for a large `read()` (default min(8, cores)). */
+  threads?: number;
+}
 
 /**
  * The portable backend: positional reads through `node:fs`, which Node, Bun and Deno all provide.
@@ -16,7 +29,7 @@ const MAX_READ = 1 << 30;
  * src.close();
  * ```
  */
-export function openRead(path: string): ByteSource {
+export function openRead(path: string, options: ReadOptions = {}): ByteSource {
   requireRegularFile(path);
   let fd: number;
   try {
@@ -31,13 +44,20 @@ export function openRead(path: string): ByteSource {
     closeSync(fd);
     throw fromSystemError(e, `cannot stat ${path}`);
   }
-  let open = true;
+  const file = new Descriptor(path, fd, closeSync);
+  const { libc } = options;
+  const threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
+  const target: ReadTarget = {
+    path,
+    size,
+    threads,
+    readAt: libc ? libcReadAt(libc, file, threads) : fsReadAt(file),
+    rawAddresses: libc !== undefined,
+  };
 
   const readInto = (dst: Uint8Array, offset: number): void => {
-    if (!open) throw new SafetensorsError("Closed", `${path} is closed`);
-    if (offset < 0 || offset + dst.byteLength > size) {
-      throw new SafetensorsError("IoError", `read of ${dst.byteLength} bytes at ${offset} is past the end of ${path}`);
-    }
+    const fd = file.fd;
+    checkRange(path, size, offset, dst.byteLength);
     let done = 0;
     while (done < dst.byteLength) {
       const want = Math.min(MAX_READ, dst.byteLength - done);
@@ -56,17 +76,18 @@ export function openRead(path: string): ByteSource {
     backend: "read",
     path,
     size,
+    zeroCopy: false,
     bytes(offset, length) {
+      checkRange(path, size, offset, length);
       const out = new Uint8Array(length);
       readInto(out, offset);
       return out;
     },
     readInto,
-    close() {
-      if (open) {
-        open = false;
-        closeSync(fd);
-      }
+    read: async (offset, length, into) => {
+      if (!file.open) throw closedError(path);
+      return readRange(target, offset, length, into);
     },
+    close: () => file.close(),
   };
 }

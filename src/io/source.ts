@@ -12,6 +12,8 @@ export interface ByteSource {
   readonly path: string;
   /** File size in bytes (files over 4 GiB are fine: offsets stay exact below 2^53). */
   readonly size: number;
+  /** true when `bytes()` returns views of the storage (mmap), false when it copies (read, remote). */
+  readonly zeroCopy: boolean;
   /**
    * Bytes `[offset, offset + length)`: a zero-copy view where the backend maps the file, a fresh copy
    * otherwise. Callers must not write into it.
@@ -19,6 +21,14 @@ export interface ByteSource {
   bytes(offset: number, length: number): Uint8Array;
   /** Copies `dst.byteLength` bytes starting at `offset` into `dst`. */
   readInto(dst: Uint8Array, offset: number): void;
+  /**
+   * Reads `[offset, offset + length)` into `into`: a Uint8Array (at least `length` long), or, where FFI exists,
+   * a raw host address (bigint) such as a pinned CUDA buffer. Resolves when every byte is there; a large read is
+   * split across up to `threads` parallel reads (the opener's option, default min(8, cores)); a short read
+   * retries; a file that ended early rejects with `IoError`; nothing writes into `into` after the promise
+   * settles (also on rejection). A raw address where there is no FFI rejects with `FfiUnavailable`.
+   */
+  read(offset: number, length: number, into: Uint8Array | bigint): Promise<void>;
   /** Reads a range ahead in the background, where the backend can (mmap); settles when done, never rejects. */
   prefetch?(offset: number, length: number): Promise<void>;
   /** Settles once a background populate asked for at open is over (mmap). */
@@ -46,4 +56,30 @@ export function requireRegularFile(path: string): void {
     throw fromSystemError(e, `cannot open ${path}`);
   }
   if (!isFile) throw new SafetensorsError("NotAFile", `${path} is not a regular file`);
+}
+
+/**
+ * Refuses a range that is not whole, non-negative integers inside a file of `size` bytes (`IoError`).
+ *
+ * @example
+ * ```ts
+ * checkRange("m.safetensors", 100, 96, 8); // throws: read of 8 bytes at 96 is past the end of m.safetensors
+ * ```
+ */
+export function checkRange(path: string, size: number, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+    throw new SafetensorsError("IoError", `read of ${length} bytes at ${offset} is past the end of ${path}`);
+  }
+}
+
+/**
+ * The error for any use of a source after `close()`.
+ *
+ * @example
+ * ```ts
+ * if (!open) throw closedError(path); // SafetensorsError Closed: "m.safetensors is closed"
+ * ```
+ */
+export function closedError(path: string): SafetensorsError {
+  return new SafetensorsError("Closed", `${path} is closed`);
 }
