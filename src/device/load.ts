@@ -3,7 +3,6 @@
  * file or a sharded directory. CUDA goes through the pinned ring ({@link PinnedRing}); `cpu`, and `auto` without a
  * usable GPU, return the host tensors in the same {@link DeviceTensors} shape with `device: "cpu"`.
  */
-import { cpus } from "node:os";
 import { CUDA } from "../../ffi/types.ts";
 import { loadLibc, type LibC } from "../io/libc.ts";
 import { SafetensorsError } from "../errors.ts";
@@ -35,7 +34,7 @@ export interface DeviceLoadOptions extends RingOptions {
   perTensor?: boolean;
   /** Map the file read-only, pin that mapping (`cudaHostRegister` ReadOnly) and let the copy engine read its pages. */
   hostRegister?: boolean;
-  /** Reader threads filling the ring (default: min(8, CPU count)). */
+  /** `loadToDevice`: reader threads filling the ring (default: min(8, CPU count)); `toDevice` reads as the checkpoint was opened. */
   threads?: number;
   /** Environment for the libcudart lookup (`TENSORMAP_CUDART`, `CUDA_HOME`); default `process.env`. */
   env?: Record<string, string | undefined>;
@@ -102,7 +101,7 @@ export async function loadToDevice(path: string, opts: DeviceLoadOptions = {}): 
   const owned = new Cleanup();
   try {
     // On CUDA the data is pread into the ring (or read from a mapping registered for the purpose): no mapping needed.
-    const checkpoint = await openCheckpoint(path, { backend: target.kind === "cpu" ? "auto" : "read" });
+    const checkpoint = await openCheckpoint(path, { backend: target.kind === "cpu" ? "auto" : "read", threads: opts.threads });
     owned.add(() => checkpoint.close());
     return await load(target, checkpoint, owned, opts);
   } catch (e) {
@@ -186,7 +185,6 @@ async function upload(
   report: (file: string, n: number) => void,
 ): Promise<{ tensors: Map<string, DeviceTensor>; cleanup: Cleanup; copyBack: (t: CudaTensor) => Uint8Array }> {
   const { cuda } = device;
-  const libc = await hostLibc();
   check(cuda, cuda.cudaSetDevice(device.index), `cudaSetDevice(${device.index})`);
   const memory = new Cleanup();
   const tensors = new Map<string, DeviceTensor>();
@@ -201,11 +199,9 @@ async function upload(
       const chunks = planChunks(extents, ring.slotBytes);
       const release = new Cleanup();
       try {
-        // Only empty tensors: no reader to open, no mapping to pin.
+        // Only empty tensors: nothing to read, no mapping to pin.
         if (chunks.length) {
-          const from = opts.hostRegister
-            ? registerMapping(device, libc, file.path, chunks, release)
-            : readerFor(libc, file.path, opts.threads, release);
+          const from: ChunkSource = opts.hostRegister ? registerMapping(device, await hostLibc(), file.path, chunks, release) : { source: file.source };
           await ring.upload(chunks, targets, from, (n) => report(file.path, n));
         }
         release.run();
@@ -247,17 +243,11 @@ function allocate(device: CudaDevice, extents: Extent[], perTensor: boolean, mem
   return offsets.map((o) => base + BigInt(o));
 }
 
-/** libc for reading files into host memory; there is FFI wherever libcudart loaded, so this is a safeguard. */
+/** libc for mapping a file to pin; there is FFI wherever libcudart loaded, so this is a safeguard. */
 async function hostLibc(): Promise<LibC> {
   const libc = await loadLibc();
   if ("unavailable" in libc) throw new SafetensorsError("FfiUnavailable", `cannot read files into host memory: ${libc.unavailable}`);
   return libc;
-}
-
-function readerFor(libc: LibC, path: string, threads: number | undefined, release: Cleanup): ChunkSource {
-  const file = libc.openHostFile(path, threads ?? Math.min(8, cpus().length || 1));
-  release.add(() => file.close());
-  return { file };
 }
 
 /**

@@ -6,10 +6,10 @@
  */
 import { setImmediate } from "node:timers";
 import { CUDA } from "../../ffi/types.ts";
-import type { HostFile } from "../io/libc.ts";
-import { fromSystemError, SafetensorsError } from "../errors.ts";
+import { SafetensorsError } from "../errors.ts";
+import type { ByteSource } from "../io/source.ts";
 import { check, Cleanup, hostAlloc, type CudaDevice } from "./cuda.ts";
-import { splitRead, type Chunk } from "./plan.ts";
+import type { Chunk } from "./plan.ts";
 
 export interface RingOptions {
   /** Pinned slots in the ring (default 4). */
@@ -18,11 +18,8 @@ export interface RingOptions {
   slotBytes?: number;
 }
 
-/** Where chunk bytes come from: a file read into the ring, or a registered mapping (address of file offset 0). */
-export type ChunkSource = { file: HostFile } | { mapped: bigint };
-
-/** Each reader thread gets at least this much of a chunk: smaller reads cost more in hand-offs than they save. */
-const MIN_READ = 1 << 20;
+/** Where chunk bytes come from: a byte source read into the ring, or a registered mapping (address of file offset 0). */
+export type ChunkSource = { source: ByteSource } | { mapped: bigint };
 
 /** Lets timers, I/O and progress callbacks run between slots (FFI calls block the thread). */
 export const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -53,7 +50,7 @@ export async function pollUntil(done: () => boolean): Promise<number> {
  * @example
  * ```ts
  * const ring = PinnedRing.open(device, { slots: 4, slotBytes: 32 << 20 });
- * try { await ring.upload(chunks, targets, { file: libc.openHostFile(path, 8) }, (n) => done += n); }
+ * try { await ring.upload(chunks, targets, { source: file.source }, (n) => done += n); }
  * finally { ring.close(); }
  * ```
  */
@@ -132,7 +129,7 @@ export class PinnedRing {
       if ("mapped" in from) src = from.mapped + BigInt(c.fileOffset);
       else {
         src = this.#base + BigInt(slot * this.slotBytes);
-        await readChunk(from.file, src, c.fileOffset, c.length);
+        await from.source.read(c.fileOffset, c.length, src);
       }
       // The current device is per thread and a load on another device may have run during the awaits.
       check(cuda, cuda.cudaSetDevice(this.#dev.index), `cudaSetDevice(${this.#dev.index})`);
@@ -166,31 +163,6 @@ export class PinnedRing {
       return r === CUDA.success;
     });
   }
-}
-
-/**
- * Reads `length` file bytes at `offset` into host memory at `dst`, split across the file's reader threads,
- * retrying short reads.
- *
- * @example
- * ```ts
- * await readChunk(libc.openHostFile("model.safetensors", 8), slotAddress, 4096, 32 << 20);
- * ```
- */
-export async function readChunk(file: HostFile, dst: bigint, offset: number, length: number): Promise<void> {
-  const parts = splitRead(offset, length, file.threads, MIN_READ).map(async (part) => {
-    for (let done = 0; done < part.length; ) {
-      const n = await file.pread(dst + BigInt(part.at + done), part.length - done, part.offset + done);
-      if (n <= 0) {
-        const why = n === 0 ? "the file ended early (truncated while loading?)" : "pread failed";
-        throw new SafetensorsError("IoError", `cannot read ${part.length - done} bytes at offset ${part.offset + done}: ${why}`);
-      }
-      done += n;
-    }
-  });
-  // Every part must have stopped writing into the slot before a failure lets anyone free it.
-  const failed = (await Promise.allSettled(parts)).find((r) => r.status === "rejected");
-  if (failed) throw fromSystemError(failed.reason, `cannot read ${length} bytes at offset ${offset}`);
 }
 
 /** Runs a release step after a failure without hiding that failure (the step still runs in full). */

@@ -1,6 +1,6 @@
 /**
  * Pure planning for the device pipeline: where each tensor lands in device memory, how the file is cut into
- * ring-sized chunks, how one chunk is split across reader threads, and what a pinned mapping must cover. No I/O,
+ * ring-sized chunks, and what a pinned mapping must cover. No I/O,
  * so every rule is testable anywhere.
  */
 import { SafetensorsError } from "../errors.ts";
@@ -79,29 +79,6 @@ export function planChunks(tensors: Extent[], chunkBytes: number): Chunk[] {
     }
   }
   return chunks;
-}
-
-/**
- * Splits one read of `length` bytes into at most `parts` reads of at least `minPart` bytes (the last may be
- * shorter; none for an empty read), so reader threads share a chunk. `at` is the offset inside the destination.
- *
- * @example
- * ```ts
- * splitRead(1000, 8 << 20, 4, 1 << 20); // 4 reads of 2 MiB: { offset: 1000, length: 2097152, at: 0 }, …
- * ```
- */
-export function splitRead(
-  offset: number,
-  length: number,
-  parts: number,
-  minPart: number,
-): { offset: number; length: number; at: number }[] {
-  const n = Math.max(1, Math.min(Math.floor(parts), Math.floor(length / Math.max(1, minPart))));
-  // Page-multiple parts keep each thread's reads aligned to whole pages of the destination.
-  const step = Math.ceil(length / n / 4096) * 4096 || length;
-  const out: { offset: number; length: number; at: number }[] = [];
-  for (let at = 0; at < length; at += step) out.push({ offset: offset + at, length: Math.min(step, length - at), at });
-  return out;
 }
 
 /**

@@ -1,13 +1,8 @@
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { loadCudart } from "../../ffi/cudart.ts";
 import type { CudaRuntime } from "../../ffi/types.ts";
-import { loadLibc, type LibC } from "../../src/io/libc.ts";
 import { check, Cleanup, deviceAlloc, hostAlloc, probeCuda, type CudaDevice, type CudaFailure } from "../../src/device/cuda.ts";
-import { PinnedRing, readChunk } from "../../src/device/pipeline.ts";
+import { PinnedRing } from "../../src/device/pipeline.ts";
 import { SafetensorsError } from "../../src/errors.ts";
 
 function caught(f: () => unknown): SafetensorsError {
@@ -58,7 +53,6 @@ const whyNot = await (async () => {
 describe.skipIf(whyNot !== "")(`the CUDA layer with libcudart and no driver${whyNot && ` (skipped: ${whyNot})`}`, async () => {
   const lib = await loadCudart({ env: {} });
   const cuda: CudaRuntime = lib.ok ? lib.cuda : undefined!;
-  const libc = (await loadLibc()) as LibC;
   // The real runtime, with the probe skipped: what a load would hold if cudaSetDevice had worked.
   const device: CudaDevice = { cuda, index: 0, name: "cuda:0", count: 1, driverVersion: 0, runtimeVersion: 13000 };
 
@@ -103,21 +97,5 @@ describe.skipIf(whyNot !== "")(`the CUDA layer with libcudart and no driver${why
   test("ring sizes are checked before anything is allocated", () => {
     expect(caught(() => PinnedRing.open(device, { slots: 0 })).code).toBe("InvalidArgument");
     expect(caught(() => PinnedRing.open(device, { slotBytes: 100 })).code).toBe("InvalidArgument");
-  });
-
-  test.each([1, 4])("readChunk fills host memory from the file, split across %i threads", async (threads) => {
-    // Over 3 MiB, so with 4 threads the read splits into 1 MiB+ parts that run at once.
-    const want = randomBytes(3 * (1 << 20) + 12345);
-    const path = join(mkdtempSync(join(tmpdir(), "tensormap-cuda-")), "data.bin");
-    writeFileSync(path, want);
-    const f = libc.openHostFile(path, threads);
-    const buf = new Uint8Array(want.byteLength - 100);
-    await readChunk(f, cuda.address(buf), 100, buf.byteLength);
-    expect(Buffer.from(buf).equals(want.subarray(100))).toBe(true);
-    const err = await readChunk(f, cuda.address(buf), want.byteLength - 10, 20).catch((e: SafetensorsError) => e);
-    expect((err as SafetensorsError).code).toBe("IoError");
-    expect((err as SafetensorsError).message).toMatch(/ended early/);
-    f.close();
-    rmSync(dirname(path), { recursive: true });
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { layoutDevice, mappedRange, planChunks, splitRead, type Chunk, type Extent } from "../../src/device/plan.ts";
+import { layoutDevice, mappedRange, planChunks, type Chunk, type Extent } from "../../src/device/plan.ts";
 
 /** Replays a plan: every tensor byte must arrive exactly once, at the right tensor offset, from the right file byte. */
 function replay(tensors: Extent[], chunkBytes: number) {
@@ -67,26 +67,6 @@ describe("layoutDevice", () => {
   test("every tensor starts on a 256-byte boundary, packed in order", () => {
     expect(layoutDevice([10, 0, 300, 256, 1])).toEqual({ offsets: [0, 256, 256, 768, 1024], total: 1025 });
     expect(layoutDevice([])).toEqual({ offsets: [], total: 0 });
-  });
-});
-
-describe("splitRead", () => {
-  test("parts are page multiples that tile the read", () => {
-    const parts = splitRead(1000, (8 << 20) + 5, 4, 1 << 20);
-    expect(parts.length).toBe(4);
-    let at = 0;
-    for (const p of parts) {
-      expect(p.at).toBe(at);
-      expect(p.offset).toBe(1000 + at);
-      at += p.length;
-    }
-    expect(at).toBe((8 << 20) + 5);
-    for (const p of parts.slice(0, -1)) expect(p.length % 4096).toBe(0);
-  });
-
-  test("small reads stay whole; empty reads need nothing", () => {
-    expect(splitRead(0, 5000, 8, 1 << 20)).toEqual([{ offset: 0, length: 5000, at: 0 }]);
-    expect(splitRead(0, 0, 8, 1)).toEqual([]);
   });
 });
 
