@@ -1,10 +1,10 @@
 /**
  * The mmap backend: a {@link ByteSource} whose `bytes()` are zero-copy views of the file's pages.
  *
- * A file is mapped in windows, each one `mmap` and one ArrayBuffer no larger than the runtime allows (Bun: 4 GiB).
- * A file that fits is one window, mapped at open. A larger one gets overlapping windows on a grid of half a window,
- * mapped when first touched, so any range up to half a window lies inside one; a longer range gets a window of
- * its own, and one longer than a window is read through {@link MmapSource.chunks}.
+ * A file is mapped in windows, each one `mmap` and one ArrayBuffer no larger than the runtime allows (Bun: 4 GiB),
+ * planned by `windows.ts`: a file that fits is one window, mapped at open; a larger one gets windows on a grid of
+ * half a window, mapped when first touched; a range longer than one window is read through
+ * {@link MmapSource.chunks}. The descriptor stays open for `read()` and for windows mapped later.
  *
  * Lifetime: each window's ArrayBuffer owns its mapping and unmaps it when collected. `close()` maps zero pages
  * over every window (MAP_FIXED), so a view kept past close reads zeros instead of faulting, and drops the
@@ -32,6 +32,7 @@ import { Descriptor } from "./descriptor.ts";
 import type { LibC } from "./libc.ts";
 import { defaultThreads, libcReadAt, readRange, type ReadTarget } from "./positional-read.ts";
 import { checkRange, closedError, requireRegularFile, type ByteSource } from "./source.ts";
+import { isWhole, pageSpan, pieces, windowFor, windowGrid, type Span, type WindowGrid } from "./windows.ts";
 
 /** Read-ahead hint for the kernel (`madvise`), applied to every window. */
 export type Advice = "sequential" | "random" | "willneed" | "none";
@@ -87,9 +88,8 @@ const ADVICE: Record<Advice, number> = {
   willneed: MADV_WILLNEED,
 };
 
-interface Window {
-  start: number;
-  length: number;
+/** One mapped window: a {@link Span} of the file, its address and the ArrayBuffer over it. */
+interface Window extends Span {
   addr: bigint;
   buffer: ArrayBuffer;
   /** Catches reads past the end of a file that shrank while mapped (SIGBUS otherwise). */
@@ -136,187 +136,195 @@ export function openMmap(libc: LibC, path: string, options: MmapOptions = {}): M
     libc.close(fd);
     throw namingFile(e, path);
   }
-  const page = libc.pageSize;
-  const windowMax = Math.max(page, floorTo(Math.min(options.windowBytes ?? libc.maxView, libc.maxView), page));
-  const step = Math.max(page, floorTo(windowMax / 2, page));
-  const windows = new Map<string, Window>();
-  const sigbus = libc.sigbus;
-  // Kept open for `read()`, which preads (never faulting the mapping in), and for windows mapped later.
-  const file = new Descriptor(path, fd, (d) => libc.close(d));
-  const threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
-  const target: ReadTarget = { path, size, threads, readAt: libcReadAt(libc, file, threads), rawAddresses: true };
-  let whole: Window | undefined;
-  let open = true;
-  const token = {};
-
-  const map = (start: number, length: number): Window => {
-    // Private and writable: a caller writing into a view gets its own copy of that page (the file never
-    // changes) instead of a SIGSEGV; pages nobody writes stay shared with the page cache. NORESERVE: a
-    // writable private mapping is otherwise charged in full against overcommit, and a checkpoint larger
-    // than RAM + swap fails with ENOMEM. Where the kernel still refuses (strict overcommit), map read-only.
-    const addr = mapFile(libc, length, fd, start, options.shared === true);
-    try {
-      if (advice !== MADV_NORMAL) libc.madvise(addr, length, advice);
-      const buffer = libc.viewOwningMapping(addr, length);
-      const guard = sigbus.guard(addr, length);
-      guardReleaser.register(buffer, guard);
-      return { start, length, addr, buffer, guard };
-    } catch (e) {
-      libc.munmap(addr, length);
-      throw e;
-    }
-  };
-
-  /** The window holding `[offset, offset + length)`, mapped on first use; `length` ≤ windowMax − step. */
-  const windowFor = (offset: number, length: number): Window => {
-    // Nearly every file fits one window: the hot path is one lookup-free check.
-    if (size <= windowMax && whole && open) return whole;
-    let start: number;
-    let end: number;
-    if (size <= windowMax) [start, end] = [0, size];
-    else if (length <= windowMax - step) {
-      start = floorTo(offset, step);
-      end = Math.min(start + windowMax, size);
-    } else [start, end] = [floorTo(offset, page), offset + length];
-    const key = `${start}+${end}`;
-    let w = windows.get(key);
-    if (!w) {
-      if (!open) throw closedError(path);
-      w = map(start, end - start);
-      windows.set(key, w);
-      if (size <= windowMax) whole = w;
-    }
-    return w;
-  };
-
-  /** A window whose file shrank under it has handed out zeros: refuse to go on. */
-  const intact = (w: Window): Window => {
-    if (w.guard.faulted()) {
-      throw new SafetensorsError("FileChanged", `${path} shrank on disk while mapped: reads past its new end gave zeros; open it again`);
-    }
-    return w;
-  };
-
-  const check = (offset: number, length: number): void => {
-    if (!open) throw closedError(path);
-    checkRange(path, size, offset, length);
-  };
-  /** Whether one window can hold the range (a window of its own starts at a page boundary). */
-  const fits = (offset: number, length: number): boolean =>
-    size <= windowMax || offset + length - floorTo(offset, page) <= windowMax;
-  const tooLarge = (length: number): SafetensorsError =>
-    new SafetensorsError(
-      "TensorTooLarge",
-      `${length} bytes do not fit one view (at most ${windowMax} bytes in ${libc.runtime}); read them with file.chunks(name)`,
-    );
-
-  /** Splits a range into pieces that each lie in one window. */
-  function* pieces(offset: number, length: number, most: number): Generator<[Window, number, number]> {
-    const limit = size <= windowMax ? Math.min(most, windowMax) : Math.min(most, windowMax - step);
-    for (let at = offset, end = offset + length; at < end; ) {
-      const n = Math.min(limit, end - at);
-      yield [windowFor(at, n), at, n];
-      at += n;
-    }
-  }
-
-  /** A range as page-aligned address ranges, one per window (what madvise takes), with their windows. */
-  function* pageRanges(offset: number, length: number): Generator<[Window, bigint, number]> {
-    for (const [w, at, n] of pieces(offset, length, windowMax)) {
-      const from = floorTo(at - w.start, page);
-      yield [w, w.addr + BigInt(from), at - w.start + n - from];
-    }
-  }
-
-  let populated = Promise.resolve();
-  /** MADV_POPULATE_READ over a range, one window after the other (so a cold file is read in order). */
-  const populate = async (offset: number, length: number): Promise<void> => {
-    try {
-      // The suspended generator holds each window until the kernel is done: no collection unmaps it under the call.
-      for (const [, addr, n] of pageRanges(offset, length)) {
-        if (!open) return;
-        await populateRange(libc, addr, n);
-      }
-    } catch {
-      // A hint: whatever was not mapped ahead faults in on first touch.
-    }
-  };
-
-  const source: MmapSource = {
-    backend: "mmap",
-    path,
-    size,
-    zeroCopy: true,
-    maxView: windowMax,
-    get populated() {
-      return populated;
-    },
-    bytes(offset, length) {
-      check(offset, length);
-      if (length === 0) return new Uint8Array(0);
-      if (!fits(offset, length)) throw tooLarge(length);
-      const w = windowFor(offset, length);
-      // The hot path (a view per tensor) first asks whether any mapping faulted, inline: one load, where a call
-      // would cost 20,000 tensors a millisecond.
-      if ((sigbus.faults[0]! | sigbus.faults[1]!) !== 0) intact(w);
-      return new Uint8Array(w.buffer, offset - w.start, length);
-    },
-    readInto(dst, offset) {
-      check(offset, dst.byteLength);
-      for (const [w, at, n] of pieces(offset, dst.byteLength, windowMax)) {
-        dst.set(new Uint8Array(w.buffer, at - w.start, n), at - offset);
-        intact(w);
-      }
-    },
-    async read(offset, length, into) {
-      if (!open) throw closedError(path);
-      // pread, not a copy out of the mapping: it faults no page in, and runs on several threads (2 cores, 1 GiB
-      // warm: 13.7 GB/s on 2 threads, against 6.2 GB/s copying from a mapping not yet faulted in, 12.8 once it is).
-      await readRange(target, offset, length, into);
-    },
-    pointer(offset, length = 1) {
-      const n = Math.min(length, size - offset);
-      check(offset, n);
-      if (!fits(offset, n)) throw tooLarge(n);
-      const w = intact(windowFor(offset, n));
-      return w.addr + BigInt(offset - w.start);
-    },
-    prefetch(offset, length) {
-      check(offset, length);
-      return populate(offset, length);
-    },
-    *chunks(offset, length, chunk = windowMax) {
-      check(offset, length);
-      for (const [w, at, n] of pieces(offset, length, Math.max(1, chunk))) yield new Uint8Array(intact(w).buffer, at - w.start, n);
-    },
-    close() {
-      if (!open) return;
-      open = false;
-      for (const w of windows.values()) {
-        try {
-          // Zero pages over the file pages: views kept past close read zeros; the collector unmaps later.
-          zeroOver(libc, w.addr, w.length);
-          w.guard.release();
-        } catch {
-          // Out of memory for the swap: the file pages stay mapped until the views are collected.
-        }
-      }
-      windows.clear();
-      whole = undefined;
-      fdCloser.unregister(token);
-      file.close();
-    },
-  };
-
-  fdCloser.register(source, file, token);
+  const grid = windowGrid(size, libc.pageSize, libc.maxView, options.windowBytes);
+  const source = new MappedFile(libc, path, new Descriptor(path, fd, (d) => libc.close(d)), grid, advice, options);
   try {
-    if (size > 0 && size <= windowMax) windowFor(0, size);
-    if (options.populate && size > 0) populated = populate(0, size);
+    // A file that fits one window is mapped now, so that the hot path never has to.
+    if (size > 0 && isWhole(grid)) source.window(0, size);
+    if (options.populate && size > 0) source.populateAll();
   } catch (e) {
     source.close();
     throw namingFile(e, path);
   }
   return source;
+}
+
+/** An open mapping-backed source: its windows, its descriptor and whether it is still open. */
+class MappedFile implements MmapSource {
+  readonly backend = "mmap";
+  readonly zeroCopy = true;
+  readonly path: string;
+  readonly size: number;
+  readonly maxView: number;
+  readonly #libc: LibC;
+  readonly #grid: WindowGrid;
+  readonly #advice: number;
+  readonly #shared: boolean;
+  /** Kept open for `read()`, which preads (faulting no page in), and for windows mapped later. */
+  readonly #file: Descriptor;
+  readonly #reads: ReadTarget;
+  readonly #faults: Uint32Array;
+  readonly #windows = new Map<string, Window>();
+  /** The one window of a file that fits one: the hot path's answer, with no lookup. */
+  #whole: Window | undefined;
+  #open = true;
+  #populated = Promise.resolve();
+
+  constructor(libc: LibC, path: string, file: Descriptor, grid: WindowGrid, advice: number, options: MmapOptions) {
+    this.#libc = libc;
+    this.path = path;
+    this.size = grid.size;
+    this.maxView = grid.windowMax;
+    this.#grid = grid;
+    this.#advice = advice;
+    this.#shared = options.shared === true;
+    this.#file = file;
+    const threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
+    this.#reads = { path, size: grid.size, threads, readAt: libcReadAt(libc, file, threads), rawAddresses: true };
+    this.#faults = libc.sigbus.faults;
+    fdCloser.register(this, file, this);
+  }
+
+  get populated(): Promise<void> {
+    return this.#populated;
+  }
+
+  bytes(offset: number, length: number): Uint8Array {
+    this.#check(offset, length);
+    if (length === 0) return new Uint8Array(0);
+    const w = this.#whole ?? this.#fitting(offset, length);
+    // The hot path (a view per tensor) first asks whether any mapping faulted, inline: one load, where a call
+    // would cost 20,000 tensors a millisecond.
+    if ((this.#faults[0]! | this.#faults[1]!) !== 0) this.#intact(w);
+    return new Uint8Array(w.buffer, offset - w.start, length);
+  }
+
+  readInto(dst: Uint8Array, offset: number): void {
+    this.#check(offset, dst.byteLength);
+    for (const p of pieces(this.#grid, offset, dst.byteLength, this.#grid.windowMax)) {
+      const w = this.window(p.offset, p.length);
+      dst.set(new Uint8Array(w.buffer, p.offset - w.start, p.length), p.offset - offset);
+      this.#intact(w);
+    }
+  }
+
+  async read(offset: number, length: number, into: Uint8Array | bigint): Promise<void> {
+    if (!this.#open) throw closedError(this.path);
+    // pread, not a copy out of the mapping: it faults no page in, and runs on several threads (2 cores, 1 GiB
+    // warm: 13.7 GB/s on 2 threads, against 6.2 GB/s copying from a mapping not yet faulted in, 12.8 once it is).
+    await readRange(this.#reads, offset, length, into);
+  }
+
+  pointer(offset: number, length = 1): bigint {
+    const n = Math.min(length, this.size - offset);
+    this.#check(offset, n);
+    const w = this.#intact(this.#fitting(offset, n));
+    return w.addr + BigInt(offset - w.start);
+  }
+
+  prefetch(offset: number, length: number): Promise<void> {
+    this.#check(offset, length);
+    return this.#populate(offset, length);
+  }
+
+  *chunks(offset: number, length: number, chunk = this.#grid.windowMax): Generator<Uint8Array> {
+    this.#check(offset, length);
+    for (const p of pieces(this.#grid, offset, length, chunk)) {
+      const w = this.#intact(this.window(p.offset, p.length));
+      yield new Uint8Array(w.buffer, p.offset - w.start, p.length);
+    }
+  }
+
+  close(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    for (const w of this.#windows.values()) {
+      try {
+        // Zero pages over the file pages: views kept past close read zeros; the collector unmaps later.
+        zeroOver(this.#libc, w.addr, w.end - w.start);
+        w.guard.release();
+      } catch {
+        // Out of memory for the swap: the file pages stay mapped until the views are collected.
+      }
+    }
+    this.#windows.clear();
+    this.#whole = undefined;
+    fdCloser.unregister(this);
+    this.#file.close();
+  }
+
+  /** The window holding `[offset, offset + length)` (a range {@link windowFor} places), mapped on first use. */
+  window(offset: number, length: number): Window {
+    const span = windowFor(this.#grid, offset, length)!;
+    const key = `${span.start}+${span.end}`;
+    let w = this.#windows.get(key);
+    if (!w) {
+      if (!this.#open) throw closedError(this.path);
+      w = this.#map(span);
+      this.#windows.set(key, w);
+      if (isWhole(this.#grid)) this.#whole = w;
+    }
+    return w;
+  }
+
+  /** Maps the whole file ahead, front to back, from now on (the `populate` option). */
+  populateAll(): void {
+    this.#populated = this.#populate(0, this.size);
+  }
+
+  /** The window for a range that one view must hold, or TensorTooLarge when none can. */
+  #fitting(offset: number, length: number): Window {
+    if (!windowFor(this.#grid, offset, length)) {
+      throw new SafetensorsError(
+        "TensorTooLarge",
+        `${length} bytes do not fit one view (at most ${this.maxView} bytes in ${this.#libc.runtime}); read them with file.chunks(name)`,
+      );
+    }
+    return this.window(offset, length);
+  }
+
+  #map(span: Span): Window {
+    const length = span.end - span.start;
+    const addr = mapFile(this.#libc, length, this.#file.fd, span.start, this.#shared);
+    try {
+      if (this.#advice !== MADV_NORMAL) this.#libc.madvise(addr, length, this.#advice);
+      const buffer = this.#libc.viewOwningMapping(addr, length);
+      const guard = this.#libc.sigbus.guard(addr, length);
+      guardReleaser.register(buffer, guard);
+      return { ...span, addr, buffer, guard };
+    } catch (e) {
+      this.#libc.munmap(addr, length);
+      throw e;
+    }
+  }
+
+  /** A window whose file shrank under it has handed out zeros: refuse to go on. */
+  #intact(w: Window): Window {
+    if (w.guard.faulted()) {
+      throw new SafetensorsError("FileChanged", `${this.path} shrank on disk while mapped: reads past its new end gave zeros; open it again`);
+    }
+    return w;
+  }
+
+  #check(offset: number, length: number): void {
+    if (!this.#open) throw closedError(this.path);
+    checkRange(this.path, this.size, offset, length);
+  }
+
+  /** MADV_POPULATE_READ over a range, one window after the other (so a cold file is read in order); never rejects. */
+  async #populate(offset: number, length: number): Promise<void> {
+    try {
+      for (const p of pieces(this.#grid, offset, length, this.#grid.windowMax)) {
+        if (!this.#open) return;
+        // Held until the kernel is done: no collection unmaps the window under the call.
+        const w = this.window(p.offset, p.length);
+        const { from, length: n } = pageSpan(this.#grid.page, p);
+        await populateRange(this.#libc, w.addr + BigInt(from), n);
+      }
+    } catch {
+      // A hint: whatever was not mapped ahead faults in on first touch.
+    }
+  }
 }
 
 function mapFile(libc: LibC, length: number, fd: number, offset: number, shared: boolean): bigint {
@@ -381,8 +389,4 @@ export function touchPages(bytes: Uint8Array, step = 4096): number {
   for (; i < n; i += step) a += bytes[i]!;
   if (n > 0) a += bytes[n - 1]!;
   return a + b + c + d;
-}
-
-function floorTo(n: number, unit: number): number {
-  return n - (n % unit);
 }
