@@ -44,7 +44,7 @@ export class Tensor {
    * ```ts
    * import { open } from "tensormap";
    * using file = await open("model.safetensors");
-   * const bias = file.tensor("h.0.attn.c_attn.bias").typed(); // F32: a Float32Array over the file's bytes
+   * const bias = file.tensor("h.0.attn.c_attn.bias").typed(); // F32: a Float32Array, zero-copy where aligned
    * const wte = file.tensor("wte.weight").typed(); // BF16: a Uint16Array of the raw bits
    * ```
    */
