@@ -3,9 +3,8 @@
  * descending then name, contiguous offsets, compact JSON padded with spaces to 8 bytes), and it refuses
  * what the reader would refuse or the reference should have refused.
  */
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
-import { fromSystemError, SafetensorsError } from "../errors.ts";
+import { SafetensorsError } from "../errors.ts";
+import { writeAtomic } from "../io/commit.ts";
 import { DTYPE_RANK, DTYPES, type DType } from "./dtypes.ts";
 import { compareNames } from "./names.ts";
 
@@ -149,8 +148,9 @@ export function serialize(tensors: TensorMap, metadata?: Record<string, string> 
 }
 
 /**
- * Writes a file whole or not at all: into a temporary file beside it, fsync, then rename over the target.
- * A reader that has the old file open or mapped keeps the old bytes.
+ * Writes a file whole or not at all: into a temporary file beside it, fsync, then rename over the target
+ * (src/io/commit.ts). A reader that has the old file open or mapped keeps the old bytes. A file replaced
+ * keeps its mode; a new one gets 0666 less the umask.
  *
  * @example
  * ```ts
@@ -162,57 +162,12 @@ export async function save(path: string, tensors: TensorMap, metadata?: Record<s
   writeAtomic(path, [plan.header, ...plan.chunks]);
 }
 
-const MAX_WRITE = 1 << 30;
-
-/** Writes chunks to `path` through a temp file + fsync + rename; on failure nothing is left behind. */
-function writeAtomic(path: string, chunks: Iterable<Uint8Array>): void {
-  commit(writeTemp(path, chunks), path);
-}
-
-/**
- * Writes chunks, fsynced, to a temporary file beside `path` and returns its name; on failure removes it.
- * {@link commit} renames it into place: writers of several files write them all first, then rename.
- */
-export function writeTemp(path: string, chunks: Iterable<Uint8Array>): string {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = openSync(tmp, "wx", 0o644);
-    for (const c of chunks) {
-      for (let at = 0; at < c.byteLength; ) at += writeSync(fd, c, at, Math.min(MAX_WRITE, c.byteLength - at));
-    }
-    fsyncSync(fd);
-    closeSync(fd);
-    return tmp;
-  } catch (e) {
-    if (fd !== undefined) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw fromSystemError(e, `cannot write ${path}`);
-  }
-}
-
-/** Renames a temp file from {@link writeTemp} over `path`, then fsyncs the folder so the rename survives a crash. */
-export function commit(tmp: string, path: string): void {
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw fromSystemError(e, `cannot write ${path}`);
-  }
-  let dir: number | undefined;
-  try {
-    dir = openSync(dirname(path), "r");
-    fsyncSync(dir);
-  } catch {
-    // Some filesystems refuse to fsync a folder; the data itself is already on disk.
-  } finally {
-    if (dir !== undefined) closeSync(dir);
-  }
-}
+// Where sharded writers and conversion have always found them; the machinery lives in src/io/commit.ts.
+export { commit, writeTemp } from "../io/commit.ts";
 
 /**
  * Writes a planned header and then each tensor in `order`, fetching its bytes with `read(name)` only when
- * it is its turn: memory for one tensor at a time. Atomic, like {@link writeAtomic}.
+ * it is its turn: memory for one tensor at a time. Atomic, like {@link save}.
  *
  * @example
  * ```ts

@@ -1,8 +1,9 @@
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, test } from "vitest";
-import { open, save, serialize, type TensorData } from "../../src/index.ts";
+import { afterAll, describe, expect, test } from "vitest";
+import { open, SafetensorsError, save, serialize, type TensorData } from "../../src/index.ts";
+import { unwritableFolders } from "../io/commit-fixture.ts";
 import { fixture } from "../support/fixtures.ts";
 
 async function readAll(path: string) {
@@ -93,4 +94,43 @@ test("save is atomic and safe over a file that is open", async () => {
   using after = await open(path);
   expect(Array.from(after.tensor("x").bytes)).toEqual([7, 8, 9]);
   expect(readdirSync(dir)).toEqual(["a.safetensors"]);
+});
+
+describe("what save leaves on disk", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-save-"));
+  const unwritable = unwritableFolders(dir);
+  afterAll(() => {
+    unwritable.release();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const one = { x: { dtype: "U8" as const, shape: [1], data: new Uint8Array([5]) } };
+
+  test.each([0o600, 0o640, 0o604, 0o755].map((m) => [m.toString(8), m] as const))("a file it replaces keeps its mode (%s)", async (_, mode) => {
+    const path = join(dir, `kept-${mode.toString(8)}.safetensors`);
+    writeFileSync(path, "old");
+    chmodSync(path, mode);
+    await save(path, one);
+    expect(statSync(path).mode & 0o777).toBe(mode);
+    expect(readFileSync(path).byteLength).toBeGreaterThan(8);
+  });
+
+  test.each([0o022, 0o027, 0o002, 0o077].map((m) => [m.toString(8), m] as const))("a new file gets 0666 less the umask (%s)", async (_, umask) => {
+    const path = join(dir, `new-${umask.toString(8)}.safetensors`);
+    const before = process.umask(umask);
+    try {
+      await save(path, one);
+    } finally {
+      process.umask(before);
+    }
+    expect(statSync(path).mode & 0o777).toBe(0o666 & ~umask);
+  });
+
+  test.each(unwritable.folders.map((f) => [f.path, f.codes] as const))("into unwritable %s: the real errno (%j) as a SafetensorsError, nothing left", async (folder, codes) => {
+    const before = readdirSync(folder);
+    const e = await save(join(folder, "m.safetensors"), one).then(() => undefined, (err: unknown) => err);
+    expect(e).toBeInstanceOf(SafetensorsError);
+    expect(codes).toContain((e as SafetensorsError).code);
+    expect((e as SafetensorsError).message).toContain(join(folder, "m.safetensors"));
+    expect(readdirSync(folder)).toEqual(before);
+  });
 });
