@@ -117,7 +117,9 @@ export function tensorBytes(name: string, t: TensorData): Uint8Array {
  *
  * @example
  * ```ts
+ * import { planFile } from "tensormap";
  * const plan = planFile({ w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } });
+ * console.log(plan.size, plan.header.byteLength); // 72 64: the header (padded to 8 bytes), then 8 data bytes
  * ```
  */
 export function planFile(tensors: TensorMap, metadata?: Record<string, string> | null): WritePlan {
@@ -132,7 +134,9 @@ export function planFile(tensors: TensorMap, metadata?: Record<string, string> |
  *
  * @example
  * ```ts
+ * import { parseHeader, serialize } from "tensormap";
  * const bytes = serialize({ w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } }, { format: "pt" });
+ * console.log(parseHeader(bytes, bytes.byteLength).metadata); // { format: "pt" }
  * ```
  */
 export function serialize(tensors: TensorMap, metadata?: Record<string, string> | null): Uint8Array {
@@ -154,7 +158,10 @@ export function serialize(tensors: TensorMap, metadata?: Record<string, string> 
  *
  * @example
  * ```ts
- * await save("model.safetensors", { w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } });
+ * import { open, save } from "tensormap";
+ * await save("small.safetensors", { w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } });
+ * using file = await open("small.safetensors");
+ * console.log(file.tensor("w").toFloat32()); // Float32Array [1, 2]
  * ```
  */
 export async function save(path: string, tensors: TensorMap, metadata?: Record<string, string> | null): Promise<void> {
