@@ -1,22 +1,25 @@
 /**
  * Writing files and folders so that a reader, or the next process after a crash or a SIGKILL, finds either
  * the old content or the new, whole. A file is written to a temporary sibling, fsynced and renamed over
- * its target.
+ * its target; a folder is built as a hidden sibling and swapped with the old one in one step.
  *
- * Temporary names say who made them: `.NAME.tmp-PID-START-HOST-RANDOM`, with the writer's process id, its start time (clock ticks since boot, from /proc, so a reused
+ * Temporary names say who made them: `.NAME.tmp-PID-START-HOST-RANDOM` (`.NAME.old-…` for a folder set
+ * aside), with the writer's process id, its start time (clock ticks since boot, from /proc, so a reused
  * process id does not pass for the writer) and a hash of the host name (a folder shared over the network or
  * between containers holds other hosts' process ids). Every write into a folder first removes what writers
- * on this host that are gone left there.
+ * on this host that are gone left there, and puts back a folder one of them had set aside.
  */
 import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import {
-  closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, lstatSync, openSync, readdirSync, readFileSync, renameSync,
-  rmSync, statSync, writeSync, type Stats,
+  chmodSync, chownSync, closeSync, constants, copyFileSync, fchmodSync, fchownSync, fstatSync, fsyncSync, linkSync,
+  lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync,
+  statSync, symlinkSync, writeSync, type Stats,
 } from "node:fs";
 import { hostname } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
-import { fromSystemError } from "../errors.ts";
+import { loadLibc } from "./libc.ts";
+import { fromSystemError, SafetensorsError } from "../errors.ts";
 
 /** /proc/PID/stat's 22nd field, the process's start time; undefined where there is no such process or no /proc. */
 function startTime(pid: number | "self"): string | undefined {
@@ -34,8 +37,8 @@ const START = startTime("self") ?? "0";
 const HOST = createHash("sha256").update(hostname()).digest("hex").slice(0, 8);
 const HAS_PROC = START !== "0";
 
-/** Temporary names: `.NAME.tmp-PID-START-HOST-RANDOM`. */
-const TEMP = /^\.(.+)\.tmp-(\d+)-(\d+)-([0-9a-f]{8})-([0-9a-f]{8})$/;
+/** Temporary names: `.NAME.KIND-PID-START-HOST-RANDOM`. */
+const TEMP = /^\.(.+)\.(tmp|old)-(\d+)-(\d+)-([0-9a-f]{8})-([0-9a-f]{8})$/;
 
 /** A name's part in a temporary name, short enough that the whole stays under 255 bytes. */
 function namePart(name: string): string {
@@ -47,6 +50,8 @@ function namePart(name: string): string {
   return out;
 }
 
+/** What follows `.NAME.KIND-` in the names one write makes: a staging folder and its set-aside pair share it. */
+const writerId = () => `${PID}-${START}-${HOST}-${randomBytes(4).toString("hex")}`;
 
 /**
  * A name beside `path` for a temporary file or folder that a later write recognises, and removes once its
@@ -57,8 +62,8 @@ function namePart(name: string): string {
  * tempName("out/model.safetensors"); // "out/.model.safetensors.tmp-4242-91234-3fa2b1c0-9e1d07aa"
  * ```
  */
-export function tempName(path: string): string {
-  return join(dirname(path), `.${namePart(basename(path))}.tmp-${PID}-${START}-${HOST}-${randomBytes(4).toString("hex")}`);
+export function tempName(path: string, kind: "tmp" | "old" = "tmp", id = writerId()): string {
+  return join(dirname(path), `.${namePart(basename(path))}.${kind}-${id}`);
 }
 
 /** Whether the process that made a temporary name may still be writing it. */
@@ -112,8 +117,9 @@ function syncFolder(path: string): void {
 }
 
 /**
- * Removes the temporary files that writers that are gone left in `folder`. Files of live writers and of
- * other hosts are left alone; nothing here throws.
+ * Tidies `folder` after writers that are gone: puts back a folder one of them had set aside (its target is
+ * missing: it was killed between its two renames), and removes their temporary files and folders. Files of
+ * live writers and of other hosts are left alone; nothing here throws.
  *
  * @example
  * ```ts
@@ -127,10 +133,53 @@ export function removeStaleTemps(folder: string): void {
   } catch {
     return;
   }
-  for (const name of names) {
+  const dead = names.flatMap((name) => {
     const m = TEMP.exec(name);
-    if (m && (!writerAlive(Number(m[2]), m[3]!, m[4]!) || abandoned.has(resolve(folder, name)))) remove(join(folder, name));
+    if (!m || (writerAlive(Number(m[3]), m[4]!, m[5]!) && !abandoned.has(resolve(folder, name)))) return [];
+    return [{ name, target: m[1]!, kind: m[2]!, id: `${m[3]}-${m[4]}-${m[5]}-${m[6]}` }];
+  });
+  const present = new Set(names);
+  // Set-aside folders first: one that must go back keeps its staging folder until it has.
+  const keptAside = new Set<string>();
+  for (const t of dead.filter((t) => t.kind === "old")) {
+    const target = join(folder, t.target);
+    if (t.target !== namePart(t.target) || (exists(target) && present.has(`.${t.target}.tmp-${t.id}`))) {
+      // A shortened name does not say its target; a target beside both halves was made by someone since.
+      // Neither half is removed.
+      keptAside.add(t.id);
+    } else if (!exists(target)) {
+      try {
+        renameSync(join(folder, t.name), target);
+        syncFolder(folder);
+      } catch {
+        // Another process put it back first, or the folder is read-only: left for the next try.
+        keptAside.add(t.id);
+      }
+    } else {
+      // The new folder went in (its staging name is gone): the old one is left over.
+      remove(join(folder, t.name));
+    }
   }
+  for (const t of dead.filter((t) => t.kind === "tmp")) {
+    if (!keptAside.has(t.id)) remove(join(folder, t.name));
+  }
+}
+
+/**
+ * Puts `dir` back when a writer was killed between moving it aside and moving its new version in (only
+ * where renameat2's exchange is not available), so that opening it finds the old checkpoint whole. Cheap
+ * when `dir` exists: nothing is read. Returns whether it put the folder back.
+ *
+ * @example
+ * ```ts
+ * recoverFolder("checkpoints/llama"); // before opening a model folder
+ * ```
+ */
+export function recoverFolder(dir: string): boolean {
+  const target = resolve(dir);
+  if (exists(target)) return false;
+  removeStaleTemps(dirname(target));
+  return exists(target);
 }
 
 const MAX_WRITE = 1 << 30;
@@ -188,7 +237,7 @@ export function writeTemp(path: string, chunks: Iterable<Uint8Array>): string {
   }
 }
 
-/** Gives a new file the mode of the one it replaces, and its owner where this process may. */
+/** Gives a new file or folder the mode of the one it replaces, and its owner where this process may. */
 function adopt(replaced: Stats, own: Stats, chmod: (mode: number) => void, chown: (uid: number, gid: number) => void): void {
   chmod(replaced.mode & 0o7777);
   if (own.uid === replaced.uid && own.gid === replaced.gid) return;
@@ -197,6 +246,16 @@ function adopt(replaced: Stats, own: Stats, chmod: (mode: number) => void, chown
   } catch {
     // Only root may give a file away; it is then ours, as a copy made by this user would be.
   }
+}
+
+/** {@link adopt} by path. */
+const adoptPath = (replaced: Stats, path: string) =>
+  adopt(replaced, statSync(path), (mode) => chmodSync(path, mode), (uid, gid) => chownSync(path, uid, gid));
+
+/** A file the new content writes under a name the old had keeps that file's mode, as a save over it would. */
+function keepFileMode(old: string, made: string): void {
+  const before = lstatOf(old);
+  if (before?.isFile() && lstatOf(made)?.isFile()) adoptPath(before, made);
 }
 
 /**
@@ -229,4 +288,242 @@ export function commit(tmp: string, path: string): void {
  */
 export function writeAtomic(path: string, chunks: Iterable<Uint8Array>): void {
   commit(writeTemp(path, chunks), path);
+}
+
+export interface WriteFolderOptions {
+  /**
+   * Called after each step (`staged`, `written`, `linked NAME`, `synced`, then `renamed`, or `exchanged`,
+   * or `moved aside` and `moved in`, then `removed old`), for progress and for crash tests. An error it
+   * throws before the swap fails the write as an I/O error there would; after it, the new folder stays.
+   */
+  onStep?: (step: string) => void;
+  /** false: swap with two renames even where renameat2's exchange is available (to test that path). */
+  exchange?: boolean;
+}
+
+/**
+ * Replaces the folder `dir` as a whole. `write(staging)` builds the new content in a hidden sibling folder
+ * (`.DIR.tmp-…`, same file system); every entry of `dir` for which `replaces(name)` is false and that
+ * `write` did not make is then linked in (subfolders recreated, files hard-linked, symlinks copied), and
+ * the two folders are swapped in one step (renameat2 `RENAME_EXCHANGE`). Where the exchange is not
+ * available (Node, a file system without it), `dir` is renamed aside and the new folder renamed in; a
+ * SIGKILL between the two leaves `dir` missing, and the next write or {@link recoverFolder} puts the old
+ * one back. Either way, after a crash at any point the folder holds the old checkpoint or the new, whole.
+ * A missing `dir` is created by one rename. A symlink to a folder is followed (the folder it names is
+ * replaced). The folder keeps its mode.
+ *
+ * Not atomic as a whole, one rename per entry instead (the staging folder then sits inside `dir`): when
+ * `dir` is a mount point (nothing can be renamed over it), holds one (its files cannot be linked), holds
+ * this process's working folder (which would be removed under it), or its parent folder is not writable.
+ * Entries created in `dir` by others while `write` runs are not carried over.
+ *
+ * @example
+ * ```ts
+ * await writeFolder("out", (staging) => {
+ *   writeAtomic(join(staging, "model.safetensors"), [bytes]);
+ * }, (name) => /^model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?$/.test(name));
+ * ```
+ */
+export async function writeFolder(
+  dir: string,
+  write: (staging: string) => void | Promise<void>,
+  replaces: (name: string) => boolean,
+  opts: WriteFolderOptions = {},
+): Promise<void> {
+  const step = opts.onStep ?? (() => {});
+  // A folder a dead writer left set aside goes back first: it is the one this write replaces.
+  recoverFolder(dir);
+  const old = folderToReplace(dir);
+  const target = old ? old.path : resolve(dir);
+  const parent = dirname(target);
+  removeStaleTemps(parent);
+  if (old && (statSync(parent).dev !== old.stats.dev || holdsCwd(target) || holdsMountPoint(target, old.stats.dev))) {
+    return writeInPlace(target, write, replaces, step);
+  }
+  const id = writerId();
+  const staging = tempName(target, "tmp", id);
+  try {
+    if (!old) mkdirSync(parent, { recursive: true });
+    mkdirSync(staging, 0o777);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (old && (code === "EACCES" || code === "EPERM")) return writeInPlace(target, write, replaces, step);
+    throw fromSystemError(e, `cannot write ${dir}`);
+  }
+  try {
+    if (old) adoptPath(old.stats, staging);
+    step("staged");
+    await write(staging);
+    step("written");
+    if (old) linkEntries(target, staging, replaces, step, "");
+    syncFolder(staging);
+    step("synced");
+  } catch (e) {
+    remove(staging);
+    throw fromSystemError(e, `cannot write ${dir}`);
+  }
+  if (!old) {
+    try {
+      renameSync(staging, target);
+    } catch (e) {
+      remove(staging);
+      throw fromSystemError(e, `cannot write ${dir}`);
+    }
+    syncFolder(parent);
+    afterCommit(undefined, () => step("renamed"));
+    return;
+  }
+  if (opts.exchange !== false && (await exchanged(staging, target, dir))) {
+    syncFolder(parent);
+    // The staging name now holds the old folder.
+    afterCommit(staging, () => step("exchanged"), () => remove(staging), () => step("removed old"));
+    return;
+  }
+  const aside = tempName(target, "old", id);
+  try {
+    renameSync(target, aside);
+  } catch (e) {
+    remove(staging);
+    throw fromSystemError(e, `cannot write ${dir}`);
+  }
+  try {
+    step("moved aside");
+    renameSync(staging, target);
+  } catch (e) {
+    try {
+      renameSync(aside, target);
+    } catch {
+      // Left set aside: the next write or recoverFolder puts it back.
+      abandoned.add(aside);
+    }
+    remove(staging);
+    throw fromSystemError(e, `cannot write ${dir}`);
+  }
+  syncFolder(parent);
+  afterCommit(aside, () => step("moved in"), () => remove(aside), () => step("removed old"));
+}
+
+/** The folder `dir` names (a symlink followed), or undefined when there is none yet. */
+function folderToReplace(dir: string): { path: string; stats: Stats } | undefined {
+  let path: string;
+  try {
+    path = realpathSync(dir);
+  } catch (e) {
+    if ((e as { code?: string }).code === "ENOENT" && !exists(dir)) return undefined;
+    throw fromSystemError(e, `cannot write ${dir}`);
+  }
+  const stats = statSync(path);
+  if (!stats.isDirectory()) throw new SafetensorsError("ENOTDIR", `cannot write ${dir}: not a folder`);
+  return { path, stats };
+}
+
+/** Whether this process works inside `dir`: swapped out, it would leave the process in a removed folder. */
+function holdsCwd(dir: string): boolean {
+  let cwd: string;
+  try {
+    cwd = realpathSync(process.cwd());
+  } catch {
+    return false;
+  }
+  return cwd === dir || cwd.startsWith(dir.endsWith("/") ? dir : `${dir}/`);
+}
+
+/** Whether a folder below `dir` is another file system's mount point (links cannot reach it, removal must not). */
+function holdsMountPoint(dir: string, dev: number): boolean {
+  for (const name of readdirSync(dir)) {
+    const st = lstatOf(join(dir, name));
+    if (st?.isDirectory() && (st.dev !== dev || holdsMountPoint(join(dir, name), dev))) return true;
+  }
+  return false;
+}
+
+/**
+ * After the swap the new folder is in place: what follows is tidying. A failure there leaves `leftover`
+ * (the old folder) for the next write into the parent folder to remove.
+ */
+function afterCommit(leftover: string | undefined, ...steps: Array<() => void>): void {
+  try {
+    for (const s of steps) s();
+  } catch {
+    if (leftover !== undefined && exists(leftover)) abandoned.add(resolve(leftover));
+  }
+}
+
+/** Errors that say the exchange is not there: no renameat2 (ENOSYS), or a file system without it. */
+const NO_EXCHANGE = new Set(["ENOSYS", "EINVAL", "ENOTSUP", "EOPNOTSUPP"]);
+
+/** Swaps `staging` and `target` in one step; false where that is not possible here (then nothing changed). */
+async function exchanged(staging: string, target: string, dir: string): Promise<boolean> {
+  const libc = await loadLibc();
+  const exchange = "unavailable" in libc ? undefined : (libc as { renameExchange?: (from: string, to: string) => void }).renameExchange;
+  if (!exchange) return false;
+  try {
+    exchange.call(libc, staging, target);
+    return true;
+  } catch (e) {
+    if (NO_EXCHANGE.has((e as { code?: string }).code ?? "")) return false;
+    remove(staging);
+    throw fromSystemError(e, `cannot write ${dir}`);
+  }
+}
+
+/** Link errors after which a copy serves: no hard links here, too many, or not ours to link (protected_hardlinks). */
+const COPY_INSTEAD = new Set(["EPERM", "EXDEV", "EMLINK", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"]);
+
+/** Carries every entry of `from` that the new content neither replaces nor holds into `to`, as links. */
+function linkEntries(from: string, to: string, replaces: ((name: string) => boolean) | undefined, step: (s: string) => void, prefix: string): void {
+  for (const name of readdirSync(from)) {
+    if (TEMP.test(name)) continue;
+    const src = join(from, name);
+    const dst = join(to, name);
+    if (exists(dst)) {
+      keepFileMode(src, dst);
+      continue;
+    }
+    const st = lstatSync(src);
+    if (replaces?.(name)) continue;
+    if (st.isDirectory()) {
+      mkdirSync(dst);
+      adoptPath(st, dst);
+      linkEntries(src, dst, undefined, step, `${prefix}${name}/`);
+      syncFolder(dst);
+    } else if (st.isSymbolicLink()) {
+      symlinkSync(readlinkSync(src), dst);
+    } else {
+      try {
+        linkSync(src, dst);
+      } catch (e) {
+        if (!COPY_INSTEAD.has((e as { code?: string }).code ?? "")) throw e;
+        copyFileSync(src, dst, constants.COPYFILE_FICLONE);
+        chmodSync(dst, st.mode & 0o7777);
+      }
+    }
+    step(`linked ${prefix}${name}`);
+  }
+}
+
+/** The fallback for a folder that cannot be swapped: stage inside it, then rename entry by entry. */
+async function writeInPlace(target: string, write: (staging: string) => void | Promise<void>, replaces: (name: string) => boolean, step: (s: string) => void): Promise<void> {
+  removeStaleTemps(target);
+  const staging = tempName(join(target, "staging"));
+  try {
+    mkdirSync(staging);
+    step("staged");
+    await write(staging);
+    step("written");
+    const made = readdirSync(staging);
+    for (const name of made) {
+      keepFileMode(join(target, name), join(staging, name));
+      renameSync(join(staging, name), join(target, name));
+    }
+    syncFolder(target);
+    step("moved in");
+    const keep = new Set(made);
+    for (const name of readdirSync(target)) if (replaces(name) && !keep.has(name)) remove(join(target, name));
+    step("removed old");
+  } catch (e) {
+    throw fromSystemError(e, `cannot write ${target}`);
+  } finally {
+    remove(staging);
+  }
 }
