@@ -1,16 +1,22 @@
-# The SIGBUS handler of sigbus-guard.ts, x86-64 Linux (GNU as). Its bytes are CODE_X64 there; the test
+# The SIGBUS handler of sigbus-guard.ts, x86-64 Linux (GNU as). Its bytes are X64.code there; the test
 # test/ffi/sigbus-guard.test.ts assembles this file and compares. `table` is patched with the table's address.
+# The table: the previous sigaction at 0, the first block of ranges at 32, all ranges' faults at 40. A block:
+# the next block at 0 (or 0), its slots in use at 8, then slots of start, end, faults (24 bytes each).
 .intel_syntax noprefix
 handler:                            # rdi = signal, rsi = siginfo_t*, rdx = ucontext_t*
     cmp dword ptr [rsi+8], 2        # si_code: BUS_ADRERR (a file page past the end of the file)
     jne chain
     mov r8, [rip + table]
     mov rax, [rsi+16]               # si_addr
-    mov rcx, [r8+32]                # slots in use
-    lea r9, [r8+128]                # slots: start, end, faults
+    mov r11, [r8+32]                # the first block
+block:
+    test r11, r11
+    jz chain                        # no block left: not a range of ours
+    mov rcx, [r11+8]                # its slots in use
+    lea r9, [r11+16]                # its slots
 scan:
     test rcx, rcx
-    jz chain
+    jz next_block
     cmp rax, [r9]
     jb next
     cmp rax, [r9+8]
@@ -39,6 +45,9 @@ next:
     add r9, 24
     dec rcx
     jmp scan
+next_block:
+    mov r11, [r11]
+    jmp block
 chain:
     mov r8, [rip + table]
     mov rax, [r8]                   # the handler before ours

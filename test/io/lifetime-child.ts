@@ -5,6 +5,7 @@
 import { readFileSync, statSync, truncateSync } from "node:fs";
 import { MAP_PRIVATE, PROT_READ } from "../../ffi/types.ts";
 import { loadLibc, type LibC } from "../../src/io/libc.ts";
+import type { SafetensorsFile } from "../../src/checkpoint/file.ts";
 import { open } from "../../src/checkpoint/open.ts";
 
 const [mode, path, count] = process.argv.slice(2) as [string, string, string?];
@@ -95,6 +96,26 @@ if (mode === "after-close") {
     code = (e as { code: string }).code;
   }
   console.log(JSON.stringify({ before, after, code }));
+} else if (mode === "many-open") {
+  // More mappings open at once than one block of the guard's table holds; the last opened is truncated and read.
+  const files: SafetensorsFile[] = [];
+  for (let i = 0; i < Number(count); i++) files.push(await open(path));
+  const sum = (v: Uint8Array) => v.reduce((a, b) => a + b, 0);
+  const outcome = (file: SafetensorsFile) => {
+    const last = file.offsetKeys().at(-1)!;
+    const after = sum(file.tensor(last).bytes);
+    let code = "";
+    try {
+      file.tensor(last);
+    } catch (e) {
+      code = (e as { code: string }).code;
+    }
+    return { after, code };
+  };
+  const newest = files.at(-1)!;
+  const before = sum(newest.tensor(newest.offsetKeys().at(-1)!).bytes);
+  truncateSync(path, 1000);
+  console.log(JSON.stringify({ before, newest: outcome(newest), oldest: outcome(files[0]!), open: files.length }));
 } else if (mode === "foreign") {
   // A mapping tensormap does not own, after tensormap has installed its guard: the fault is not ours to hide.
   (await open(path)).close();

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
 import { planHeader } from "../../src/format/writer.ts";
 import { runtime } from "../../ffi/runtime.ts";
+import { BLOCK_SLOTS } from "../../ffi/sigbus-guard.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
 
 const child = fileURLToPath(new URL("./lifetime-child.ts", import.meta.url));
@@ -18,6 +19,13 @@ function run(args: string[], denoFlags = ["-A", "--v8-flags=--expose-gc"]) {
   const r = spawnSync(process.execPath, argv, { encoding: "utf8", env: { ...process.env, TENSORMAP_DEBUG: "1" } });
   const last = r.stdout.trim().split("\n").pop() ?? "";
   return { status: r.status, signal: r.signal, stderr: r.stderr, out: last.startsWith("{") ? JSON.parse(last) : undefined };
+}
+
+/** The soft limit on open files, which a child inherits: each open mapped source holds a descriptor. */
+function openFilesLimit(): number {
+  const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"));
+  const soft = line?.split(/\s{2,}/)[1];
+  return soft === "unlimited" ? Infinity : Number(soft ?? 0);
 }
 
 /** A safetensors file with one U8 tensor `big` of `n` bytes, all a hole on disk. */
@@ -78,6 +86,21 @@ describe.skipIf(runtime === "node")("mmap lifetime, in a child process", () => {
     expect(r.out.after).toBe(0);
     expect(r.out.code).toBe("FileChanged");
   });
+
+  // More than one block of the guard's table: the newest mapping's range sits in a block chained after the first.
+  const MANY = BLOCK_SLOTS + 400;
+  test.skipIf(process.arch !== "x64" || openFilesLimit() < MANY + 100)(
+    `${MANY} mappings open at once: one truncated reads zeros, then FileChanged, and never SIGBUS${openFilesLimit() < MANY + 100 ? ` (skipped: fewer than ${MANY + 100} open files allowed here)` : ""}`,
+    () => {
+      const r = run(["many-open", scratch("many.safetensors"), String(MANY)]);
+      expect(r.signal).toBeNull();
+      expect(r.status).toBe(0);
+      expect(r.out.open).toBe(MANY);
+      expect(r.out.before).toBeGreaterThan(0);
+      expect(r.out.newest).toEqual({ after: 0, code: "FileChanged" });
+      expect(r.out.oldest).toEqual({ after: 0, code: "FileChanged" });
+    },
+  );
 
   test("a SIGBUS in a mapping tensormap does not own still ends the process", () => {
     const r = run(["foreign", scratch("foreign.safetensors")]);
