@@ -83,8 +83,19 @@ function writerAlive(pid: number, start: string, host: string): boolean {
 /** Temporary files and folders of this process that it gave up on: a later write removes them, like a dead writer's. */
 const abandoned = new Set<string>();
 
-/** Removes a file or a whole folder, never throwing: what cannot go now goes at a later write. */
-function remove(path: string): void {
+/**
+ * Removes a file or a whole folder (a temp from {@link writeTemp} that failed a check), never throwing:
+ * where a temp cannot go now (a read-only file system), a later write into its folder removes it.
+ * Cleanup code that used `rmSync` hid the real error under Bun, whose `rmSync` throws EROFS even with `force`.
+ *
+ * @example
+ * ```ts
+ * const tmp = writeTemp("out.safetensors", chunks);
+ * try { verify(tmp); } catch (e) { discard(tmp); throw e; }
+ * commit(tmp, "out.safetensors");
+ * ```
+ */
+export function discard(path: string): void {
   try {
     rmSync(path, { recursive: true, force: true });
     abandoned.delete(resolve(path));
@@ -157,11 +168,11 @@ export function removeStaleTemps(folder: string): void {
       }
     } else {
       // The new folder went in (its staging name is gone): the old one is left over.
-      remove(join(folder, t.name));
+      discard(join(folder, t.name));
     }
   }
   for (const t of dead.filter((t) => t.kind === "tmp")) {
-    if (!keptAside.has(t.id)) remove(join(folder, t.name));
+    if (!keptAside.has(t.id)) discard(join(folder, t.name));
   }
 }
 
@@ -232,7 +243,7 @@ export function writeTemp(path: string, chunks: Iterable<Uint8Array>): string {
         // The write's own error is the one to report.
       }
     }
-    remove(tmp);
+    discard(tmp);
     throw fromSystemError(e, `cannot write ${path}`);
   }
 }
@@ -271,7 +282,7 @@ export function commit(tmp: string, path: string): void {
   try {
     renameSync(tmp, path);
   } catch (e) {
-    remove(tmp);
+    discard(tmp);
     throw fromSystemError(e, `cannot write ${path}`);
   }
   syncFolder(dirname(path));
@@ -359,14 +370,14 @@ export async function writeFolder(
     syncFolder(staging);
     step("synced");
   } catch (e) {
-    remove(staging);
+    discard(staging);
     throw fromSystemError(e, `cannot write ${dir}`);
   }
   if (!old) {
     try {
       renameSync(staging, target);
     } catch (e) {
-      remove(staging);
+      discard(staging);
       throw fromSystemError(e, `cannot write ${dir}`);
     }
     syncFolder(parent);
@@ -376,14 +387,14 @@ export async function writeFolder(
   if (opts.exchange !== false && (await exchanged(staging, target, dir))) {
     syncFolder(parent);
     // The staging name now holds the old folder.
-    afterCommit(staging, () => step("exchanged"), () => remove(staging), () => step("removed old"));
+    afterCommit(staging, () => step("exchanged"), () => discard(staging), () => step("removed old"));
     return;
   }
   const aside = tempName(target, "old", id);
   try {
     renameSync(target, aside);
   } catch (e) {
-    remove(staging);
+    discard(staging);
     throw fromSystemError(e, `cannot write ${dir}`);
   }
   try {
@@ -396,11 +407,11 @@ export async function writeFolder(
       // Left set aside: the next write or recoverFolder puts it back.
       abandoned.add(aside);
     }
-    remove(staging);
+    discard(staging);
     throw fromSystemError(e, `cannot write ${dir}`);
   }
   syncFolder(parent);
-  afterCommit(aside, () => step("moved in"), () => remove(aside), () => step("removed old"));
+  afterCommit(aside, () => step("moved in"), () => discard(aside), () => step("removed old"));
 }
 
 /** The folder `dir` names (a symlink followed), or undefined when there is none yet. */
@@ -462,7 +473,7 @@ async function exchanged(staging: string, target: string, dir: string): Promise<
     return true;
   } catch (e) {
     if (NO_EXCHANGE.has((e as { code?: string }).code ?? "")) return false;
-    remove(staging);
+    discard(staging);
     throw fromSystemError(e, `cannot write ${dir}`);
   }
 }
@@ -519,11 +530,11 @@ async function writeInPlace(target: string, write: (staging: string) => void | P
     syncFolder(target);
     step("moved in");
     const keep = new Set(made);
-    for (const name of readdirSync(target)) if (replaces(name) && !keep.has(name)) remove(join(target, name));
+    for (const name of readdirSync(target)) if (replaces(name) && !keep.has(name)) discard(join(target, name));
     step("removed old");
   } catch (e) {
     throw fromSystemError(e, `cannot write ${target}`);
   } finally {
-    remove(staging);
+    discard(staging);
   }
 }

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
 import { loadLibc } from "../../src/io/libc.ts";
 import { SafetensorsError } from "../../src/errors.ts";
-import { recoverFolder, removeStaleTemps, tempName, writeAtomic, writeFolder } from "../../src/io/commit.ts";
+import { discard, recoverFolder, removeStaleTemps, tempName, writeAtomic, writeFolder } from "../../src/io/commit.ts";
 import { removeTranspiled, runChild, startChild } from "./child.ts";
 import { build, expected, mountTmpfs, NEW, NEW_FILES, OLD, replaces, snapshot, unmount, unwritableFolders, writeNew } from "./commit-fixture.ts";
 
@@ -81,6 +81,11 @@ describe("temporary files", () => {
     if (existsSync(target)) expect(statSync(target).size).toBe(64 << 20);
     writeAtomic(join(dir, "other.bin"), [new Uint8Array([1])]);
     expect(temps(dir)).toEqual([]);
+  });
+
+  test.each(unwritable.folders.map((f) => [f.path] as const))("discard never throws, even where nothing can be removed (%s)", (dir) => {
+    expect(() => discard(join(dir, ".m.safetensors.tmp-1-2-00000000-00000000"))).not.toThrow();
+    expect(() => discard(join(dir, "missing", "deeper"))).not.toThrow();
   });
 
   test("only dead writers' temps go: this process's stay, a running process's stay, another host's stay; a reused process id's go", async () => {
