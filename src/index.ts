@@ -33,6 +33,7 @@ export { touchPages, type Advice, type MmapSource } from "./io/mmap.ts";
 export { loadToDevice, resolveDevice, toDevice, type DeviceLoadOptions, type DeviceTarget, type LoadProgress } from "./device/load.ts";
 export { DeviceTensors, type CudaTensor, type DeviceTensor, type HostTensor } from "./device/tensors.ts";
 export { parseDevice, type DeviceSpec } from "./device/spec.ts";
+export { releasePinnedRings } from "./device/ring-cache.ts";
 // PyTorch checkpoints
 export { convert, type ConvertOptions, type ConvertResult } from "./convert/convert.ts";
 export { describeLeaf, isPytorch, openPytorchLayout, type PickleLayout } from "./pickle/layout.ts";

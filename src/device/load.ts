@@ -10,7 +10,8 @@ import type { Checkpoint, CheckpointFile } from "../checkpoint/checkpoint.ts";
 import { openCheckpoint } from "../checkpoint/open.ts";
 import { openMmap, touchPages } from "../io/mmap.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
-import { PinnedRing, quietly, yieldToLoop, type ChunkSource, type RingOptions } from "./pipeline.ts";
+import { quietly, yieldToLoop, type ChunkSource, type RingOptions } from "./pipeline.ts";
+import { withRing } from "./ring-cache.ts";
 import { layoutDevice, mappedRange, planChunks, type Chunk, type Extent } from "./plan.ts";
 import { parseDevice } from "./spec.ts";
 import { DeviceTensors, type CudaTensor, type DeviceTensor } from "./tensors.ts";
@@ -190,34 +191,33 @@ async function upload(
   const tensors = new Map<string, DeviceTensor>();
   // A small load needs no 128 MiB ring: shrink the slots to the data (whole pages).
   const slotBytes = Math.min(opts.slotBytes ?? 32 << 20, Math.max(4096, Math.ceil(total / 4096) * 4096));
-  const ring = PinnedRing.open(device, { slots: opts.slots, slotBytes, pinned: !opts.hostRegister });
   try {
-    for (const { file, names, extents } of plans) {
-      // Set again for each file: other loads may switch the thread's device while this one awaits.
-      check(cuda, cuda.cudaSetDevice(device.index), `cudaSetDevice(${device.index})`);
-      const targets = allocate(device, extents, opts.perTensor === true, memory);
-      const chunks = planChunks(extents, ring.slotBytes);
-      const release = new Cleanup();
-      try {
-        // Only empty tensors: nothing to read, no mapping to pin.
-        if (chunks.length) {
-          const from: ChunkSource = opts.hostRegister ? registerMapping(device, await hostLibc(), file.path, chunks, release) : { source: file.source };
-          await ring.upload(chunks, targets, from, (n) => report(file.path, n));
+    await withRing(device, { slots: opts.slots, slotBytes, pinned: !opts.hostRegister }, async (ring) => {
+      for (const { file, names, extents } of plans) {
+        // Set again for each file: other loads may switch the thread's device while this one awaits.
+        check(cuda, cuda.cudaSetDevice(device.index), `cudaSetDevice(${device.index})`);
+        const targets = allocate(device, extents, opts.perTensor === true, memory);
+        const chunks = planChunks(extents, ring.slotBytes);
+        const release = new Cleanup();
+        try {
+          // Only empty tensors: nothing to read, no mapping to pin.
+          if (chunks.length) {
+            const from: ChunkSource = opts.hostRegister ? registerMapping(device, await hostLibc(), file.path, chunks, release) : { source: file.source };
+            await ring.upload(chunks, targets, from, (n) => report(file.path, n));
+          }
+          release.run();
+        } catch (e) {
+          quietly(() => ring.synchronize()); // no copy may still read the mapping once it is unregistered
+          quietly(() => release.run());
+          throw e;
         }
-        release.run();
-      } catch (e) {
-        quietly(() => ring.close()); // no copy may still read the mapping once it is unregistered
-        quietly(() => release.run());
-        throw e;
+        names.forEach((name, i) => {
+          const info = file.info(name);
+          tensors.set(name, { name, dtype: info.dtype, shape: info.shape, byteLength: info.byteLength, device: device.name, ptr: targets[i]! });
+        });
       }
-      names.forEach((name, i) => {
-        const info = file.info(name);
-        tensors.set(name, { name, dtype: info.dtype, shape: info.shape, byteLength: info.byteLength, device: device.name, ptr: targets[i]! });
-      });
-    }
-    ring.close();
+    });
   } catch (e) {
-    quietly(() => ring.close());
     quietly(() => memory.run());
     throw e;
   }

@@ -146,6 +146,12 @@ export class PinnedRing {
     for (let i = chunks.length; i < chunks.length + this.slots; i++) await settle(i % this.slots);
   }
 
+  /** Waits until every copy queued on the ring's stream has run. */
+  synchronize(): void {
+    const { cuda } = this.#dev;
+    check(cuda, cuda.cudaStreamSynchronize(this.#stream), "cudaStreamSynchronize");
+  }
+
   /** Waits for the stream, then frees the events, the stream and the pinned slots. Idempotent. */
   close(): void {
     this.#cleanup.run();
