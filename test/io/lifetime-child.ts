@@ -38,6 +38,22 @@ async function collect(): Promise<void> {
   }
 }
 
+/** The byte sum of the file's last tensor (the one a truncation cuts off). */
+function lastTensorSum(file: SafetensorsFile): number {
+  return file.tensor(file.offsetKeys().at(-1)!).bytes.reduce((a, b) => a + b, 0);
+}
+
+/** After the file shrank: what the last tensor reads once, and the error code of reading it again. */
+function afterTruncation(file: SafetensorsFile): { after: number; code: string } {
+  const after = lastTensorSum(file);
+  try {
+    lastTensorSum(file);
+    return { after, code: "" };
+  } catch (e) {
+    return { after, code: (e as { code: string }).code };
+  }
+}
+
 /** In a function of its own, so no stack slot of the caller still points at the last file. */
 async function openWithoutClosing(n: number): Promise<number> {
   for (let i = 0; i < n; i++) (await open(path)).tensor("big");
@@ -84,38 +100,16 @@ if (mode === "after-close") {
   // Enough opens and closes to fill the guard's table, were closing not to free its slots.
   for (let i = 0; i < Number(count); i++) (await open(path)).close();
   const file = await open(path);
-  const last = file.offsetKeys().at(-1)!;
-  const sum = (v: Uint8Array) => v.reduce((a, b) => a + b, 0);
-  const before = sum(file.tensor(last).bytes);
+  const before = lastTensorSum(file);
   truncateSync(path, 1000);
-  const after = sum(file.tensor(last).bytes);
-  let code = "";
-  try {
-    file.tensor(last);
-  } catch (e) {
-    code = (e as { code: string }).code;
-  }
-  console.log(JSON.stringify({ before, after, code }));
+  console.log(JSON.stringify({ before, ...afterTruncation(file) }));
 } else if (mode === "many-open") {
-  // More mappings open at once than one block of the guard's table holds; the last opened is truncated and read.
+  // More mappings open at once than one block of the guard's table holds; the file under all is truncated.
   const files: SafetensorsFile[] = [];
   for (let i = 0; i < Number(count); i++) files.push(await open(path));
-  const sum = (v: Uint8Array) => v.reduce((a, b) => a + b, 0);
-  const outcome = (file: SafetensorsFile) => {
-    const last = file.offsetKeys().at(-1)!;
-    const after = sum(file.tensor(last).bytes);
-    let code = "";
-    try {
-      file.tensor(last);
-    } catch (e) {
-      code = (e as { code: string }).code;
-    }
-    return { after, code };
-  };
-  const newest = files.at(-1)!;
-  const before = sum(newest.tensor(newest.offsetKeys().at(-1)!).bytes);
+  const before = lastTensorSum(files.at(-1)!);
   truncateSync(path, 1000);
-  console.log(JSON.stringify({ before, newest: outcome(newest), oldest: outcome(files[0]!), open: files.length }));
+  console.log(JSON.stringify({ before, newest: afterTruncation(files.at(-1)!), oldest: afterTruncation(files[0]!), open: files.length }));
 } else if (mode === "foreign") {
   // A mapping tensormap does not own, after tensormap has installed its guard: the fault is not ours to hide.
   (await open(path)).close();
