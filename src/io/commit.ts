@@ -353,13 +353,20 @@ export async function writeFolder(
   }
   const id = writerId();
   const staging = tempName(target, "tmp", id);
+  // Folders made for a new `dir` (its missing parents): a failed write does not leave them behind.
+  let madeParents: string | undefined;
+  const failed = (e: unknown): never => {
+    discard(staging);
+    if (madeParents) discard(madeParents);
+    throw fromSystemError(e, `cannot write ${dir}`);
+  };
   try {
-    if (!old) mkdirSync(parent, { recursive: true });
+    if (!old) madeParents = mkdirSync(parent, { recursive: true });
     mkdirSync(staging, 0o777);
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (old && (code === "EACCES" || code === "EPERM")) return writeInPlace(target, write, replaces, step);
-    throw fromSystemError(e, `cannot write ${dir}`);
+    failed(e);
   }
   try {
     if (old) adoptPath(old.stats, staging);
@@ -370,15 +377,13 @@ export async function writeFolder(
     syncFolder(staging);
     step("synced");
   } catch (e) {
-    discard(staging);
-    throw fromSystemError(e, `cannot write ${dir}`);
+    failed(e);
   }
   if (!old) {
     try {
       renameSync(staging, target);
     } catch (e) {
-      discard(staging);
-      throw fromSystemError(e, `cannot write ${dir}`);
+      failed(e);
     }
     syncFolder(parent);
     afterCommit(undefined, () => step("renamed"));
@@ -394,8 +399,7 @@ export async function writeFolder(
   try {
     renameSync(target, aside);
   } catch (e) {
-    discard(staging);
-    throw fromSystemError(e, `cannot write ${dir}`);
+    failed(e);
   }
   try {
     step("moved aside");
@@ -407,8 +411,7 @@ export async function writeFolder(
       // Left set aside: the next write or recoverFolder puts it back.
       abandoned.add(aside);
     }
-    discard(staging);
-    throw fromSystemError(e, `cannot write ${dir}`);
+    failed(e);
   }
   syncFolder(parent);
   afterCommit(aside, () => step("moved in"), () => discard(aside), () => step("removed old"));

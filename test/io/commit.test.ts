@@ -139,6 +139,13 @@ describe("writeFolder", () => {
     expect(steps.slice(-2)).toEqual(["synced", "renamed"]);
   });
 
+  test("a new folder whose write fails leaves neither it nor the parents it made", async () => {
+    const parent = fresh();
+    const e = await error(writeFolder(join(parent, "a", "b", "out"), () => { throw new SafetensorsError("ENOSPC", "injected: no space left"); }, replaces));
+    expect((e as SafetensorsError).code).toBe("ENOSPC");
+    expect(readdirSync(parent)).toEqual([]);
+  });
+
   test("a symlink to a folder: the folder it names is replaced, the link stays", async () => {
     const parent = fresh();
     build(join(parent, "real"), OLD);
