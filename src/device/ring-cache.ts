@@ -34,18 +34,17 @@ export async function withRing<T>(device: CudaDevice, opts: RingOptions & { pinn
     entry.ring.close();
     entry = undefined;
   }
-  let own = false;
   if (!entry || entry.busy) {
-    const ring = PinnedRing.open(device, opts);
-    own = entry !== undefined;
-    entry = { ring, busy: false };
-    if (!own) keep(key, entry);
+    const busy = entry !== undefined;
+    entry = { ring: PinnedRing.open(device, opts), busy: false };
+    if (!busy) keep(key, entry);
   }
   entry.busy = true;
   try {
     const result = await use(entry.ring);
     entry.busy = false;
-    if (own) entry.ring.close();
+    // A ring of this load's own, or one released while the load used it, is freed now that the load is done.
+    if (kept.get(key) !== entry) entry.ring.close();
     return result;
   } catch (e) {
     if (kept.get(key) === entry) kept.delete(key);
@@ -55,7 +54,8 @@ export async function withRing<T>(device: CudaDevice, opts: RingOptions & { pinn
 }
 
 /**
- * Frees every pinned ring kept between loads (they are freed at exit too). The next load allocates again.
+ * Frees every pinned ring kept between loads (they are freed at exit too); one a load is using is freed when that
+ * load is done. The next load allocates again.
  *
  * @example
  * ```ts
@@ -64,9 +64,9 @@ export async function withRing<T>(device: CudaDevice, opts: RingOptions & { pinn
  * ```
  */
 export function releasePinnedRings(): void {
-  const rings = [...kept.values()];
+  const entries = [...kept.values()];
   kept.clear();
-  for (const { ring } of rings) quietly(() => ring.close());
+  for (const { ring, busy } of entries) if (!busy) quietly(() => ring.close());
 }
 
 function keep(key: string, entry: Kept): void {

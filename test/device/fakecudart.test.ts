@@ -308,7 +308,7 @@ describe.skipIf(whyNot !== "")(`CUDA loads through the checking libcudart stand-
     expect(report.pinned_allocs_total).toBe(3);
   });
 
-  test.skip("releasePinnedRings while a load runs leaves that load's ring alone until the load is done (skipped until fixed: releasePinnedRings in src/device/ring-cache.ts closes a busy ring under its load, whose next pread into a freed slot fails and whose failure path then syncs a destroyed stream)", async () => {
+  test("releasePinnedRings while a load runs leaves that load's ring alone until the load is done", async () => {
     const { path, tensors } = generated.ring;
     const { loads } = await run({
       loads: [
