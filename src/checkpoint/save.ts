@@ -2,11 +2,10 @@
  * Writing sharded checkpoints, Hugging Face style: `saveSharded` splits tensors into
  * `model-0000i-of-0000N.safetensors` shards plus `model.safetensors.index.json` (one shard: `model.safetensors`).
  */
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
-import { basename, join } from "node:path";
-import { fromSystemError } from "../errors.ts";
+import { join } from "node:path";
 import { formatIndex, INDEX_FILE, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE } from "../format/sharded.ts";
-import { commit, planHeader, streamed, tensorBytes, writeTemp, type TensorMap, type TensorShape } from "../format/writer.ts";
+import { planHeader, streamed, tensorBytes, type TensorMap, type TensorShape } from "../format/writer.ts";
+import { writeAtomic, writeFolder } from "../io/commit.ts";
 
 export interface SaveShardedOptions {
   /** Largest shard's data size: bytes, or a string like `"5GB"` (10^9) or `"5GiB"` (2^30). Default `"5GB"`. */
@@ -18,9 +17,10 @@ export interface SaveShardedOptions {
 /**
  * Writes `tensors` into `dir` split into shards of at most `maxShardSize` data bytes (greedy, in insertion
  * order; a bigger tensor gets a shard to itself), then the index. One shard is written as
- * `model.safetensors` with no index. Files a previous save left in `dir` that this one did not write
- * (`model-*-of-*.safetensors`, `model.safetensors`, the index) are removed, so the folder reads back as
- * exactly this save. Pass a `Map` when names look like integers: plain objects list those first.
+ * `model.safetensors` with no index. The folder is replaced as a whole: after a crash at any point it holds
+ * the earlier checkpoint or this one, never a mix. A previous save's files (`model-*-of-*.safetensors`,
+ * `model.safetensors`, the index) go; every other file in `dir` stays. Pass a `Map` when names look like
+ * integers: plain objects list those first.
  *
  * @returns the paths written, shards first, index last.
  * @example
@@ -48,28 +48,25 @@ export async function saveSharded(
 /**
  * What `saveSharded` does, with each tensor's bytes fetched by `read(name)` only as it is written (once per
  * tensor), so a caller whose data lives elsewhere (a checkpoint being converted) holds one tensor at a time.
+ * `check(staged)`, given the paths of the files written in the hidden staging folder, runs before the folder is
+ * swapped in: a failure there leaves `dir` as it was.
  *
- * @returns the paths written, shards first, index last.
+ * @returns the paths written (in `dir`), shards first, index last.
  * @example
  * ```ts
- * writeShards("out", [["w", { dtype: "F32", shape: [2], byteLength: 8 }]], (name) => file.tensor(name).bytes);
+ * await writeShards("out", [["w", { dtype: "F32", shape: [2], byteLength: 8 }]], (name) => file.tensor(name).bytes);
  * ```
  */
-export function writeShards(
+export async function writeShards(
   dir: string,
   tensors: ReadonlyArray<readonly [string, TensorShape]>,
   read: (name: string) => Uint8Array,
   opts: SaveShardedOptions = {},
-): string[] {
+  check?: (staged: string[]) => void | Promise<void>,
+): Promise<string[]> {
   const plan = planShards(tensors.map(([name, t]) => [name, t.byteLength] as const), parseSize(opts.maxShardSize ?? "5GB"));
   const byName = new Map(tensors);
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    throw fromSystemError(e, `cannot create ${dir}`);
-  }
-  // Plan every shard's header (this checks every shape), write them all to temp files, one tensor in memory
-  // at a time, then rename, index last: a failure part-way leaves the folder's earlier checkpoint as it was.
+  // Plan every shard's header (this checks every shape) before anything is written.
   const weightMap: [string, string][] = [];
   let totalSize = 0;
   const files = plan.map((names, i) => {
@@ -79,44 +76,20 @@ export function writeShards(
       weightMap.push([name, file]);
       totalSize += byName.get(name)!.byteLength;
     }
-    return { path: join(dir, file), chunks: () => streamed(header, order, read) };
+    return { name: file, chunks: () => streamed(header, order, read) };
   });
   if (plan.length > 1) {
     const index = new TextEncoder().encode(formatIndex(totalSize, weightMap));
-    files.push({ path: join(dir, INDEX_FILE), chunks: () => [index][Symbol.iterator]() as Generator<Uint8Array> });
+    files.push({ name: INDEX_FILE, chunks: () => [index][Symbol.iterator]() as Generator<Uint8Array> });
   }
-  const temps: string[] = [];
-  try {
-    for (const f of files) temps.push(writeTemp(f.path, f.chunks()));
-  } catch (e) {
-    for (const t of temps) rmSync(t, { force: true });
-    throw e;
-  }
-  try {
-    files.forEach((f, i) => commit(temps[i]!, f.path));
-  } catch (e) {
-    for (const t of temps) rmSync(t, { force: true });
-    throw e;
-  }
-  const written = files.map((f) => f.path);
-  removeLeftovers(dir, new Set(written.map((p) => basename(p))));
-  return written;
-}
-
-/**
- * Removes what an earlier save left in `dir` that this save did not write (see `SAVED_FILE`).
- *
- * @example
- * ```ts
- * removeLeftovers("out", new Set(["model.safetensors"])); // drops old model-0000i-of-0000N shards and index
- * ```
- */
-export function removeLeftovers(dir: string, keep: ReadonlySet<string>): void {
-  try {
-    for (const name of readdirSync(dir)) {
-      if (SAVED_FILE.test(name) && !keep.has(name)) rmSync(join(dir, name), { force: true });
-    }
-  } catch (e) {
-    throw fromSystemError(e, `cannot tidy ${dir}`);
-  }
+  await writeFolder(
+    dir,
+    async (staging) => {
+      // One tensor in memory at a time.
+      for (const f of files) writeAtomic(join(staging, f.name), f.chunks());
+      await check?.(files.map((f) => join(staging, f.name)));
+    },
+    (name) => SAVED_FILE.test(name),
+  );
+  return files.map((f) => join(dir, f.name));
 }

@@ -6,13 +6,14 @@
  * one at a time, so converting needs memory for the largest tensor, not the checkpoint.
  */
 import { Buffer } from "node:buffer";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, type Stats } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { existsSync, statSync, type Stats } from "node:fs";
+import { dirname } from "node:path";
 import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { open, openCheckpoint, resolveCheckpoint, type OpenOptions } from "../checkpoint/open.ts";
-import { removeLeftovers, writeShards } from "../checkpoint/save.ts";
+import { writeShards } from "../checkpoint/save.ts";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
-import { commit, planHeader, writeStreamed, type TensorShape } from "../format/writer.ts";
+import { planHeader, streamed, type TensorShape } from "../format/writer.ts";
+import { commit, discard, writeTemp } from "../io/commit.ts";
 
 export interface ConvertOptions extends OpenOptions {
   /** Sharded output only: the largest shard's data size, bytes or `"5GB"`/`"5GiB"`. Default `"5GB"`. */
@@ -117,7 +118,7 @@ function totalBytes(model: Checkpoint, names: readonly string[]): number {
 }
 
 async function convertFile(model: Checkpoint, inPath: string, outPath: string, opts: ConvertOptions): Promise<ConvertResult> {
-  const tmp = join(dirname(outPath), `.${basename(outPath)}.${process.pid}.converting`);
+  let tmp: string | undefined;
   try {
     // After the open: IN is known to be there when OUT is compared with it.
     requireWritableFile(inPath, outPath);
@@ -125,45 +126,29 @@ async function convertFile(model: Checkpoint, inPath: string, outPath: string, o
     const bytes = totalBytes(model, names);
     const progress = new Progress(2 * bytes, opts.onProgress);
     const { header, order } = planHeader(shapesOf(model, names), METADATA);
-    writeStreamed(tmp, header, order, reader(model, progress));
+    // Beside OUT under a name a later write recognises (and removes, if this process dies), with OUT's mode.
+    tmp = writeTemp(outPath, streamed(header, order, reader(model, progress)));
     const verified = await verify(tmp, model, progress, opts);
     if (verified !== names.length) throw new SafetensorsError("VerifyFailed", `${tmp} holds ${verified} tensors, expected ${names.length}`);
     commit(tmp, outPath);
     return { files: [outPath], tensors: names.length, bytes, dropped: [...model.leaves.keys()] };
   } catch (e) {
-    rmSync(tmp, { force: true });
+    if (tmp) discard(tmp);
     throw fromSystemError(e, `cannot convert ${inPath} to ${outPath}`);
   }
 }
 
 async function convertSharded(model: Checkpoint, outDir: string, opts: ConvertOptions): Promise<ConvertResult> {
-  let tmpDir: string | undefined;
-  let madeOut = false;
-  let done = false;
-  try {
-    const names = model.offsetKeys();
-    const bytes = totalBytes(model, names);
-    const progress = new Progress(2 * bytes, opts.onProgress);
-    try {
-      madeOut = mkdirSync(outDir, { recursive: true }) !== undefined;
-      tmpDir = mkdtempSync(join(outDir, ".tensormap-convert-"));
-    } catch (e) {
-      throw fromSystemError(e, `cannot create ${outDir}`);
-    }
-    const written = writeShards(tmpDir, shapesOf(model, names), reader(model, progress), { maxShardSize: opts.maxShardSize, metadata: METADATA });
+  const names = model.offsetKeys();
+  const bytes = totalBytes(model, names);
+  const progress = new Progress(2 * bytes, opts.onProgress);
+  // Written and checked in a hidden folder, then swapped in whole: on any error OUT stays as it was.
+  const written = await writeShards(outDir, shapesOf(model, names), reader(model, progress), { maxShardSize: opts.maxShardSize, metadata: METADATA }, async (staged) => {
     let verified = 0;
-    for (const shard of written.filter((p) => p.endsWith(".safetensors"))) verified += await verify(shard, model, progress, opts);
+    for (const shard of staged.filter((p) => p.endsWith(".safetensors"))) verified += await verify(shard, model, progress, opts);
     if (verified !== names.length) throw new SafetensorsError("VerifyFailed", `shards hold ${verified} tensors, expected ${names.length}`);
-    // Everything is written and checked: move it into place, then drop what an earlier save left there.
-    for (const p of written) commit(p, join(outDir, basename(p)));
-    removeLeftovers(outDir, new Set(written.map((p) => basename(p))));
-    done = true;
-    return { files: written.map((p) => join(outDir, basename(p))), tensors: names.length, bytes, dropped: [...model.leaves.keys()] };
-  } finally {
-    if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
-    // A folder this conversion created is not left behind empty when it fails.
-    if (madeOut && !done) rmSync(outDir, { recursive: true, force: true });
-  }
+  });
+  return { files: written, tensors: names.length, bytes, dropped: [...model.leaves.keys()] };
 }
 
 /** OUT must be a file path in an existing folder, and not IN itself (the rename would replace the checkpoint). */

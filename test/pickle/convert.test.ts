@@ -140,9 +140,11 @@ describe("convert pickle shards", () => {
 
   test("shards stream to disk one tensor at a time too", async () => {
     const input = shardedInput();
-    const out = path.join(dir, "out");
-    const watch = streamingReports(out);
-    mkdirSync(out);
+    // The shards are written in a hidden folder beside OUT, then swapped in: watch the folder holding both.
+    const parent = path.join(dir, "parent");
+    const out = path.join(parent, "out");
+    const watch = streamingReports(parent);
+    mkdirSync(out, { recursive: true });
     await convert(input, out, { maxShardSize: 100, onProgress: watch.onProgress });
     watch.check();
   });
