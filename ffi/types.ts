@@ -56,6 +56,12 @@ export interface LibCBinding {
   view(addr: bigint, length: number): ArrayBuffer;
   /** Like {@link view}, and `munmap(addr, length)` runs once the buffer has been garbage-collected. */
   viewOwningMapping(addr: bigint, length: number): ArrayBuffer;
+  /**
+   * Detaches a buffer from {@link viewOwningMapping} and unmaps its memory now: every view of it becomes empty,
+   * so none can read the memory again. False when the runtime keeps the buffer attached (Bun does while an
+   * asynchronous call holds it); it is then unmapped once collected, as before.
+   */
+  releaseView(buffer: ArrayBuffer): boolean;
 }
 
 /** Why there is no libc binding here, in one line. */

@@ -1,6 +1,7 @@
 /** libc through `bun:ffi`. Thin: opens the symbols (`libc-symbols.ts`) and converts values; `src/io/libc.ts` checks errors. */
 import { CString, dlopen, ptr, read, toArrayBuffer } from "bun:ffi";
 import type { LibCBinding } from "../types.ts";
+import { detach } from "../detach.ts";
 import { LIBC_SYMBOLS } from "./libc-symbols.ts";
 import { preadPool } from "./pread-pool.ts";
 
@@ -51,5 +52,7 @@ export function bindLibc(): LibCBinding {
     address: (bytes) => BigInt(ptr(bytes)),
     view: (addr, length) => toArrayBuffer(Number(addr), 0, length),
     viewOwningMapping: (addr, length) => toArrayBufferWithDeallocator(Number(addr), 0, length, length, munmapPtr),
+    // Detaching hands the memory back at once: the deallocator (munmap) runs then, not at collection.
+    releaseView: (buffer) => detach(buffer),
   };
 }

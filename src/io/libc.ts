@@ -41,6 +41,8 @@ export interface LibC {
   address(bytes: Uint8Array): bigint;
   view(addr: bigint, length: number): ArrayBuffer;
   viewOwningMapping(addr: bigint, length: number): ArrayBuffer;
+  /** Detaches a buffer of {@link viewOwningMapping} and unmaps it now; false where the runtime keeps it attached. */
+  releaseView(buffer: ArrayBuffer): boolean;
   /**
    * Keeps file mappings' reads past the file's end (it shrank) from ending the process with SIGBUS: they read
    * zeros and the guard reports it (`ffi/sigbus-guard.ts`; installed on first use; x86-64 only, a no-op elsewhere).
@@ -132,6 +134,7 @@ export function checked(b: LibCBinding): LibC {
     address: (bytes) => b.address(bytes),
     view: (addr, length) => b.view(addr, length),
     viewOwningMapping: (addr, length) => b.viewOwningMapping(addr, length),
+    releaseView: (buffer) => b.releaseView(buffer),
     get sigbus() {
       return (guards ??= installSigbusGuard(b));
     },

@@ -6,9 +6,11 @@
  * half a window, mapped when first touched; a range longer than one window is read through
  * {@link MmapSource.chunks}. The descriptor stays open for `read()` and for windows mapped later.
  *
- * Lifetime: each window's ArrayBuffer owns its mapping and unmaps it when collected. `close()` maps zero pages
- * over every window (MAP_FIXED), so a view kept past close reads zeros instead of faulting, and drops the
- * windows; the collector unmaps them once the last view is gone. A file that shrinks while mapped would make
+ * Lifetime: each window's ArrayBuffer owns its mapping. `close()` detaches it, so every view of it becomes empty
+ * (a view kept past close can neither fault nor read another file's pages) and unmaps it at once: nothing is
+ * left for the collector, which Deno may not run for 65,000 cycles. Where the runtime keeps a buffer attached
+ * (Bun, while an asynchronous call holds it), close maps zero pages over it instead (MAP_FIXED): its views read
+ * zeros, and it is unmapped once collected. A file that shrinks while mapped would make
  * reads past its new end raise SIGBUS: each window is guarded (`ffi/sigbus-guard.ts`), those reads see zeros,
  * and the source then refuses reads with `FileChanged`.
  */
@@ -239,13 +241,16 @@ class MappedFile implements MmapSource {
     if (!this.#open) return;
     this.#open = false;
     for (const w of this.#windows.values()) {
-      try {
-        // Zero pages over the file pages: views kept past close read zeros; the collector unmaps later.
-        zeroOver(this.#libc, w.addr, w.end - w.start);
-        w.guard.release();
-      } catch {
-        // Out of memory for the swap: the file pages stay mapped until the views are collected.
+      if (!this.#libc.releaseView(w.buffer)) {
+        try {
+          // Still attached: zero pages over the file pages, so its views read zeros until it is collected.
+          zeroOver(this.#libc, w.addr, w.end - w.start);
+        } catch {
+          // Out of memory for the swap: the file pages stay mapped (and guarded) until the views are collected.
+          continue;
+        }
       }
+      w.guard.release();
     }
     this.#windows.clear();
     this.#whole = undefined;

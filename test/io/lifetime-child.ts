@@ -3,6 +3,7 @@
  * and the collector can be driven (`Bun.gc`, Deno with `--v8-flags=--expose-gc`). Prints one JSON line.
  */
 import { readFileSync, statSync, truncateSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { MAP_PRIVATE, PROT_READ } from "../../ffi/types.ts";
 import { loadLibc, type LibC } from "../../src/io/libc.ts";
 import type { SafetensorsFile } from "../../src/checkpoint/file.ts";
@@ -69,8 +70,8 @@ if (mode === "after-close") {
   first[0] = first[0]! ^ 0xff;
   const wrote = first[0];
   file.close();
-  // Reading views after close must not fault: they read the zero pages mapped over the file.
-  const after = views.reduce((s, v) => s + v.reduce((a, b) => a + b, 0), 0);
+  // Views kept past close are detached: empty, so reading or writing them reaches no memory at all.
+  const lengthsAfter = views.reduce((s, v) => s + v.length, 0);
   first[0] = 7;
   let code = "";
   try {
@@ -78,7 +79,20 @@ if (mode === "after-close") {
   } catch (e) {
     code = (e as { code: string }).code;
   }
-  console.log(JSON.stringify({ backend: file.backend, before, after, code, wrote, writtenAfterClose: first[0] }));
+  console.log(JSON.stringify({ backend: file.backend, before, lengthsAfter, code, wrote, writtenAfterClose: first[0] ?? null, fileMappings: fileMappings() }));
+} else if (mode === "in-use") {
+  // A view an asynchronous write still reads from when the file closes: no fault, whatever the runtime does.
+  const file = await open(path);
+  const view = file.tensor(file.offsetKeys()[0]!).bytes;
+  const length = view.length;
+  const writing = writeFile(`${path}.copy`, view);
+  file.close();
+  const afterClose = { length: view.length, zeros: view.length > 0 && view.every((b) => b === 0) };
+  const wrote = await writing.then(
+    () => "written",
+    (e: Error) => e.name,
+  );
+  console.log(JSON.stringify({ length, afterClose, wrote }));
 } else if (mode === "cycles") {
   await collect();
   const baseline = vmSize();
