@@ -23,6 +23,11 @@ export const O_RDONLY = 0;
 export const O_CLOEXEC = 0x80000;
 export const SEEK_END = 2;
 export const SC_PAGESIZE = 30;
+export const AT_EMPTY_PATH = 0x1000;
+/** STATX_BASIC_STATS: type, mode, links, owner, times, inode, size, blocks. */
+export const STATX_BASIC_STATS = 0x7ff;
+/** `struct statx` is the same on every architecture (unlike `struct stat`); it fits this many bytes. */
+export const STATX_BYTES = 256;
 
 /** What a runtime binding of libc provides: the raw calls (−1 / `MAP_FAILED` plus errno on failure) and views. */
 export interface LibCBinding {
@@ -39,6 +44,8 @@ export interface LibCBinding {
    * count read or −1 (errno is lost: the call ran on another thread); rejects only once the pread cannot run.
    */
   pread(fd: number, dst: bigint, length: number, offset: number, threads: number): Promise<number>;
+  /** `statx(fd, "", AT_EMPTY_PATH, mask, out)`: the open file's attributes into `out` ({@link STATX_BYTES}); 0 or −1. */
+  fstatx(fd: number, mask: number, out: Uint8Array): number;
   /** Returns the address, or −1n (`MAP_FAILED`). */
   mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint;
   munmap(addr: bigint, length: number): number;

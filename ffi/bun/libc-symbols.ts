@@ -9,6 +9,7 @@ export const LIBC_SYMBOLS = {
   close: { args: ["i32"], returns: "i32" },
   lseek: { args: ["i32", "i64", "i32"], returns: FFIType.i64_fast },
   pread: { args: ["i32", "u64", "u64", "i64"], returns: FFIType.i64_fast },
+  statx: { args: ["i32", "ptr", "i32", "u32", "ptr"], returns: "i32" },
   // i64, not ptr: MAP_FAILED is −1 and must stay visible.
   mmap: { args: ["u64", "u64", "i32", "i32", "i32", "i64"], returns: "i64" },
   munmap: { args: ["u64", "u64"], returns: "i32" },

@@ -1,6 +1,6 @@
 /** libc through `bun:ffi`. Thin: opens the symbols (`libc-symbols.ts`) and converts values; `src/io/libc.ts` checks errors. */
 import { CString, dlopen, ptr, read, toArrayBuffer } from "bun:ffi";
-import type { LibCBinding } from "../types.ts";
+import { AT_EMPTY_PATH, type LibCBinding } from "../types.ts";
 import { detach } from "../detach.ts";
 import { LIBC_SYMBOLS } from "./libc-symbols.ts";
 import { preadPool } from "./pread-pool.ts";
@@ -32,6 +32,7 @@ export function bindLibc(): LibCBinding {
   // context, the collector itself unmaps, with no JavaScript callback running during GC.
   const munmapPtr = (c.munmap as unknown as { ptr: number }).ptr;
   const encoder = new TextEncoder();
+  const emptyPath = new Uint8Array(1);
   return {
     runtime: "bun",
     maxView: MAX_VIEW,
@@ -41,6 +42,7 @@ export function bindLibc(): LibCBinding {
     // One thread reads here (blocking, no hand-off); more go to the Worker pool, which shares this memory.
     pread: (fd, dst, length, offset, threads) =>
       threads <= 1 ? Promise.resolve(Number(c.pread(fd, dst, length, offset))) : preadPool.pread(threads, { fd, dst, length, offset }),
+    fstatx: (fd, mask, out) => c.statx(fd, emptyPath, AT_EMPTY_PATH, mask, out),
     mmap: (addr, length, prot, flags, fd, offset) => c.mmap(addr, length, prot, flags, fd, offset) as bigint,
     munmap: (addr, length) => c.munmap(addr, length),
     madvise: (addr, length, advice) => c.madvise(addr, length, advice),

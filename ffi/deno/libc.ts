@@ -1,5 +1,5 @@
 /** libc through `Deno.dlopen`. Thin: declares the symbols and converts values; `src/io/libc.ts` checks errors. */
-import type { LibCBinding } from "../types.ts";
+import { AT_EMPTY_PATH, type LibCBinding } from "../types.ts";
 import { detach } from "../detach.ts";
 import { deno } from "./api.ts";
 
@@ -22,6 +22,7 @@ export function bindLibc(): LibCBinding {
     lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
     // On Deno's blocking thread pool: the JS thread goes on, and several reads run at once.
     pread: { parameters: ["i32", "usize", "usize", "i64"], result: "isize", nonblocking: true },
+    statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
     mmap: { parameters: ["usize", "usize", "i32", "i32", "i32", "i64"], result: "isize" },
     munmap: { parameters: ["usize", "usize"], result: "i32" },
     madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
@@ -37,6 +38,7 @@ export function bindLibc(): LibCBinding {
   const unmapper = new FinalizationRegistry<[bigint, number]>(([addr, length]) => c.munmap(addr, length));
   const mappings = new WeakMap<ArrayBuffer, [bigint, number]>();
   const encoder = new TextEncoder();
+  const emptyPath = new Uint8Array(1);
   const num = (v: unknown): number => Number(v as number | bigint);
   const pointer = (addr: bigint) => UnsafePointer.create(addr);
   const view = (addr: bigint, length: number) => UnsafePointerView.getArrayBuffer(pointer(addr)!, length);
@@ -47,6 +49,7 @@ export function bindLibc(): LibCBinding {
     close: (fd) => num(c.close(fd)),
     lseek: (fd, offset, whence) => num(c.lseek(fd, offset, whence)),
     pread: async (fd, dst, length, offset) => num(await (c.pread(fd, dst, length, offset) as Promise<number | bigint>)),
+    fstatx: (fd, mask, out) => num(c.statx(fd, emptyPath, AT_EMPTY_PATH, mask, out)),
     mmap: (addr, length, prot, flags, fd, offset) => BigInt(c.mmap(addr, length, prot, flags, fd, offset) as bigint),
     munmap: (addr, length) => num(c.munmap(addr, length)),
     madvise: (addr, length, advice) => num(c.madvise(addr, length, advice)),

@@ -6,7 +6,7 @@ import { constants } from "node:os";
 import { createAdviseRing, type AdviseRing } from "../../ffi/advise-ring.ts";
 import { loadLibcBinding } from "../../ffi/libc.ts";
 import { installSigbusGuard } from "../../ffi/sigbus-guard.ts";
-import { O_CLOEXEC, O_RDONLY, SC_PAGESIZE, SEEK_END, type LibCBinding, type LibCUnavailable, type SigbusGuard } from "../../ffi/types.ts";
+import { O_CLOEXEC, O_RDONLY, SC_PAGESIZE, SEEK_END, STATX_BASIC_STATS, type LibCBinding, type LibCUnavailable, type SigbusGuard } from "../../ffi/types.ts";
 import { SafetensorsError, type ErrnoCode } from "../errors.ts";
 import { Descriptor } from "./descriptor.ts";
 
@@ -22,6 +22,8 @@ export interface LibC {
   close(fd: number): void;
   /** The size of the open file (`lseek(fd, 0, SEEK_END)`). */
   fileSize(fd: number): number;
+  /** The open file's basic attributes as `struct statx` into `out` (at least `STATX_BYTES` long). */
+  fstatx(fd: number, out: Uint8Array): void;
   mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint;
   munmap(addr: bigint, length: number): void;
   madvise(addr: bigint, length: number, advice: number): void;
@@ -109,6 +111,7 @@ export function checked(b: LibCBinding): LibC {
     openRead,
     close: (fd) => void check(b.close(fd), `close(${fd})`),
     fileSize: (fd) => check(b.lseek(fd, 0, SEEK_END), "cannot size the file"),
+    fstatx: (fd, out) => void check(b.fstatx(fd, STATX_BASIC_STATS, out), "cannot stat the file"),
     mmap(addr, length, prot, flags, fd, offset) {
       const p = b.mmap(addr, length, prot, flags, fd, offset);
       if (p === -1n) throw failure(b, b.errno(), `mmap of ${length} bytes failed`);

@@ -1,6 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import { Descriptor } from "./descriptor.ts";
+import { fsIdentity, IdentityCheck, statxIdentity } from "./identity.ts";
 import type { LibC } from "./libc.ts";
 import { defaultThreads, fsReadAt, libcReadAt, readRange, type ReadTarget } from "./positional-read.ts";
 import { checkRange, closedError, requireRegularFile, type ByteSource } from "./source.ts";
@@ -46,6 +47,8 @@ export function openRead(path: string, options: ReadOptions = {}): ByteSource {
   }
   const file = new Descriptor(path, fd, closeSync);
   const { libc } = options;
+  // Catches the file rewritten in place (`cp` over it) between reads, which would mix old bytes with new.
+  const identity = new IdentityCheck(path, libc ? statxIdentity(libc, () => file.fd) : fsIdentity(() => file.fd));
   const threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
   const target: ReadTarget = {
     path,
@@ -70,6 +73,8 @@ export function openRead(path: string, options: ReadOptions = {}): ByteSource {
       if (n === 0) throw new SafetensorsError("IoError", `${path} shrank while being read`);
       done += n;
     }
+    // After the copy: a change that came before this check cannot hide in the bytes just read.
+    identity.check();
   };
 
   return {
@@ -86,7 +91,8 @@ export function openRead(path: string, options: ReadOptions = {}): ByteSource {
     readInto,
     read: async (offset, length, into) => {
       if (!file.open) throw closedError(path);
-      return readRange(target, offset, length, into);
+      await readRange(target, offset, length, into);
+      if (file.open) identity.verify();
     },
     close: () => file.close(),
   };

@@ -44,15 +44,19 @@ function lastTensorSum(file: SafetensorsFile): number {
   return file.tensor(file.offsetKeys().at(-1)!).bytes.reduce((a, b) => a + b, 0);
 }
 
-/** After the file shrank: what the last tensor reads once, and the error code of reading it again. */
-function afterTruncation(file: SafetensorsFile): { after: number; code: string } {
-  const after = lastTensorSum(file);
-  try {
-    lastTensorSum(file);
-    return { after, code: "" };
-  } catch (e) {
-    return { after, code: (e as { code: string }).code };
-  }
+/**
+ * After the file shrank: what reading the last tensor gives, twice: its byte sum, or the error code. The first
+ * read is zeros where the SIGBUS guard caught it, or FileChanged where the identity check saw the new size first.
+ */
+function afterTruncation(file: SafetensorsFile): { after: number | string; code: number | string } {
+  const attempt = () => {
+    try {
+      return lastTensorSum(file);
+    } catch (e) {
+      return (e as { code: string }).code;
+    }
+  };
+  return { after: attempt(), code: attempt() };
 }
 
 /** In a function of its own, so no stack slot of the caller still points at the last file. */

@@ -107,8 +107,11 @@ describe.skipIf(runtime === "node")("mmap lifetime, in a child process", () => {
       expect(r.status).toBe(0);
       expect(r.out.open).toBe(MANY);
       expect(r.out.before).toBeGreaterThan(0);
+      // Read in the same synchronous run as before the truncation: the guard catches the fault, zeros come back.
       expect(r.out.newest).toEqual({ after: 0, code: "FileChanged" });
-      expect(r.out.oldest).toEqual({ after: 0, code: "FileChanged" });
+      // Last read long before: the identity check sees the new size first (or the guard the fault).
+      expect([0, "FileChanged"]).toContain(r.out.oldest.after);
+      expect(r.out.oldest.code).toBe("FileChanged");
     },
   );
 
