@@ -26,6 +26,7 @@ export type ErrorCode =
   | "Closed"
   | "FileChanged"
   | "NotAFile"
+  | "FileTooLarge"
   // writing and arguments
   | "InvalidTensor"
   | "InvalidArgument"
