@@ -17,6 +17,13 @@ import { removeTranspiled, runChild, startChild } from "./child.ts";
 import { build, expected, mountTmpfs, NEW, NEW_FILES, OLD, replaces, snapshot, unmount, unwritableFolders, writeNew } from "./commit-fixture.ts";
 
 const CHILD = fileURLToPath(new URL("./commit-child.ts", import.meta.url));
+
+const libc = await loadLibc();
+/** Whether this runtime can swap two folders in one step (renameat2 through FFI); Node cannot. */
+const canExchange = !("unavailable" in libc) && typeof (libc as { renameExchange?: unknown }).renameExchange === "function";
+const SWAPS = canExchange ? (["exchange", "rename"] as const) : (["rename"] as const);
+
+// Mounted last at the top level, right before the hook that unmounts: nothing after it can fail collection.
 const base = mkdtempSync(join(tmpdir(), "tensormap-commit-"));
 const unwritable = unwritableFolders(base);
 afterAll(() => {
@@ -24,11 +31,6 @@ afterAll(() => {
   rmSync(base, { recursive: true, force: true });
   removeTranspiled();
 });
-
-const libc = await loadLibc();
-/** Whether this runtime can swap two folders in one step (renameat2 through FFI); Node cannot. */
-const canExchange = !("unavailable" in libc) && typeof (libc as { renameExchange?: unknown }).renameExchange === "function";
-const SWAPS = canExchange ? (["exchange", "rename"] as const) : (["rename"] as const);
 
 let n = 0;
 /** A fresh folder to write in. */
