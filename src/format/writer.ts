@@ -169,9 +169,6 @@ export async function save(path: string, tensors: TensorMap, metadata?: Record<s
   writeAtomic(path, [plan.header, ...plan.chunks]);
 }
 
-// Where sharded writers and conversion have always found them; the machinery lives in src/io/commit.ts.
-export { commit, writeTemp } from "../io/commit.ts";
-
 /**
  * Writes a planned header and then each tensor in `order`, fetching its bytes with `read(name)` only when
  * it is its turn: memory for one tensor at a time. Atomic, like {@link save}.
