@@ -24,6 +24,10 @@ export const O_CLOEXEC = 0x80000;
 export const SEEK_END = 2;
 export const SC_PAGESIZE = 30;
 export const AT_EMPTY_PATH = 0x1000;
+export const AT_FDCWD = -100;
+export const RENAME_EXCHANGE = 2;
+/** `renameat2` has no glibc wrapper before 2.28: its system call number (x86-64, aarch64). */
+export const SYS_RENAMEAT2: Partial<Record<string, number>> = { x64: 316, arm64: 276 };
 /** STATX_BASIC_STATS: type, mode, links, owner, times, inode, size, blocks. */
 export const STATX_BASIC_STATS = 0x7ff;
 /** `struct statx` is the same on every architecture (unlike `struct stat`); it fits this many bytes. */

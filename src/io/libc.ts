@@ -6,7 +6,19 @@ import { constants } from "node:os";
 import { createAdviseRing, type AdviseRing } from "../../ffi/advise-ring.ts";
 import { loadLibcBinding } from "../../ffi/libc.ts";
 import { installSigbusGuard } from "../../ffi/sigbus-guard.ts";
-import { O_CLOEXEC, O_RDONLY, SC_PAGESIZE, SEEK_END, STATX_BASIC_STATS, type LibCBinding, type LibCUnavailable, type SigbusGuard } from "../../ffi/types.ts";
+import {
+  AT_FDCWD,
+  O_CLOEXEC,
+  O_RDONLY,
+  RENAME_EXCHANGE,
+  SC_PAGESIZE,
+  SEEK_END,
+  STATX_BASIC_STATS,
+  SYS_RENAMEAT2,
+  type LibCBinding,
+  type LibCUnavailable,
+  type SigbusGuard,
+} from "../../ffi/types.ts";
 import { SafetensorsError, type ErrnoCode } from "../errors.ts";
 import { Descriptor } from "./descriptor.ts";
 
@@ -50,6 +62,11 @@ export interface LibC {
    * zeros and the guard reports it (`ffi/sigbus-guard.ts`; installed on first use; x86-64 only, a no-op elsewhere).
    */
   readonly sigbus: SigbusGuard;
+  /**
+   * Swaps two paths in one step (`renameat2(…, RENAME_EXCHANGE)`): each then names what the other did, and
+   * nobody ever sees either missing. Folders too. EINVAL or ENOSYS where the file system or kernel lacks it.
+   */
+  renameExchange(from: string, to: string): void;
   /** Opens `path` for positional reads into host memory from up to `threads` threads at once. */
   openHostFile(path: string, threads: number): HostFile;
 }
@@ -141,8 +158,23 @@ export function checked(b: LibCBinding): LibC {
     get sigbus() {
       return (guards ??= installSigbusGuard(b));
     },
+    renameExchange(from, to) {
+      const nr = SYS_RENAMEAT2[process.arch];
+      const what = `cannot exchange ${from} and ${to}`;
+      if (nr === undefined) throw new SafetensorsError("ENOSYS", `${what}: renameat2 is not known on ${process.arch} (ENOSYS)`);
+      const [a, c] = [cString(from), cString(to)];
+      const here = BigInt.asUintN(64, BigInt(AT_FDCWD));
+      check(b.syscall(nr, here, b.address(a), here, b.address(c), RENAME_EXCHANGE), what);
+    },
     openHostFile: (path, threads) => hostFile(b, path, openRead(path), threads),
   };
+}
+
+const encoder = new TextEncoder();
+
+/** A path as a NUL-terminated C string. */
+function cString(path: string): Uint8Array {
+  return encoder.encode(`${path}\0`);
 }
 
 /** The descriptor outlives `close()` until the last read in flight is over: a reused fd would feed it another file. */

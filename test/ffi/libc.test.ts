@@ -1,5 +1,6 @@
-import { readFileSync, statSync } from "node:fs";
-import { resolve } from "node:path";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { describe, expect, test } from "vitest";
 import { MADV_WILLNEED, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../../ffi/types.ts";
 import { errnoName, loadLibc, type LibC } from "../../src/io/libc.ts";
@@ -103,6 +104,32 @@ describe.skipIf(!libc)("libc over FFI", () => {
     libc!.close(fd);
     expect(() => libc!.close(fd)).toThrow(expect.objectContaining({ code: "EBADF" }));
     expect(() => libc!.madvise(1n, 4096, MADV_WILLNEED)).toThrow(expect.objectContaining({ code: "EINVAL" }));
+  });
+});
+
+describe.skipIf(!libc)("renameExchange", () => {
+  test("swaps two real folders in one step; each then holds what the other did", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tensormap-exchange-"));
+    try {
+      const [a, b] = [join(dir, "model"), join(dir, ".model.new")];
+      mkdirSync(a);
+      mkdirSync(b);
+      writeFileSync(join(a, "model.safetensors"), "old");
+      writeFileSync(join(b, "model.safetensors"), "new");
+      writeFileSync(join(b, "config.json"), "{}");
+      libc!.renameExchange(b, a);
+      expect(readdirSync(a).sort()).toEqual(["config.json", "model.safetensors"]);
+      expect(readFileSync(join(a, "model.safetensors"), "utf8")).toBe("new");
+      expect(readdirSync(b)).toEqual(["model.safetensors"]);
+      expect(readFileSync(join(b, "model.safetensors"), "utf8")).toBe("old");
+      // A missing side is ENOENT, named after errno, and nothing moves.
+      expect(() => libc!.renameExchange(join(dir, "missing"), a)).toThrow(
+        expect.objectContaining({ code: "ENOENT", message: `cannot exchange ${join(dir, "missing")} and ${a}: No such file or directory (ENOENT)` }),
+      );
+      expect(readFileSync(join(a, "model.safetensors"), "utf8")).toBe("new");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
