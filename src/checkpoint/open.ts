@@ -8,6 +8,7 @@ import { basename, dirname, join } from "node:path";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import type { CheckpointFormat } from "../format/layout.ts";
 import { FOLDER_FILES, indexFormat, MAX_INDEX_BYTES, parseIndex, type ShardIndex } from "../format/sharded.ts";
+import { recoverFolder } from "../io/commit.ts";
 import { sourceOpener, type SourceOptions } from "../io/open-source.ts";
 import { openRead } from "../io/read.ts";
 import type { Checkpoint } from "./checkpoint.ts";
@@ -42,6 +43,8 @@ export type CheckpointPath = (
  * ```
  */
 export function resolveCheckpoint(path: string, format?: CheckpointFormat): CheckpointPath {
+  // A writer killed between setting a folder aside and moving its new version in left none: put the old one back.
+  recoverFolder(path);
   if (statOf(path).isDirectory()) {
     const names = FOLDER_FILES.filter(([, f]) => !format || f === format).map(([name]) => name);
     const found = names.find((f) => exists(join(path, f)));

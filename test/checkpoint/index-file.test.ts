@@ -3,8 +3,9 @@
  * shards of its own format, and a checkpoint of thousands of shards never holds them all open.
  */
 import { execFileSync } from "node:child_process";
-import { copyFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createHash } from "node:crypto";
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, test } from "vitest";
 import { open, openCheckpoint, openSharded, resolveCheckpoint } from "../../src/checkpoint/open.ts";
@@ -162,4 +163,16 @@ test("inspect of a folder of PyTorch shards lists their non-tensor values, as in
   const folder = JSON.parse((await cli("inspect", "--json", dir)).stdout);
   const file = JSON.parse((await cli("inspect", "--json", join(dir, shards[0]!))).stdout);
   expect(folder.values).toEqual(file.values);
+});
+
+test("a folder whose writer died between setting it aside and moving the new one in opens as the old checkpoint", async () => {
+  const out = join(dir, "model");
+  cpSync(fixture("sharded"), out, { recursive: true });
+  // What a writer killed between its two renames leaves (no renameat2 exchange): the folder set aside, none in place.
+  const host = createHash("sha256").update(hostname()).digest("hex").slice(0, 8);
+  renameSync(out, join(dir, `.model.old-4194999-1-${host}-0badc0de`));
+  expect(existsSync(out)).toBe(false);
+  using model = await openCheckpoint(out);
+  expect(model.verify()).toBe(17);
+  expect(readdirSync(dir)).toEqual(["model"]);
 });
