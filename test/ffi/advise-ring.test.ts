@@ -1,17 +1,18 @@
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { createAdviseRing } from "../../ffi/advise-ring.ts";
 import { MADV_POPULATE_READ, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, type LibCBinding } from "../../ffi/types.ts";
 import { loadLibc, type LibC } from "../../src/io/libc.ts";
-import { runtime } from "../../ffi/runtime.ts";
+import { loadLibcBinding } from "../../ffi/libc.ts";
 import { mappedBytes } from "../support/proc.ts";
 
 const loaded = await loadLibc();
 const libc = "unavailable" in loaded ? undefined : loaded;
-const raw: LibCBinding | undefined =
-  runtime === "bun" ? (await import("../../ffi/bun/libc.ts")).bindLibc() : runtime === "deno" && libc ? (await import("../../ffi/deno/libc.ts")).bindLibc() : undefined;
+const noFfi = "unavailable" in loaded ? ` (skipped: ${loaded.unavailable})` : "";
+const binding = await loadLibcBinding();
+const raw: LibCBinding | undefined = "unavailable" in binding ? undefined : binding;
 const ring = raw ? createAdviseRing(raw) : undefined;
 const usable = ring && !("unavailable" in ring) ? ring : undefined;
 const dir = mkdtempSync(join(tmpdir(), "tensormap-ring-"));
@@ -30,10 +31,31 @@ function mappedFile(c: LibC, pages: number): { addr: bigint; size: number; [Symb
   return { addr, size, [Symbol.dispose]: () => c.munmap(addr, size) };
 }
 
-describe.skipIf(!raw)("io_uring madvise", () => {
-  test("the ring sets up on this kernel, or says why not", () => {
-    expect(ring).toBeDefined();
-    if ("unavailable" in ring!) expect(ring.unavailable).toMatch(/^(io_uring|mmap|cannot map)/);
+/**
+ * Whether this kernel should give a ring, told apart from the ring's own answer: IORING_OP_MADVISE (Linux 5.6),
+ * io_uring not switched off (kernel.io_uring_disabled, 6.6+), and no seccomp filter that could refuse it.
+ */
+function expectedRing(): { usable: true } | { usable: false; why: string } {
+  const [major, minor] = release().split(".").map(Number);
+  if (major! < 5 || (major === 5 && minor! < 6)) return { usable: false, why: `Linux ${release()} predates IORING_OP_MADVISE` };
+  const disabled = existsSync("/proc/sys/kernel/io_uring_disabled") ? readFileSync("/proc/sys/kernel/io_uring_disabled", "utf8").trim() : "0";
+  if (disabled !== "0") return { usable: false, why: `kernel.io_uring_disabled is ${disabled}` };
+  if (!/^Seccomp:\s+0$/m.test(readFileSync("/proc/self/status", "utf8"))) return { usable: false, why: "a seccomp filter may refuse io_uring" };
+  return { usable: true };
+}
+const expected = expectedRing();
+
+describe.skipIf(!raw)(`io_uring madvise${noFfi}`, () => {
+  test.skipIf(!expected.usable)(
+    `the ring sets up here: Linux 5.6+, io_uring enabled, no seccomp filter${expected.usable ? "" : ` (skipped: ${expected.why})`}`,
+    () => {
+      expect(ring).toBeDefined();
+      expect(ring && "unavailable" in ring ? ring.unavailable : "usable").toBe("usable");
+    },
+  );
+
+  test.skipIf(expected.usable)(`without io_uring, the ring says why in one line${expected.usable ? " (skipped: this kernel has it)" : ""}`, () => {
+    expect(ring && "unavailable" in ring ? ring.unavailable : "usable").toMatch(/^(io_uring_setup: |io_uring without |cannot map the io_uring: |mmap: )[^\n]+$/);
   });
 
   test.skipIf(!usable)("MADV_POPULATE_READ on the kernel's thread maps every page before it settles", async () => {
@@ -92,7 +114,7 @@ describe.skipIf(!raw)("io_uring madvise", () => {
   });
 });
 
-describe.skipIf(!libc)("LibC.madviseInBackground", () => {
+describe.skipIf(!libc)(`LibC.madviseInBackground${noFfi}`, () => {
   test("settles once the pages are mapped; failures reject with the errno name", async () => {
     using f = mappedFile(libc!, 16);
     await libc!.madviseInBackground(f.addr, f.size, MADV_POPULATE_READ);

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { cudartCandidates, loadCudart } from "../../ffi/cudart.ts";
 import { CUDA } from "../../ffi/types.ts";
@@ -36,45 +37,77 @@ describe.skipIf(runtime !== "node")("loadCudart on Node", () => {
   });
 });
 
-describe.skipIf(runtime === "node")("libcudart through FFI (installed, no GPU)", async () => {
-  const lib = await loadCudart({ env: {} });
-  const cuda = lib.ok ? lib.cuda : undefined!;
+/**
+ * What the tests below assume, checked rather than taken for granted: where libcudart is, and whether a driver
+ * answers. Where an assumption does not hold (Node, no CUDA installed, a GPU machine, a library elsewhere) the
+ * tests that need it skip and their title says why.
+ */
+const DEFAULT_DIR = "/usr/local/cuda/lib64";
+const lib = runtime === "node" ? undefined : await loadCudart({ env: {} });
+const cuda = lib?.ok ? lib.cuda : undefined;
+const deviceCount = new Int32Array([-1]);
+const countError = cuda?.cudaGetDeviceCount(deviceCount);
+const whyNot = {
+  ffi: runtime === "node" ? "Node has no FFI" : "",
+  defaultDir: runtime === "node" ? "Node has no FFI" : existsSync(`${DEFAULT_DIR}/libcudart.so`) ? "" : `no libcudart.so in ${DEFAULT_DIR}`,
+  noDriver: !lib ? "Node has no FFI" : !lib.ok ? lib.reason : countError === CUDA.errorInsufficientDriver ? "" : `cudaGetDeviceCount gave ${countError}: a driver is here`,
+  driver: !lib ? "Node has no FFI" : !lib.ok ? lib.reason : countError === CUDA.success ? "" : `cudaGetDeviceCount gave ${countError}: no usable driver here`,
+};
+const skipped = (why: string) => (why ? ` (skipped: ${why})` : "");
 
-  test("loads from /usr/local/cuda/lib64", () => {
-    expect(lib.ok).toBe(true);
-    expect(cuda.path).toBe("/usr/local/cuda/lib64/libcudart.so");
+describe.skipIf(whyNot.defaultDir !== "")(`libcudart in ${DEFAULT_DIR}${skipped(whyNot.defaultDir)}`, () => {
+  test("loads from there when nothing says otherwise", () => {
+    expect(cuda?.path).toBe(`${DEFAULT_DIR}/libcudart.so`);
   });
 
-  test("a CUDA_HOME without the library falls through to the default directory", async () => {
+  test("a CUDA_HOME without the library falls through to it", async () => {
     const other = await loadCudart({ env: { CUDA_HOME: "/nonexistent" } });
-    expect(other.ok && other.cuda.path).toBe("/usr/local/cuda/lib64/libcudart.so");
+    expect(other.ok && other.cuda.path).toBe(`${DEFAULT_DIR}/libcudart.so`);
   });
+});
 
+describe.skipIf(whyNot.noDriver !== "")(`libcudart with no GPU driver${skipped(whyNot.noDriver)}`, () => {
   test("cudaGetDeviceCount reports the missing driver", () => {
-    const count = new Int32Array([-1]);
-    expect(cuda.cudaGetDeviceCount(count)).toBe(CUDA.errorInsufficientDriver);
-    expect(cuda.cudaGetErrorName(CUDA.errorInsufficientDriver)).toBe("cudaErrorInsufficientDriver");
-    expect(cuda.cudaGetErrorString(CUDA.errorInsufficientDriver)).toMatch(/driver version is insufficient/);
-    expect(cuda.cudaGetErrorName(CUDA.errorNoDevice)).toBe("cudaErrorNoDevice");
-    expect(cuda.cudaGetErrorName(CUDA.errorNotReady)).toBe("cudaErrorNotReady");
+    expect(countError).toBe(CUDA.errorInsufficientDriver);
+    expect(cuda!.cudaGetErrorName(CUDA.errorInsufficientDriver)).toBe("cudaErrorInsufficientDriver");
+    expect(cuda!.cudaGetErrorString(CUDA.errorInsufficientDriver)).toMatch(/driver version is insufficient/);
+    expect(cuda!.cudaGetErrorName(CUDA.errorNoDevice)).toBe("cudaErrorNoDevice");
+    expect(cuda!.cudaGetErrorName(CUDA.errorNotReady)).toBe("cudaErrorNotReady");
   });
 
   test("versions: the runtime's is known, the driver's is 0 (none installed)", () => {
     const v = new Int32Array([-1]);
-    expect(cuda.cudaRuntimeGetVersion(v)).toBe(0);
+    expect(cuda!.cudaRuntimeGetVersion(v)).toBe(0);
     expect(v[0]).toBeGreaterThanOrEqual(12000);
-    expect(cuda.cudaDriverGetVersion(v)).toBe(0);
+    expect(cuda!.cudaDriverGetVersion(v)).toBe(0);
     expect(v[0]).toBe(0);
   });
 
   test("allocation calls fail with the driver error and write nothing", () => {
     const out = new BigUint64Array([7n]);
-    expect(cuda.cudaHostAlloc(out, 4096n, CUDA.hostAllocPortable)).toBe(CUDA.errorInsufficientDriver);
-    expect(cuda.cudaMalloc(out, 4096n)).toBe(CUDA.errorInsufficientDriver);
-    expect(cuda.cudaStreamCreateWithFlags(out, CUDA.streamNonBlocking)).toBe(CUDA.errorInsufficientDriver);
+    expect(cuda!.cudaHostAlloc(out, 4096n, CUDA.hostAllocPortable)).toBe(CUDA.errorInsufficientDriver);
+    expect(cuda!.cudaMalloc(out, 4096n)).toBe(CUDA.errorInsufficientDriver);
+    expect(cuda!.cudaStreamCreateWithFlags(out, CUDA.streamNonBlocking)).toBe(CUDA.errorInsufficientDriver);
     expect(out[0]).toBe(7n);
   });
+});
 
+describe.skipIf(whyNot.driver !== "")(`libcudart with a GPU driver${skipped(whyNot.driver)}`, () => {
+  test("a device is counted, the driver is at least as new as the runtime, and memory comes and goes", () => {
+    expect(deviceCount[0]).toBeGreaterThanOrEqual(1);
+    const [driver, runtimeVersion] = [new Int32Array(1), new Int32Array(1)];
+    expect(cuda!.cudaDriverGetVersion(driver)).toBe(CUDA.success);
+    expect(cuda!.cudaRuntimeGetVersion(runtimeVersion)).toBe(CUDA.success);
+    expect(driver[0]).toBeGreaterThanOrEqual(runtimeVersion[0]!);
+    expect(cuda!.cudaSetDevice(0)).toBe(CUDA.success);
+    const out = new BigUint64Array(1);
+    expect(cuda!.cudaMalloc(out, 4096n)).toBe(CUDA.success);
+    expect(out[0]).not.toBe(0n);
+    expect(cuda!.cudaFree(out[0]!)).toBe(CUDA.success);
+  });
+});
+
+describe.skipIf(whyNot.ffi !== "")(`loadCudart through FFI${skipped(whyNot.ffi)}`, () => {
   test("a missing library is a reason, not a throw, and names the path", async () => {
     const missing = await loadCudart({ env: MISSING });
     expect(missing.ok).toBe(false);

@@ -10,6 +10,7 @@ import { runtime } from "../../ffi/runtime.ts";
 const fixture = resolve(process.cwd(), "../shared/fixtures/safetensors/tiny-gpt2.safetensors");
 const loaded = await loadLibc();
 const libc = "unavailable" in loaded ? undefined : loaded;
+const noFfi = "unavailable" in loaded ? ` (skipped: ${loaded.unavailable})` : "";
 
 describe("loadLibc", () => {
   test.skipIf(runtime !== "node")("explains why Node has none", () => {
@@ -22,7 +23,7 @@ describe("loadLibc", () => {
   });
 });
 
-describe.skipIf(!libc)("libc over FFI", () => {
+describe.skipIf(!libc)(`libc over FFI${noFfi}`, () => {
   test("mmap shows the file's bytes; munmap releases them", () => {
     const c = libc!;
     const fd = c.openRead(fixture);
@@ -107,7 +108,7 @@ describe.skipIf(!libc)("libc over FFI", () => {
   });
 });
 
-describe.skipIf(!libc)("renameExchange", () => {
+describe.skipIf(!libc)(`renameExchange${noFfi}`, () => {
   test("swaps two real folders in one step; each then holds what the other did", () => {
     const dir = mkdtempSync(join(tmpdir(), "tensormap-exchange-"));
     try {

@@ -39,7 +39,7 @@ function sparseModel(n: number): string {
   return path;
 }
 
-describe.skipIf(runtime === "node")("mmap lifetime, in a child process", () => {
+describe.skipIf(runtime === "node")(`mmap lifetime, in a child process${runtime === "node" ? " (skipped: Node has no FFI)" : ""}`, () => {
   test("views written, and used after close, never fault: close detaches them and unmaps; the file is untouched", () => {
     const path = fixture("safetensors/tiny-gpt2.safetensors");
     const hash = sha256(readFileSync(path));
@@ -88,7 +88,7 @@ describe.skipIf(runtime === "node")("mmap lifetime, in a child process", () => {
     return path;
   };
 
-  test.skipIf(process.arch !== "x64")("a file truncated under its mapping reads zeros, then FileChanged, and never SIGBUS", () => {
+  test.skipIf(process.arch !== "x64")(`a file truncated under its mapping reads zeros, then FileChanged, and never SIGBUS${process.arch === "x64" ? "" : " (skipped: the SIGBUS guard is x86-64 only)"}`, () => {
     const r = run(["shrunk", scratch("shrunk.safetensors"), "3000"]);
     expect(r.signal).toBeNull();
     expect(r.status).toBe(0);
@@ -99,8 +99,9 @@ describe.skipIf(runtime === "node")("mmap lifetime, in a child process", () => {
 
   // More than one block of the guard's table: the newest mapping's range sits in a block chained after the first.
   const MANY = BLOCK_SLOTS + 400;
-  test.skipIf(process.arch !== "x64" || openFilesLimit() < MANY + 100)(
-    `${MANY} mappings open at once: one truncated reads zeros, then FileChanged, and never SIGBUS${openFilesLimit() < MANY + 100 ? ` (skipped: fewer than ${MANY + 100} open files allowed here)` : ""}`,
+  const manyWhyNot = process.arch !== "x64" ? "the SIGBUS guard is x86-64 only" : openFilesLimit() < MANY + 100 ? `fewer than ${MANY + 100} open files allowed here` : "";
+  test.skipIf(manyWhyNot !== "")(
+    `${MANY} mappings open at once: one truncated reads zeros, then FileChanged, and never SIGBUS${manyWhyNot && ` (skipped: ${manyWhyNot})`}`,
     () => {
       const r = run(["many-open", scratch("many.safetensors"), String(MANY)]);
       expect(r.signal).toBeNull();
