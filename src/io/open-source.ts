@@ -8,8 +8,6 @@ import type { Backend, ByteSource } from "./source.ts";
 export interface SourceOptions extends Omit<MmapOptions, "windowBytes" | "shared"> {
   /** `"auto"` (default) maps the file where FFI is available and reads it otherwise. */
   backend?: Backend | "auto";
-  /** Parallel reads a large `ByteSource.read()` is split into (default min(8, cores)). */
-  threads?: number;
 }
 
 /** The backend a request resolves to here, and why, in words. */
