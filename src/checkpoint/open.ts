@@ -10,7 +10,7 @@ import type { CheckpointFormat } from "../format/layout.ts";
 import { FOLDER_FILES, indexFormat, MAX_INDEX_BYTES, parseIndex, type ShardIndex } from "../format/sharded.ts";
 import { recoverFolder } from "../io/commit.ts";
 import { sourceOpener, type SourceOptions } from "../io/open-source.ts";
-import { openRead } from "../io/read.ts";
+import { readSmallFile } from "../io/small-file.ts";
 import type { Checkpoint } from "./checkpoint.ts";
 import { fileFromSource, type SafetensorsFile } from "./file.ts";
 import { ShardedFile } from "./sharded.ts";
@@ -141,16 +141,7 @@ export async function withCheckpoint<T>(path: string, opts: OpenOptions, use: (f
  * ends) of at most {@link MAX_INDEX_BYTES}, valid UTF-8 and a valid index, every shard it names present beside it.
  */
 function readIndex(path: string): ShardIndex {
-  const source = openRead(path);
-  let bytes: Uint8Array;
-  try {
-    if (source.size > MAX_INDEX_BYTES) {
-      throw new SafetensorsError("InvalidIndex", `${path} is ${source.size} bytes, over the ${MAX_INDEX_BYTES}-byte limit for an index`);
-    }
-    bytes = source.bytes(0, source.size);
-  } finally {
-    source.close();
-  }
+  const bytes = readSmallFile(path, MAX_INDEX_BYTES);
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
