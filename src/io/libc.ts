@@ -20,7 +20,6 @@ import {
   type SigbusGuard,
 } from "../../ffi/types.ts";
 import { SafetensorsError, type ErrnoCode } from "../errors.ts";
-import { Descriptor } from "./descriptor.ts";
 
 export type { LibCUnavailable } from "../../ffi/types.ts";
 
@@ -67,21 +66,6 @@ export interface LibC {
    * nobody ever sees either missing. Folders too. EINVAL or ENOSYS where the file system or kernel lacks it.
    */
   renameExchange(from: string, to: string): void;
-  /** Opens `path` for positional reads into host memory from up to `threads` threads at once. */
-  openHostFile(path: string, threads: number): HostFile;
-}
-
-/** A file read with `pread(2)` straight into host memory (pinned buffers, mappings), several reads in flight. */
-export interface HostFile {
-  /** How many reads run in parallel (worker threads on Bun, the FFI thread pool on Deno). */
-  readonly threads: number;
-  /**
-   * One `pread(fd, dst, length, offset)`: resolves to the count read (short reads happen; −1 is an error). A
-   * rejection, too, means the read is over: nothing writes into `dst` after this promise settles.
-   */
-  pread(dst: bigint, length: number, offset: number): Promise<number>;
-  /** Closes the descriptor (once the reads in flight are over, so it cannot be reused under them). Idempotent. */
-  close(): void;
 }
 
 const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
@@ -166,7 +150,6 @@ export function checked(b: LibCBinding): LibC {
       const here = BigInt.asUintN(64, BigInt(AT_FDCWD));
       check(b.syscall(nr, here, b.address(a), here, b.address(c), RENAME_EXCHANGE), what);
     },
-    openHostFile: (path, threads) => hostFile(b, path, openRead(path), threads),
   };
 }
 
@@ -175,17 +158,6 @@ const encoder = new TextEncoder();
 /** A path as a NUL-terminated C string. */
 function cString(path: string): Uint8Array {
   return encoder.encode(`${path}\0`);
-}
-
-/** The descriptor outlives `close()` until the last read in flight is over: a reused fd would feed it another file. */
-function hostFile(b: LibCBinding, path: string, fd: number, threads: number): HostFile {
-  const n = Math.max(1, Math.floor(threads));
-  const file = new Descriptor(path, fd, (d) => b.close(d));
-  return {
-    threads: n,
-    pread: (dst, length, offset) => file.during((d) => b.pread(d, dst, length, offset, n)),
-    close: () => file.close(),
-  };
 }
 
 let loading: Promise<LibC | LibCUnavailable> | undefined;

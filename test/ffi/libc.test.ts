@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, expect, test } from "vitest";
 import { MADV_WILLNEED, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../../ffi/types.ts";
+import { Descriptor } from "../../src/io/descriptor.ts";
 import { errnoName, loadLibc, type LibC } from "../../src/io/libc.ts";
-import { SafetensorsError } from "../../src/errors.ts";
 import { runtime } from "../../ffi/runtime.ts";
 
 const fixture = resolve(process.cwd(), "../shared/fixtures/safetensors/tiny-gpt2.safetensors");
@@ -38,58 +38,50 @@ describe.skipIf(!libc)(`libc over FFI${noFfi}`, () => {
     c.munmap(addr, size);
   });
 
-  test.each([1, 3])("openHostFile reads file bytes into host memory (%i threads)", async (threads) => {
+  /** The fixture open for preads: a descriptor that stays open while reads are in flight. */
+  const fixtureFile = () => new Descriptor(fixture, libc!.openRead(fixture), (fd) => libc!.close(fd));
+
+  test.each([1, 3])("pread reads file bytes into host memory (%i threads)", async (threads) => {
     const want = readFileSync(fixture);
     using mem = anonymous(libc!, want.byteLength + 8);
-    const f = libc!.openHostFile(fixture, threads);
-    expect(f.threads).toBe(threads);
+    const f = fixtureFile();
+    const pread = (dst: bigint, length: number, offset: number) => f.during((fd) => libc!.pread(fd, dst, length, offset, threads));
     const half = 10_000;
-    expect(await Promise.all([f.pread(mem.addr, half, 0), f.pread(mem.addr + BigInt(half), mem.bytes.byteLength - half, half)])).toEqual([
+    expect(await Promise.all([pread(mem.addr, half, 0), pread(mem.addr + BigInt(half), mem.bytes.byteLength - half, half)])).toEqual([
       half,
       want.byteLength - half, // short read at the end of the file
     ]);
     expect(Buffer.from(mem.bytes.subarray(0, want.byteLength)).equals(want)).toBe(true);
-    expect(await f.pread(mem.addr, 8, want.byteLength)).toBe(0);
+    expect(await pread(mem.addr, 8, want.byteLength)).toBe(0);
     f.close();
     f.close();
-    await expect(f.pread(mem.addr, 8, 0)).rejects.toThrow(expect.objectContaining({ code: "Closed" }));
+    await expect(pread(mem.addr, 8, 0)).rejects.toThrow(expect.objectContaining({ code: "Closed" }));
   });
 
-  test("closing a host file waits for the reads in flight before closing the descriptor", async () => {
+  test("closing a descriptor waits for the reads in flight on other threads", async () => {
     const want = readFileSync(fixture);
     using mem = anonymous(libc!, want.byteLength);
-    const f = libc!.openHostFile(fixture, 3);
+    const f = fixtureFile();
     const third = Math.ceil(want.byteLength / 3);
-    const reads = [0, third, 2 * third].map((at) => f.pread(mem.addr + BigInt(at), third, at));
+    const reads = [0, third, 2 * third].map((at) => f.during((fd) => libc!.pread(fd, mem.addr + BigInt(at), third, at, 3)));
     f.close(); // with the descriptor closed now, the reads would fail with EBADF (−1)
     expect((await Promise.all(reads)).reduce((a, n) => a + n, 0)).toBe(want.byteLength);
     expect(Buffer.from(mem.bytes).equals(want)).toBe(true);
   });
 
-  test("a read that cannot run rejects alone; the others and later reads complete", async () => {
+  test("a pread that cannot run rejects alone; the others and later reads complete", async () => {
     const want = readFileSync(fixture);
     using mem = anonymous(libc!, 3 * 4096);
-    const f = libc!.openHostFile(fixture, 3);
-    const reads = [f.pread(mem.addr, 4096, 0), f.pread("not an address" as unknown as bigint, 4096, 4096), f.pread(mem.addr + 8192n, 4096, 8192)];
+    const f = fixtureFile();
+    const pread = (dst: bigint, length: number, offset: number) => f.during((fd) => libc!.pread(fd, dst, length, offset, 3));
+    const reads = [pread(mem.addr, 4096, 0), pread("not an address" as unknown as bigint, 4096, 4096), pread(mem.addr + 8192n, 4096, 8192)];
     const [a, bad, c] = await Promise.allSettled(reads);
     expect(bad!.status).toBe("rejected");
     expect([a, c]).toEqual([{ status: "fulfilled", value: 4096 }, { status: "fulfilled", value: 4096 }]);
-    expect(await f.pread(mem.addr + 4096n, 4096, 4096)).toBe(4096);
+    expect(await pread(mem.addr + 4096n, 4096, 4096)).toBe(4096);
     expect(Buffer.from(mem.bytes).equals(want.subarray(0, 3 * 4096))).toBe(true);
-    expect(await f.pread(1n, 4096, 0)).toBe(-1); // EFAULT: a failed pread is −1, not a rejection
+    expect(await pread(1n, 4096, 0)).toBe(-1); // EFAULT: a failed pread is −1, not a rejection
     f.close();
-  });
-
-  test("openHostFile on a missing file is ENOENT with libc's message", () => {
-    const e = (() => {
-      try {
-        libc!.openHostFile("/nonexistent/file", 2);
-      } catch (err) {
-        return err;
-      }
-    })();
-    expect(e).toBeInstanceOf(SafetensorsError);
-    expect(e).toMatchObject({ code: "ENOENT", message: "cannot open /nonexistent/file: No such file or directory (ENOENT)" });
   });
 
   test("a missing file is ENOENT with libc's message", () => {
