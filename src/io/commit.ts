@@ -16,7 +16,6 @@ import {
   lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync,
   statSync, symlinkSync, writeSync, type Stats,
 } from "node:fs";
-import { hostname } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { loadLibc } from "./libc.ts";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
@@ -32,9 +31,21 @@ function startTime(pid: number | "self"): string | undefined {
   }
 }
 
+function utsName(): string {
+  try {
+    return readFileSync("/proc/sys/kernel/hostname", "utf8").trim();
+  } catch {
+    return "";
+  }
+}
+
 const PID = process.pid;
 const START = startTime("self") ?? "0";
-const HOST = createHash("sha256").update(hostname()).digest("hex").slice(0, 8);
+/**
+ * This machine (its UTS name, read from procfs: `os.hostname()` would make Deno ask for --allow-sys at import),
+ * hashed; temp files of other machines sharing a folder are left alone.
+ */
+const HOST = createHash("sha256").update(utsName()).digest("hex").slice(0, 8);
 const HAS_PROC = START !== "0";
 
 /** Temporary names: `.NAME.KIND-PID-START-HOST-RANDOM`. */
