@@ -6,6 +6,7 @@
 import { SafetensorsError } from "../errors.ts";
 import { writeAtomic } from "../io/commit.ts";
 import { DTYPE_RANK, DTYPES, type DType } from "./dtypes.ts";
+import type { TensorInfo } from "./layout.ts";
 import { compareNames } from "./names.ts";
 
 /** What to write for one tensor: its dtype, shape, and exactly its bytes (little-endian, row-major). */
@@ -34,13 +35,8 @@ function checkText(what: string, s: string): void {
   if (!s.isWellFormed()) invalid(`${what} ${JSON.stringify(s)} is not valid Unicode`);
 }
 
-/** What the header says of one tensor: enough to lay the file out before any data is read. */
-export interface TensorShape {
-  dtype: DType;
-  shape: readonly number[];
-  /** Data bytes; must match dtype × shape. */
-  byteLength: number;
-}
+/** What the header says of one tensor: enough to lay the file out before any data is read (`byteLength` must match). */
+export type TensorShape = Pick<TensorInfo, "dtype" | "byteLength"> & { shape: readonly number[] };
 
 /** A planned header: its bytes, the tensor names in file order, and the file size it describes. */
 export interface HeaderPlan {
