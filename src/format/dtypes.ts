@@ -85,7 +85,15 @@ const table: DTypeInfo[] = [
   { name: "U64", bits: 64, array: BigUint64Array },
 ];
 
-/** Dtypes by name. A `Map`, so names such as `__proto__` are just unknown dtypes. */
+/**
+ * Dtypes by name. A `Map`, so names such as `__proto__` are just unknown dtypes.
+ *
+ * @example
+ * ```ts
+ * import { DTYPES } from "tensormap";
+ * console.log(DTYPES.get("BF16")?.bits, DTYPES.has("__proto__")); // 16 false
+ * ```
+ */
 export const DTYPES: ReadonlyMap<string, DTypeInfo> = new Map(table.map((d) => [d.name, d]));
 
 /** Position in the reference's enum: the writer sorts by it, descending. */

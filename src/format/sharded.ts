@@ -5,7 +5,16 @@
 import { SafetensorsError } from "../errors.ts";
 import type { CheckpointFormat } from "./layout.ts";
 
-/** The index file name `saveSharded` writes and a folder is searched for. */
+/**
+ * The index file name `saveSharded` writes and a folder is searched for.
+ *
+ * @example
+ * ```ts
+ * import { INDEX_FILE, saveSharded } from "tensormap";
+ * const written = await saveSharded("out", { a: { dtype: "U8", shape: [4], data: new Uint8Array(4) }, b: { dtype: "U8", shape: [4], data: new Uint8Array(4) } }, { maxShardSize: 4 });
+ * console.log(written.at(-1)?.endsWith(INDEX_FILE)); // true
+ * ```
+ */
 export const INDEX_FILE = "model.safetensors.index.json";
 /** What a checkpoint that fits in one shard is called (written with no index). */
 export const SINGLE_FILE = "model.safetensors";
