@@ -1,8 +1,11 @@
-#!/usr/bin/env bun
-// The `tensormap` command. Plain JavaScript so any runtime can start it: Bun and Deno run the TypeScript
-// sources directly; Node runs the tsc output in dist/ (built by `npm run build`, and by `prepare` on install).
-const typescriptNative = typeof globalThis.Bun !== "undefined" || typeof globalThis.Deno !== "undefined";
-const entry = typescriptNative ? "../src/cli/main.ts" : "../dist/src/cli/main.js";
+#!/usr/bin/env node
+// The `tensormap` command. Plain JavaScript so any runtime can start it, and Node by default: `npx tensormap`
+// needs nothing but Node. Node runs the tsc output in dist/ (the npm package ships it; in a checkout,
+// `npm run build` makes it). Bun runs the TypeScript sources, and so does Deno, except from node_modules,
+// where Deno does not strip types: there it runs dist/ too.
+const runtime = typeof globalThis.Bun !== "undefined" ? "bun" : typeof globalThis.Deno !== "undefined" ? "deno" : "node";
+const fromSources = runtime === "bun" || (runtime === "deno" && !import.meta.url.includes("/node_modules/"));
+const entry = fromSources ? "../src/cli/main.ts" : "../dist/src/cli/main.js";
 
 let cli;
 try {
@@ -12,7 +15,7 @@ try {
     process.stderr.write("error: PermissionDenied: tensormap needs Deno's permissions: deno run -A bin/tensormap.js …\n");
     process.exit(1);
   }
-  if (typescriptNative || e?.code !== "ERR_MODULE_NOT_FOUND") throw e;
+  if (fromSources || e?.code !== "ERR_MODULE_NOT_FOUND") throw e;
   process.stderr.write("error: NotBuilt: dist/ is missing; run `npm run build`, or run tensormap with Bun or Deno\n");
   process.exit(1);
 }

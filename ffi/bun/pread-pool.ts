@@ -22,8 +22,14 @@ type Answer = { id: number; n: number; error?: undefined } | { id: number; error
 
 const WORKER_URL = new URL("./pread-worker.ts", import.meta.url).href;
 
+/** Bun's Worker, which can be unreferenced: the web Worker type that Deno's checker knows has no ref/unref. */
+interface RefWorker extends Worker {
+  ref(): void;
+  unref(): void;
+}
+
 class PreadPool {
-  #workers: Worker[] = [];
+  #workers: RefWorker[] = [];
   #pending = new Map<number, Pending>();
   #nextId = 0;
   #turn = 0;
@@ -39,8 +45,8 @@ class PreadPool {
     return done;
   }
 
-  #spawn(): Worker {
-    const w = new Worker(WORKER_URL);
+  #spawn(): RefWorker {
+    const w = new Worker(WORKER_URL) as RefWorker;
     w.unref();
     let why = "exited";
     w.onmessage = (e: MessageEvent<Answer>) => {

@@ -1,6 +1,7 @@
 /**
  * The `tensormap` command line: one table of commands, `node:util` parseArgs, `--help` everywhere, and
- * errors as one line (`error: CODE: message`) with no stack. Exit codes: 0 ok, 1 failure, 2 usage error.
+ * errors as one line (`error: CODE: message`) with no stack. Exit codes: 0 ok (and when stdout's reader has
+ * gone), 1 failure, 2 usage error, 128 + the signal's number when stopped by SIGINT, SIGTERM or SIGHUP.
  */
 import { parseArgs } from "node:util";
 import { type Args, type Command, errorLine, type Io, type Options, UsageError } from "./command.ts";
@@ -8,7 +9,9 @@ import { convert } from "./convert.ts";
 import { demo } from "./demo.ts";
 import { inspect } from "./inspect.ts";
 import { load } from "./load.ts";
+import { stoppable } from "./signals.ts";
 import { verify } from "./verify.ts";
+import { VERSION } from "./version.ts";
 
 /** Every command, in the order `--help` lists them. A new command is a file plus one entry here. */
 const COMMANDS: readonly Command[] = [inspect, verify, load, convert, demo];
@@ -20,6 +23,7 @@ function overview(): string {
     "files or sharded folders.",
     "",
     "usage: tensormap COMMAND [ARGS] [--help]",
+    "       tensormap --version",
     "",
     "commands:",
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
@@ -62,6 +66,8 @@ function parse(c: Command, argv: string[]): Args & { help: boolean } {
     throw new UsageError(n < c.positionals.min ? "missing argument" : `unexpected argument '${parsed.positionals[c.positionals.max]}'`);
   }
   if (!help && parsed.positionals.includes("")) throw new UsageError("empty path argument");
+  // `-` would otherwise be a file named `-`: tensormap reads and writes files only, never stdin or stdout.
+  if (!help && parsed.positionals.includes("-")) throw new UsageError("'-' is not a path here (no stdin or stdout): name a file, ./- for one called -");
   return { values, positionals: parsed.positionals, help: help === true };
 }
 
@@ -73,7 +79,8 @@ const processIo: Io = {
 
 /**
  * Runs the CLI on `argv` (the arguments after the program name) and returns the exit code.
- * Never throws: every failure becomes one line on stderr.
+ * Never throws: every failure becomes one line on stderr. On the process's own streams (the real CLI),
+ * a signal or a closed stdout stops it as `signals.ts` says.
  *
  * @example
  * ```ts
@@ -81,7 +88,15 @@ const processIo: Io = {
  * ```
  */
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  return io === processIo ? stoppable(() => run(argv, io)) : run(argv, io);
+}
+
+async function run(argv: readonly string[], io: Io): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === "--version") {
+    io.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
   if (name === "--help" || name === "-h" || name === "help") {
     const topic = name === "help" ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
     io.stdout.write((topic ? commandHelp(topic) : overview()) + "\n");

@@ -94,6 +94,27 @@ function writerAlive(pid: number, start: string, host: string): boolean {
 /** Temporary files and folders of this process that it gave up on: a later write removes them, like a dead writer's. */
 const abandoned = new Set<string>();
 
+/** Temporary files and folders this process is writing now: what {@link discardUnfinished} removes. */
+const unfinished = new Set<string>();
+
+/**
+ * Removes every temporary file and folder this process is writing right now, synchronously and without
+ * throwing: for a signal handler, just before the process exits (a later write into the folder would
+ * remove them too, but only once this process is gone and only if one comes). Folders set aside during a
+ * swap are not among them: one may be the only copy of the old checkpoint.
+ *
+ * @example
+ * ```ts
+ * process.on("SIGINT", () => {
+ *   discardUnfinished();
+ *   process.exit(130);
+ * });
+ * ```
+ */
+export function discardUnfinished(): void {
+  for (const path of [...unfinished]) discard(path);
+}
+
 /**
  * Removes a file or a whole folder (a temp from {@link writeTemp} that failed a check), never throwing:
  * where a temp cannot go now (a read-only file system), a later write into its folder removes it.
@@ -107,6 +128,7 @@ const abandoned = new Set<string>();
  * ```
  */
 export function discard(path: string): void {
+  unfinished.delete(resolve(path));
   try {
     rmSync(path, { recursive: true, force: true });
     abandoned.delete(resolve(path));
@@ -232,6 +254,7 @@ function replacedFile(path: string): Stats | undefined {
 export function writeTemp(path: string, chunks: Iterable<Uint8Array>): string {
   removeStaleTemps(dirname(path));
   const tmp = tempName(path);
+  unfinished.add(resolve(tmp));
   let fd: number | undefined;
   try {
     fd = openSync(tmp, "wx", 0o666);
@@ -296,6 +319,7 @@ export function commit(tmp: string, path: string): void {
     discard(tmp);
     throw fromSystemError(e, `cannot write ${path}`);
   }
+  unfinished.delete(resolve(tmp));
   syncFolder(dirname(path));
 }
 
@@ -374,6 +398,7 @@ export async function writeFolder(
   try {
     if (!old) madeParents = mkdirSync(parent, { recursive: true });
     mkdirSync(staging, 0o777);
+    for (const made of [madeParents, staging]) if (made) unfinished.add(made);
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (old && (code === "EACCES" || code === "EPERM")) return writeInPlace(target, write, replaces, step);
@@ -396,6 +421,7 @@ export async function writeFolder(
     } catch (e) {
       failed(e);
     }
+    for (const made of [madeParents, staging]) if (made) unfinished.delete(made);
     syncFolder(parent);
     afterCommit(undefined, () => step("renamed"));
     return;
@@ -424,6 +450,7 @@ export async function writeFolder(
     }
     failed(e);
   }
+  unfinished.delete(staging);
   syncFolder(parent);
   afterCommit(aside, () => step("moved in"), () => discard(aside), () => step("removed old"));
 }
@@ -533,6 +560,7 @@ async function writeInPlace(target: string, write: (staging: string) => void | P
   const staging = tempName(join(target, "staging"));
   try {
     mkdirSync(staging);
+    unfinished.add(staging);
     step("staged");
     await write(staging);
     step("written");
