@@ -131,7 +131,10 @@ function renderOne(v: unknown, depth: number, budget: { left: number }): string 
   if (v instanceof TorchDtype) return v.name;
   if (v instanceof StorageType) return `torch.${v.name}`;
   if (v instanceof TorchGlobal) return v.qualname;
-  if (v instanceof TorchTensor) return `tensor(${v.dtype}, [${v.shape.join(", ")}])`;
+  if (v instanceof TorchTensor) {
+    const dims = v.shape.length > SHOWN_ITEMS ? [...v.shape.slice(0, SHOWN_ITEMS), `… ${v.shape.length} dims`] : v.shape;
+    return `tensor(${v.dtype}, [${dims.join(", ")}])`;
+  }
   const seq = (items: Iterable<unknown>, length: number, open: string, close: string): string => {
     if (depth >= SHOWN_DEPTH) return `${open}…${close}`;
     const shown: string[] = [];

@@ -7,7 +7,7 @@
 import { SafetensorsError } from "../errors.ts";
 import type { TensorEntry } from "../format/layout.ts";
 import { dtypeInfo, type DType } from "../format/dtypes.ts";
-import { PyDict, PySet, PyTuple, type PickleHooks } from "./unpickler.ts";
+import { ITEM_BYTES, PyDict, PySet, PyTuple, type PickleBudget, type PickleHooks } from "./unpickler.ts";
 
 /** A storage type named in a persistent id (`torch.FloatStorage`, `torch.UntypedStorage`, …). */
 export class StorageType {
@@ -37,6 +37,8 @@ export interface StorageRef {
 
 /** A tensor as the pickle describes it: a strided view into a storage. Offsets and strides are in elements. */
 export class TorchTensor {
+  #extent: Extent | undefined;
+
   constructor(
     readonly storage: StorageRef,
     readonly dtype: DType,
@@ -44,6 +46,40 @@ export class TorchTensor {
     readonly shape: readonly number[],
     readonly stride: readonly number[],
   ) {}
+
+  /** What the view covers, worked out once: one memoized tensor can stand under many names. */
+  get extent(): Extent {
+    return (this.#extent ??= extentOf(this));
+  }
+}
+
+/** A tensor view's size and reach, in bytes. */
+export interface Extent {
+  /** The shape, copied once and shared by every layout entry of this tensor (they copy it before handing it out). */
+  readonly shape: number[];
+  readonly byteLength: number;
+  /** Bytes from the view's first element to one past its last. */
+  readonly span: number;
+  /** Bytes of storage the view needs, from the storage's start. */
+  readonly reach: number;
+  /** Row-major with no gaps: one run of bytes. */
+  readonly contiguous: boolean;
+}
+
+function extentOf(t: TorchTensor): Extent {
+  const size = dtypeInfo(t.dtype)!.bits / 8;
+  const shape = [...t.shape];
+  let numel = 1;
+  for (const n of shape) numel *= n;
+  let last = t.offset;
+  let expected = 1;
+  let contiguous = true;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    last += (shape[i]! - 1) * t.stride[i]!;
+    if (shape[i] !== 1 && t.stride[i] !== expected) contiguous = false;
+    expected *= shape[i]!;
+  }
+  return { shape, byteLength: numel * size, span: (last - t.offset + 1) * size, reach: (last + 1) * size, contiguous };
 }
 
 const STORAGE_DTYPES: ReadonlyArray<[string, DType | undefined]> = [
@@ -99,6 +135,11 @@ function ints(v: unknown, what: string): number[] {
   return items.map((x) => nonNegative(x, what));
 }
 
+/** A name from the pickle as it can go in a one-line message: quoted and cut short unless it is a plain dotted name. */
+function printable(name: string): string {
+  return /^[\w.]{1,200}$/.test(name) ? name : JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name);
+}
+
 function describe(v: unknown): string {
   if (v instanceof TorchGlobal) return v.qualname;
   if (v instanceof StorageType) return `torch.${v.name}`;
@@ -109,7 +150,7 @@ function describe(v: unknown): string {
   return v === null ? "None" : typeof v;
 }
 
-function rebuild(storage: unknown, offset: unknown, size: unknown, stride: unknown, dtype?: unknown): TorchTensor {
+function rebuild(budget: PickleBudget, storage: unknown, offset: unknown, size: unknown, stride: unknown, dtype?: unknown): TorchTensor {
   if (!isStorage(storage)) throw invalid("tensor rebuilt from something that is not a storage");
   let dt: DType | undefined = storage.dtype;
   if (dtype !== undefined) {
@@ -119,6 +160,7 @@ function rebuild(storage: unknown, offset: unknown, size: unknown, stride: unkno
   }
   const shape = ints(size, "tensor size");
   const strides = ints(stride, "tensor stride");
+  budget.spend(ITEM_BYTES * (shape.length + strides.length));
   if (shape.length !== strides.length) throw invalid("tensor size and stride differ in length");
   return new TorchTensor(storage, dt, nonNegative(offset, "storage offset"), shape, strides);
 }
@@ -132,9 +174,10 @@ function asTensor(v: unknown, what: string): TorchTensor {
   return v;
 }
 
-function encode(text: unknown, encoding: unknown): Uint8Array {
+function encode(budget: PickleBudget, text: unknown, encoding: unknown): Uint8Array {
   if (typeof text !== "string") throw invalid("_codecs.encode of a non-string");
   if (encoding === "latin1" || encoding === "latin-1" || encoding === "iso-8859-1") {
+    budget.spend(text.length);
     const out = new Uint8Array(text.length);
     for (let i = 0; i < text.length; i++) {
       const c = text.charCodeAt(i);
@@ -143,35 +186,68 @@ function encode(text: unknown, encoding: unknown): Uint8Array {
     }
     return out;
   }
-  if (encoding === "utf-8" || encoding === "utf8") return new TextEncoder().encode(text);
+  if (encoding === "utf-8" || encoding === "utf8") {
+    budget.spend(3 * text.length); // at most three bytes per UTF-16 unit
+    return new TextEncoder().encode(text);
+  }
   throw unsafe(`refused _codecs.encode with encoding ${JSON.stringify(String(encoding))}`);
 }
 
-/** The allowed calls: each returns the value the pickle would have built, or refuses. */
-const CALLS = new Map<string, (args: readonly unknown[]) => unknown>([
-  ["torch._utils._rebuild_tensor", (a) => rebuild(a[0], a[1], a[2], a[3])],
-  ["torch._utils._rebuild_tensor_v2", (a) => rebuild(a[0], a[1], a[2], a[3])],
-  ["torch._utils._rebuild_tensor_v3", (a) => rebuild(a[0], a[1], a[2], a[3], a[6])],
+/**
+ * The allowed calls: each returns the value the pickle would have built, or refuses. What one builds in
+ * proportion to its arguments (bytes, items) it charges to the budget first: the arguments can be one
+ * memoized value passed again and again.
+ */
+const CALLS = new Map<string, (args: readonly unknown[], budget: PickleBudget) => unknown>([
+  ["torch._utils._rebuild_tensor", (a, b) => rebuild(b, a[0], a[1], a[2], a[3])],
+  ["torch._utils._rebuild_tensor_v2", (a, b) => rebuild(b, a[0], a[1], a[2], a[3])],
+  ["torch._utils._rebuild_tensor_v3", (a, b) => rebuild(b, a[0], a[1], a[2], a[3], a[6])],
   ["torch._utils._rebuild_parameter", (a) => asTensor(a[0], "parameter data")],
   ["torch._utils._rebuild_parameter_with_state", (a) => asTensor(a[0], "parameter data")],
   ["torch.nn.parameter.Parameter", (a) => asTensor(a[0], "parameter data")],
-  ["collections.OrderedDict", (a) => {
+  ["collections.OrderedDict", (a, b) => {
     const d = new PyDict();
     if (a.length === 0) return d;
     if (a.length !== 1 || !Array.isArray(a[0])) throw invalid("OrderedDict called with unexpected arguments");
+    // Charged per pair read, not per entry kept: a million copies of one pair make a dict of one.
+    b.spend(2 * ITEM_BYTES * a[0].length);
     for (const pair of a[0]) {
       if (!(pair instanceof PyTuple) || pair.items.length !== 2) throw invalid("OrderedDict item is not a pair");
-      d.set(pair.items[0], pair.items[1]);
+      d.set(pair.items[0], pair.items[1], b);
     }
     return d;
   }],
-  ["torch.Size", (a) => new PyTuple(ints(a[0] ?? [], "torch.Size"))],
-  ["torch.device", (a) => a.map(String).join(":")],
-  ["_codecs.encode", (a) => encode(a[0], a[1])],
-  ["builtins.bytearray", (a) => (a.length === 0 ? new Uint8Array(0) : a[0] instanceof Uint8Array ? a[0].slice() : encode(a[0], a[1]))],
-  ["builtins.set", (a) => new PySet(a.length ? [...items(a[0])] : [])],
-  ["builtins.frozenset", (a) => new PySet(a.length ? [...items(a[0])] : [])],
+  ["torch.Size", (a, b) => {
+    const dims = ints(a[0] ?? [], "torch.Size");
+    b.spend(ITEM_BYTES * dims.length);
+    return new PyTuple(dims);
+  }],
+  ["torch.device", (a, b) => {
+    const name = a.map(String).join(":");
+    b.spend(name.length);
+    return name;
+  }],
+  ["_codecs.encode", (a, b) => encode(b, a[0], a[1])],
+  ["builtins.bytearray", (a, b) => {
+    if (a.length === 0) return new Uint8Array(0);
+    if (!(a[0] instanceof Uint8Array)) return encode(b, a[0], a[1]);
+    b.spend(a[0].length);
+    return a[0].slice();
+  }],
+  ["builtins.set", (a, b) => pySet(a, b)],
+  ["builtins.frozenset", (a, b) => pySet(a, b)],
 ]);
+
+/** `set(iterable)` / `frozenset(iterable)`: a copy of the items, charged per item copied. */
+function pySet(args: readonly unknown[], budget: PickleBudget): PySet {
+  if (!args.length) return new PySet([]);
+  const from = items(args[0]);
+  budget.spend(ITEM_BYTES * from.length);
+  return new PySet([...from]);
+}
+
+/** Nested `_rebuild_from_type_v2` calls: torch.save writes one, and Python's own recursion limit stops a deep chain. */
+const MAX_REBUILD_NESTING = 16;
 
 function items(v: unknown): readonly unknown[] {
   if (Array.isArray(v)) return v;
@@ -194,21 +270,24 @@ export function torchHooks(storages: Map<string, StorageRef>): PickleHooks {
     global(module, name) {
       const qualname = `${module === "__builtin__" ? "builtins" : module}.${name}`;
       const value = ALLOWED.get(qualname);
-      if (value === undefined) throw unsafe(`refused global ${module}.${name}`);
+      if (value === undefined) throw unsafe(`refused global ${printable(`${module}.${name}`)}`);
       return value;
     },
-    call(callable, args) {
-      if (callable instanceof TorchGlobal && callable.qualname === "torch._tensor._rebuild_from_type_v2") {
-        // (func, new_type, args, state): the type only marks Tensor vs Parameter; func must itself be allowed.
+    call(callable, args, budget) {
+      // _rebuild_from_type_v2(func, new_type, args, state) calls func(*args): the type only marks Tensor vs
+      // Parameter, and func must itself be allowed. A loop, so a chain of them cannot overflow the JS stack.
+      for (let depth = 0; callable instanceof TorchGlobal && callable.qualname === "torch._tensor._rebuild_from_type_v2"; depth++) {
+        if (depth === MAX_REBUILD_NESTING) throw invalid(`tensor rebuild calls nest more than ${MAX_REBUILD_NESTING} deep`);
         const [func, type, inner] = args;
         if (!(type instanceof TorchGlobal) || (type.qualname !== "torch.Tensor" && type.qualname !== "torch.nn.parameter.Parameter")) {
           throw unsafe(`refused tensor subclass ${describe(type)}`);
         }
-        return this.call(func, items(inner));
+        callable = func;
+        args = items(inner);
       }
       const fn = callable instanceof TorchGlobal ? CALLS.get(callable.qualname) : undefined;
       if (!fn) throw unsafe(`refused call of ${describe(callable)}`);
-      return fn(args);
+      return fn(args, budget);
     },
     build(obj, state) {
       // OrderedDict carries `_metadata` (module versions) and tensors may carry Python attributes: both ignored.
@@ -238,10 +317,19 @@ export function torchHooks(storages: Map<string, StorageRef>): PickleHooks {
 }
 
 /**
+ * How many times its storage bytes a gathered view may expand to (stride 0 repeats them: `expand()`), with a
+ * floor for small storages. A 1-byte storage can describe a 4 GiB broadcast; copying that out is refused.
+ */
+export const MAX_EXPANSION = 16;
+export const EXPANSION_FLOOR = 1 << 26;
+
+/**
  * The layout entry for a tensor whose storage's bytes start at absolute offset `base` and span `storageBytes`.
  * Row-major contiguous tensors get `start` (zero-copy); any other strides get `gather`, which reads the span
  * the view covers once and copies its elements out in row-major order. `dataOffsets` is the absolute byte
  * range: the tensor's own for contiguous tensors, the span the view reaches across for gathered ones.
+ * Describing a view costs nothing; `gather` refuses (`TensorTooLarge`) to copy out more than
+ * {@link MAX_EXPANSION} times the bytes it reads, or {@link EXPANSION_FLOOR} if that is more.
  *
  * @example
  * ```ts
@@ -251,25 +339,11 @@ export function torchHooks(storages: Map<string, StorageRef>): PickleHooks {
  */
 export function tensorEntry(t: TorchTensor, base: number, storageBytes: number, name: string): TensorEntry {
   const size = dtypeInfo(t.dtype)!.bits / 8;
-  const shape = [...t.shape];
-  let numel = 1;
-  for (const n of shape) numel *= n;
-  const byteLength = numel * size;
+  const { shape, byteLength, span, reach, contiguous } = t.extent;
   if (!Number.isSafeInteger(byteLength)) throw new SafetensorsError("TensorTooLarge", `tensor ${name} is too large`);
   const start = base + t.offset * size;
-  if (numel === 0) return { dtype: t.dtype, shape, dataOffsets: [start, start], byteLength: 0, start };
-
-  let last = t.offset;
-  for (let i = 0; i < shape.length; i++) last += (shape[i]! - 1) * t.stride[i]!;
-  const span = (last - t.offset + 1) * size;
-  if ((last + 1) * size > storageBytes) throw invalid(`tensor ${name} reads past the end of its storage`);
-
-  let expected = 1;
-  let contiguous = true;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    if (shape[i] !== 1 && t.stride[i] !== expected) contiguous = false;
-    expected *= shape[i]!;
-  }
+  if (byteLength === 0) return { dtype: t.dtype, shape, dataOffsets: [start, start], byteLength: 0, start };
+  if (reach > storageBytes) throw invalid(`tensor ${name} reads past the end of its storage`);
   if (contiguous) return { dtype: t.dtype, shape, dataOffsets: [start, start + byteLength], byteLength, start };
   return {
     dtype: t.dtype,
@@ -277,7 +351,12 @@ export function tensorEntry(t: TorchTensor, base: number, storageBytes: number, 
     dataOffsets: [start, start + span],
     byteLength,
     start,
-    gather: (source) => gather(source.bytes(start, span), shape, t.stride, size, byteLength, name),
+    gather: (source) => {
+      if (byteLength > Math.max(EXPANSION_FLOOR, MAX_EXPANSION * span)) {
+        throw new SafetensorsError("TensorTooLarge", `tensor ${name} is a view that expands ${span} bytes of storage to ${byteLength} bytes; copying out more than ${MAX_EXPANSION}× its storage (or ${EXPANSION_FLOOR} bytes) is refused`);
+      }
+      return gather(source.bytes(start, span), shape, t.stride, size, byteLength, name);
+    },
   };
 }
 

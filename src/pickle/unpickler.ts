@@ -4,8 +4,18 @@
  * decide what is allowed. Opcodes that import or instantiate by themselves (INST, OBJ, EXT*) and out-of-band
  * buffers are refused. It runs as a flat loop over one value stack (marks are indices into it), so hostile
  * nesting cannot overflow the JS stack, and every length is checked against the bytes actually present.
+ * What the opcodes build is bounded by the input (each consumes a byte or more and builds a few words at most);
+ * what they can make hooks build from one shared value, again and again, is bounded by a {@link PickleBudget}.
  */
 import { SafetensorsError } from "../errors.ts";
+
+/**
+ * The longest pickle this runs, counted from the start of its input (pickles read one after another, as in a
+ * legacy checkpoint, share it). Tensor data lives outside the pickle, so a real checkpoint's is kilobytes to
+ * a few megabytes; a longer one is refused before it is read into memory, and no string in it can reach the
+ * engines' string limits (V8's is 2^29 − 24 characters), which would otherwise fail as something else.
+ */
+export const MAX_PICKLE_BYTES = 1 << 28;
 
 /** Bounds that keep hostile input from exhausting memory. Lengths are already bounded by the input. */
 const MAX_MARK_DEPTH = 10_000;
@@ -14,6 +24,46 @@ const MAX_LONG_BYTES = 1024;
 const MAX_KEY_DEPTH = 64;
 /** Longest canonical text of a tuple key (a real one is a few names or numbers). */
 const MAX_KEY_TEXT = 1024;
+
+/** What one item of a container costs a {@link PickleBudget}: a pointer's worth of memory. */
+export const ITEM_BYTES = 8;
+
+/**
+ * The memory (and so the work) a pickle may make its hooks build, in bytes: {@link PickleBudget.FLOOR} plus
+ * {@link PickleBudget.PER_BYTE} per pickle byte. A real checkpoint spends a fraction of a byte of it per pickle
+ * byte (0.15–0.27 for the torch.save fixtures); a hostile one would spend it by handing one memoized value (a
+ * 1 MiB string, a long list) to an allowed constructor again and again. Each call charges what it builds,
+ * before or just after building it (one call builds at most what its arguments hold), so running out
+ * (`PickleTooLarge`) stops a payload within one call of the limit.
+ *
+ * @example
+ * ```ts
+ * const budget = new PickleBudget(pickle.length);
+ * budget.spend(ITEM_BYTES * items.length); // throws PickleTooLarge once past budget.limit
+ * ```
+ */
+export class PickleBudget {
+  static readonly FLOOR = 1 << 24;
+  static readonly PER_BYTE = 16;
+  readonly limit: number;
+  #spent = 0;
+
+  constructor(readonly pickleBytes: number) {
+    this.limit = PickleBudget.FLOOR + PickleBudget.PER_BYTE * pickleBytes;
+  }
+
+  /** Bytes charged so far. */
+  get spent(): number {
+    return this.#spent;
+  }
+
+  /** Charges `bytes`; throws `PickleTooLarge` once the total passes the limit. */
+  spend(bytes: number): void {
+    if ((this.#spent += bytes) > this.limit) {
+      throw new SafetensorsError("PickleTooLarge", `a pickle of ${this.pickleBytes} bytes builds more than its budget of ${this.limit} bytes (${PickleBudget.FLOOR} + ${PickleBudget.PER_BYTE} per pickle byte)`);
+    }
+  }
+}
 
 /** A Python tuple (lists are plain arrays). */
 export class PyTuple {
@@ -34,8 +84,9 @@ export class PyDict {
   /** Tuple keys: canonical text → one token object, so no string key can collide with a tuple. */
   private readonly tuples = new Map<string, object>();
 
-  set(key: unknown, value: unknown): void {
-    let k = hashKey(key);
+  /** Sets `key` to `value`; the text a tuple key hashes to is charged to `budget` (a shared tuple can key many dicts). */
+  set(key: unknown, value: unknown, budget?: PickleBudget): void {
+    let k = hashKey(key, budget);
     if (key instanceof PyTuple) {
       const text = k as string;
       k = this.tuples.get(text) ?? {};
@@ -58,7 +109,7 @@ export class PyDict {
  * Python's key equality for the key types data files use (1, 1.0 and True are one key); a tuple maps to
  * unambiguous canonical text. Mutable keys are unhashable, as in Python.
  */
-function hashKey(key: unknown, depth = 0): unknown {
+function hashKey(key: unknown, budget: PickleBudget | undefined, depth = 0): unknown {
   if (typeof key === "boolean") return key ? 1 : 0;
   if (typeof key === "bigint") return narrow(key);
   if (key === null || typeof key !== "object") return key;
@@ -66,12 +117,13 @@ function hashKey(key: unknown, depth = 0): unknown {
     if (depth > MAX_KEY_DEPTH) throw new SafetensorsError("InvalidPickle", "dict key nests tuples too deeply");
     let length = 0;
     const parts = key.items.map((item) => {
-      const h = hashKey(item, depth + 1);
+      const h = hashKey(item, budget, depth + 1);
       const part = item instanceof PyTuple ? (h as string) : typeof h === "string" ? JSON.stringify(h) : typeof h === "bigint" ? `${h}n` : String(h);
       // Shared items let a few bytes describe an exponentially long key; refuse before the text gets there.
       if ((length += part.length + 1) > MAX_KEY_TEXT) throw new SafetensorsError("InvalidPickle", `dict key is longer than ${MAX_KEY_TEXT} characters`);
       return part;
     });
+    budget?.spend(2 * length);
     return `(${parts.join(",")})`;
   }
   throw new SafetensorsError("InvalidPickle", "unhashable dict key in pickle");
@@ -81,8 +133,8 @@ function hashKey(key: unknown, depth = 0): unknown {
 export interface PickleHooks {
   /** GLOBAL / STACK_GLOBAL: the object named `module.name`. */
   global(module: string, name: string): unknown;
-  /** REDUCE and NEWOBJ: `callable(*args)`. */
-  call(callable: unknown, args: readonly unknown[]): unknown;
+  /** REDUCE and NEWOBJ: `callable(*args)`, charging what it builds to `budget`. */
+  call(callable: unknown, args: readonly unknown[], budget: PickleBudget): unknown;
   /** BUILD: `obj.__setstate__(state)`; returns the object that stays on the stack. */
   build(obj: unknown, state: unknown): unknown;
   /** BINPERSID: the object a persistent id stands for. */
@@ -91,9 +143,17 @@ export interface PickleHooks {
 
 /** The pickle ended before STOP. A separate class so a reader that fed a prefix can fetch more and retry. */
 export class PickleTruncated extends SafetensorsError {
-  constructor() {
+  /** How many bytes of the input (from its index 0) the pickle needs at least. */
+  readonly needed: number;
+
+  constructor(needed: number) {
     super("InvalidPickle", "pickle is truncated");
+    this.needed = needed;
   }
+}
+
+function tooLarge(length: number): SafetensorsError {
+  return new SafetensorsError("PickleTooLarge", `pickle runs to ${length} bytes or more, past the ${MAX_PICKLE_BYTES}-byte limit on a pickle`);
 }
 
 
@@ -119,11 +179,15 @@ function invalid(message: string): SafetensorsError {
   return new SafetensorsError("InvalidPickle", message);
 }
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 /** Little-endian two's-complement integer of `bytes` (LONG1/LONG4), as a number when exact. */
 function decodeLong(bytes: Uint8Array): number | bigint {
   if (bytes.length === 0) return 0;
-  let v = 0n;
-  for (let i = bytes.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]!);
+  // One parse of the hex digits: shifting a BigInt byte by byte is quadratic in the length.
+  let hex = "0x";
+  for (let i = bytes.length - 1; i >= 0; i--) hex += HEX[bytes[i]!];
+  let v = BigInt(hex);
   if (bytes[bytes.length - 1]! & 0x80) v -= 1n << BigInt(bytes.length * 8);
   return narrow(v);
 }
@@ -144,7 +208,9 @@ function parseIntText(text: string): number | bigint | boolean {
 /**
  * Runs one pickle from `data[start]` to its STOP and returns the value and the offset just past STOP.
  * Throws `PickleTruncated` if `data` ends first, `SafetensorsError("UnsafePickle")` for a refused opcode
- * (or whatever the hooks refuse), `SafetensorsError("InvalidPickle")` for malformed input.
+ * (or whatever the hooks refuse), `SafetensorsError("InvalidPickle")` for malformed input, and
+ * `SafetensorsError("PickleTooLarge")` for a pickle that runs past {@link MAX_PICKLE_BYTES} or spends more
+ * than its `budget` (by default, the budget of the bytes from `start` on).
  *
  * @example
  * ```ts
@@ -156,15 +222,22 @@ function parseIntText(text: string): number | bigint | boolean {
  * });
  * ```
  */
-export function unpickle(data: Uint8Array, hooks: PickleHooks, start = 0): { value: unknown; end: number } {
+export function unpickle(
+  data: Uint8Array,
+  hooks: PickleHooks,
+  start = 0,
+  budget = new PickleBudget(Math.max(0, Math.min(data.length, MAX_PICKLE_BYTES) - start)),
+): { value: unknown; end: number } {
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const stack: unknown[] = [];
   const marks: number[] = [];
   const memo = new Map<number, unknown>();
   let pos = start;
+  // Where reading stops: the end of the input, or the size limit if that comes first.
+  const limit = Math.min(data.length, MAX_PICKLE_BYTES);
 
   const need = (n: number): void => {
-    if (pos + n > data.length) throw new PickleTruncated();
+    if (pos + n > limit) throw pos + n > MAX_PICKLE_BYTES ? tooLarge(pos + n) : new PickleTruncated(pos + n);
   };
   const take = (n: number): Uint8Array => {
     need(n);
@@ -198,7 +271,7 @@ export function unpickle(data: Uint8Array, hooks: PickleHooks, start = 0): { val
   /** A protocol 0 text argument: bytes up to the next newline. */
   const line = (): string => {
     const nl = data.indexOf(0x0a, pos);
-    if (nl < 0) throw new PickleTruncated();
+    if (nl < 0 || nl >= limit) need(limit + 1 - pos);
     const text = latin1.decode(data.subarray(pos, nl));
     pos = nl + 1;
     return text;
@@ -252,7 +325,7 @@ export function unpickle(data: Uint8Array, hooks: PickleHooks, start = 0): { val
   };
   const setItems = (dict: PyDict, items: unknown[]): void => {
     if (items.length % 2) throw invalid("SETITEMS with an odd number of items");
-    for (let i = 0; i < items.length; i += 2) dict.set(items[i], items[i + 1]);
+    for (let i = 0; i < items.length; i += 2) dict.set(items[i], items[i + 1], budget);
   };
   const tupleArgs = (v: unknown, op: string): readonly unknown[] => {
     if (!(v instanceof PyTuple)) throw invalid(`${op} arguments are not a tuple`);
@@ -405,7 +478,7 @@ export function unpickle(data: Uint8Array, hooks: PickleHooks, start = 0): { val
       case 0x73: { // SETITEM
         const v = pop();
         const k = pop();
-        asDict(top(), "SETITEM").set(k, v);
+        asDict(top(), "SETITEM").set(k, v, budget);
         break;
       }
       case 0x75: { // SETITEMS
@@ -418,7 +491,9 @@ export function unpickle(data: Uint8Array, hooks: PickleHooks, start = 0): { val
         break;
       case 0x90: { // ADDITEMS
         const items = popMark();
-        asSet(top(), "ADDITEMS").items.push(...items);
+        // A loop: spreading a long mark's items into push() overflows the engine's argument limit.
+        const set = asSet(top(), "ADDITEMS").items;
+        for (const item of items) set.push(item);
         break;
       }
       case 0x91: // FROZENSET
@@ -467,13 +542,13 @@ export function unpickle(data: Uint8Array, hooks: PickleHooks, start = 0): { val
       case 0x52: { // REDUCE
         const args = tupleArgs(pop(), "REDUCE");
         const fn = pop();
-        push(hooks.call(fn, args));
+        push(hooks.call(fn, args, budget));
         break;
       }
       case 0x81: { // NEWOBJ
         const args = tupleArgs(pop(), "NEWOBJ");
         const cls = pop();
-        push(hooks.call(cls, args));
+        push(hooks.call(cls, args, budget));
         break;
       }
       case 0x92: { // NEWOBJ_EX: keyword arguments are not something any allowed class takes.
@@ -481,7 +556,7 @@ export function unpickle(data: Uint8Array, hooks: PickleHooks, start = 0): { val
         const args = tupleArgs(pop(), "NEWOBJ_EX");
         const cls = pop();
         if (!(kwargs instanceof PyDict) || kwargs.size) throw new SafetensorsError("UnsafePickle", "refused NEWOBJ_EX with keyword arguments");
-        push(hooks.call(cls, args));
+        push(hooks.call(cls, args, budget));
         break;
       }
       case 0x62: { // BUILD

@@ -1,8 +1,10 @@
 /**
  * Test-only writers for the inputs the pickle reader takes: pickle opcodes, stored zip archives (ZIP64 on
- * request) and torch-style checkpoints, plus an in-memory ByteSource. They let tests reach cases no fixture
- * has (every dtype, hostile structure) without Python.
+ * request, or lying about their entries), tar headers and torch-style checkpoints, plus an in-memory
+ * ByteSource and a way to read an outcome. They let tests reach cases no fixture has (every dtype, hostile
+ * structure) without Python.
  */
+import { SafetensorsError } from "../../src/errors.ts";
 import type { ByteSource } from "../../src/io/source.ts";
 import { concat } from "../support/bytes.ts";
 
@@ -23,6 +25,11 @@ export class Pickle {
     const b = enc.encode(s);
     this.raw(0x58, ...u32(b.length));
     for (const x of b) this.out.push(x); // a loop: spreading a long string's bytes overflows the call stack
+    return this;
+  }
+  binbytes(b: Uint8Array): this {
+    this.raw(0x42, ...u32(b.length));
+    for (const x of b) this.out.push(x);
     return this;
   }
   int(n: number): this {
@@ -86,25 +93,43 @@ function u64(n: number): number[] {
   return [...u32(n % 2 ** 32), ...u32(Math.floor(n / 2 ** 32))];
 }
 
+/** One file of a synthetic zip; the optional fields make the archive lie about it. */
+export interface ZipFile {
+  name: string;
+  data: Uint8Array;
+  /** The name its local header gives (default `name`). */
+  localName?: string;
+  /** The size the central directory declares (default the data's length). */
+  size?: number;
+  /** Writes no local header or data of its own: the central entry points at file number `sameAs`'s. */
+  sameAs?: number;
+}
+
 /** A stored (uncompressed) zip. `zip64` writes every size and offset through the ZIP64 records. */
-export function storedZip(files: Array<[string, Uint8Array]>, opts: { zip64?: boolean; method?: number } = {}): Uint8Array {
+export function storedZip(files: Array<[string, Uint8Array] | ZipFile>, opts: { zip64?: boolean; method?: number } = {}): Uint8Array {
   const out: number[] = [];
   const central: number[] = [];
   const big = opts.zip64 ?? false;
-  for (const [name, data] of files) {
+  const locals: number[] = [];
+  for (const file of files) {
+    const { name, data, localName = name, size = data.length, sameAs } = Array.isArray(file) ? { name: file[0], data: file[1] } : file;
     const n = enc.encode(name);
-    const local = out.length;
-    out.push(...u32(0x04034b50), ...u16(45), ...u16(0), ...u16(opts.method ?? 0), ...u32(0), ...u32(0));
-    out.push(...u32(data.length), ...u32(data.length), ...u16(n.length), ...u16(0), ...n);
-    for (const b of data) out.push(b);
-    const extra = big ? [...u16(1), ...u16(24), ...u64(data.length), ...u64(data.length), ...u64(local)] : [];
-    const size = big ? 0xffffffff : data.length;
+    const local = sameAs === undefined ? out.length : locals[sameAs]!;
+    locals.push(local);
+    if (sameAs === undefined) {
+      const ln = enc.encode(localName);
+      out.push(...u32(0x04034b50), ...u16(45), ...u16(0), ...u16(opts.method ?? 0), ...u32(0), ...u32(0));
+      out.push(...u32(data.length), ...u32(data.length), ...u16(ln.length), ...u16(0), ...ln);
+      for (const b of data) out.push(b);
+    }
+    const extra = big ? [...u16(1), ...u16(24), ...u64(size), ...u64(size), ...u64(local)] : [];
+    const field = big ? 0xffffffff : size;
     central.push(...u32(0x02014b50), ...u16(45), ...u16(45), ...u16(0), ...u16(opts.method ?? 0), ...u32(0), ...u32(0));
-    central.push(...u32(size), ...u32(size), ...u16(n.length), ...u16(extra.length), ...u16(0), ...u16(0), ...u16(0), ...u32(0));
+    central.push(...u32(field), ...u32(field), ...u16(n.length), ...u16(extra.length), ...u16(0), ...u16(0), ...u16(0), ...u32(0));
     central.push(...u32(big ? 0xffffffff : local), ...n, ...extra);
   }
   const cdOffset = out.length;
-  out.push(...central);
+  for (const b of central) out.push(b);
   if (big) {
     const record = out.length;
     out.push(...u32(0x06064b50), ...u64(44), ...u16(45), ...u16(45), ...u32(0), ...u32(0));
@@ -203,6 +228,66 @@ export function memorySource(data: Uint8Array, path = "memory.pt"): ByteSource {
       return data.slice(offset, offset + length);
     },
     readInto: (dst, offset) => dst.set(data.subarray(offset, offset + dst.length)),
+    zeroCopy: false,
+    read: async (offset, length, into) => {
+      if (typeof into === "bigint") throw new RangeError("no raw addresses in memory");
+      into.set(data.subarray(offset, offset + length));
+    },
     close: () => {},
   };
+}
+
+/**
+ * A pickle that calls the global `module.name` `times` times with one memoized argument tuple (pushed by
+ * `args`), each result thrown away (POP) or, with `keep`, appended to a list: what a budget must stop.
+ */
+export function repeatedCall(module: string, name: string, args: (p: Pickle) => void, times: number, keep = false): Uint8Array {
+  const p = new Pickle().proto().global(module, name).raw(0x71, 0, 0x30);
+  args(p);
+  p.raw(0x71, 1, 0x30, 0x5d);
+  for (let i = 0; i < times; i++) p.raw(0x68, 0, 0x68, 1, 0x52, keep ? 0x61 : 0x30);
+  return p.stop().bytes();
+}
+
+/** A stored zip (no ZIP64) with every offset in it moved by `by` bytes: to place it `by` bytes into a file. */
+export function shiftZip(zip: Uint8Array, by: number): Uint8Array {
+  const out = zip.slice();
+  const view = new DataView(out.buffer);
+  const eocd = out.length - 22;
+  const start = view.getUint32(eocd + 16, true);
+  const end = start + view.getUint32(eocd + 12, true);
+  for (let at = start; at < end; at += 46 + view.getUint16(at + 28, true) + view.getUint16(at + 30, true) + view.getUint16(at + 32, true)) {
+    view.setUint32(at + 42, view.getUint32(at + 42, true) + by, true);
+  }
+  view.setUint32(eocd + 16, start + by, true);
+  return out;
+}
+
+/** A 512-byte tar header as Python's tarfile checks it: `name` (raw bytes, at most 100), `size` in octal, the checksum. */
+export function tarHeader(name: Uint8Array, size: number): Uint8Array {
+  const h = new Uint8Array(512);
+  h.set(name);
+  const field = (at: number, width: number, n: number) => h.set(enc.encode(`${n.toString(8).padStart(width - 1, "0")}\0`), at);
+  field(100, 8, 0o644);
+  field(108, 8, 0);
+  field(116, 8, 0);
+  field(124, 12, size);
+  field(136, 12, 0);
+  h[156] = 0x30; // a regular file
+  h.set(enc.encode("ustar\x0000"), 257);
+  h.fill(0x20, 148, 156);
+  const sum = h.reduce((a, b) => a + b, 0);
+  h.set(enc.encode(`${sum.toString(8).padStart(6, "0")}\0 `), 148);
+  return h;
+}
+
+/** What `fn` ends in: "ok", or a SafetensorsError as `code: message`; anything else is thrown on (and fails the test). */
+export function outcome(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof SafetensorsError) return `${e.code}: ${e.message}`;
+    throw e;
+  }
+  return "ok";
 }

@@ -57,7 +57,7 @@ test("mutated pickles only ever yield SafetensorsError", () => {
   const pkl = entries.get("state-dict/data.pkl")!;
   const pickle = source.bytes(pkl.offset, pkl.size);
   const storages: Record<string, Uint8Array> = {};
-  for (const e of entries.values()) {
+  for (const e of entries.entries) {
     const m = /^state-dict\/data\/(.+)$/.exec(e.name);
     if (m) storages[m[1]!] = source.bytes(e.offset, e.size);
   }

@@ -9,6 +9,7 @@ const refuse = (what: string) => () => {
 const strict: PickleHooks = { global: refuse("global"), call: refuse("call"), build: refuse("build"), persistentLoad: refuse("persid") };
 
 const run = (bytes: number[] | Uint8Array) => unpickle(Uint8Array.from(bytes), strict).value;
+const u32 = (n: number) => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24];
 
 function failure(bytes: number[] | Uint8Array): string {
   try {
@@ -100,8 +101,22 @@ describe("refusals and bounds", () => {
   });
 
   test("lengths longer than the input are truncation, not allocation", () => {
-    expect(failure([0x58, 0xff, 0xff, 0xff, 0x7f, 0x61])).toBe("InvalidPickle: pickle is truncated");
-    expect(failure([0x8e, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])).toBe("InvalidPickle: pickle is truncated");
+    expect(failure([0x58, 0x00, 0x00, 0x00, 0x01, 0x61])).toBe("InvalidPickle: pickle is truncated"); // 16 MiB
+    const p = new Pickle().proto().mark().none().none().raw(0x42, 0, 0, 0, 1).bytes(); // BINBYTES of 16 MiB, cut short
+    expect(() => unpickle(p, strict)).toThrow(PickleTruncated);
+    try {
+      unpickle(p, strict);
+    } catch (e) {
+      expect((e as PickleTruncated).needed).toBe(p.length + (1 << 24)); // how far a reader of a prefix must read on
+    }
+  });
+
+  test("a string or bytes object that would run the pickle past 256 MiB is PickleTooLarge, whatever follows", () => {
+    // A 600 MB string is past V8's string limit (2^29 - 24 characters): it must not surface as bad UTF-8 or a RangeError.
+    const limit = "PickleTooLarge: pickle runs to 600000005 bytes or more, past the 268435456-byte limit on a pickle";
+    expect(failure([0x58, ...u32(600_000_000), 0x61])).toBe(limit);
+    expect(failure([0x8d, ...u32(600_000_000), 0, 0, 0, 0, 0x61])).toBe(limit.replace("600000005", "600000009"));
+    expect(failure([0x8e, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])).toMatch(/^PickleTooLarge: pickle runs to \d+ bytes or more/);
   });
 
   test("deep nesting fails cleanly instead of overflowing the stack", () => {
