@@ -40,13 +40,13 @@ function utsName(): string {
 }
 
 const PID = process.pid;
-const START = startTime("self") ?? "0";
 /**
  * This machine (its UTS name, read from procfs: `os.hostname()` would make Deno ask for --allow-sys at import),
  * hashed; temp files of other machines sharing a folder are left alone.
  */
-const HOST = createHash("sha256").update(utsName()).digest("hex").slice(0, 8);
-const HAS_PROC = START !== "0";
+/** Who this process is, learnt on the first write (at import, a narrowed Deno --allow-read would prompt for /proc). */
+let self: { start: string; host: string } | undefined;
+const me = () => (self ??= { start: startTime("self") ?? "0", host: createHash("sha256").update(utsName()).digest("hex").slice(0, 8) });
 
 /** Temporary names: `.NAME.KIND-PID-START-HOST-RANDOM`. */
 const TEMP = /^\.(.+)\.(tmp|old)-(\d+)-(\d+)-([0-9a-f]{8})-([0-9a-f]{8})$/;
@@ -62,7 +62,7 @@ function namePart(name: string): string {
 }
 
 /** What follows `.NAME.KIND-` in the names one write makes: a staging folder and its set-aside pair share it. */
-const writerId = () => `${PID}-${START}-${HOST}-${randomBytes(4).toString("hex")}`;
+const writerId = () => `${PID}-${me().start}-${me().host}-${randomBytes(4).toString("hex")}`;
 
 /**
  * A name beside `path` for a temporary file or folder that a later write recognises, and removes once its
@@ -80,9 +80,9 @@ export function tempName(path: string, kind: "tmp" | "old" = "tmp", id = writerI
 /** Whether the process that made a temporary name may still be writing it. */
 function writerAlive(pid: number, start: string, host: string): boolean {
   // Another host's process ids mean nothing here: its files are left alone.
-  if (host !== HOST) return true;
-  if (pid === PID) return start === START;
-  if (HAS_PROC) return startTime(pid) === start;
+  if (host !== me().host) return true;
+  if (pid === PID) return start === me().start;
+  if (me().start !== "0") return startTime(pid) === start;
   try {
     process.kill(pid, 0);
     return true;

@@ -1,4 +1,4 @@
-import { runtime } from "../../ffi/runtime.ts";
+import { readEnv, runtime } from "../../ffi/runtime.ts";
 import { SafetensorsError } from "../errors.ts";
 import { loadLibc, type LibC } from "./libc.ts";
 import { openMmap, type MmapOptions } from "./mmap.ts";
@@ -94,11 +94,7 @@ function debug(path: string, choice: BackendChoice): void {
 }
 
 function debugging(): boolean {
-  try {
-    const v = process.env.TENSORMAP_DEBUG;
-    return v !== undefined && v !== "" && v !== "0";
-  } catch {
-    // Deno without --allow-env: no debug output.
-    return false;
-  }
+  // Deno without --allow-env for it: no debug output, and no permission prompt.
+  const v = readEnv("TENSORMAP_DEBUG");
+  return v !== undefined && v !== "" && v !== "0";
 }
