@@ -3,6 +3,7 @@
  * `model-0000i-of-0000N.safetensors` shards plus `model.safetensors.index.json` (one shard: `model.safetensors`).
  */
 import { join } from "node:path";
+import { setImmediate } from "node:timers";
 import { formatIndex, INDEX_FILE, parseSize, planShards, SAVED_FILE, shardName, SINGLE_FILE } from "../format/sharded.ts";
 import { planHeader, streamed, tensorBytes, type TensorMap, type TensorShape } from "../format/writer.ts";
 import { writeAtomic, writeFolder } from "../io/commit.ts";
@@ -85,8 +86,11 @@ export async function writeShards(
   await writeFolder(
     dir,
     async (staging) => {
-      // One tensor in memory at a time.
-      for (const f of files) writeAtomic(join(staging, f.name), f.chunks());
+      for (const f of files) {
+        // One tensor in memory at a time; between shards the event loop runs, so a signal stops the save there.
+        writeAtomic(join(staging, f.name), f.chunks());
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
       await check?.(files.map((f) => join(staging, f.name)));
     },
     (name) => SAVED_FILE.test(name),
