@@ -105,10 +105,13 @@ const unfinished = new Set<string>();
  *
  * @example
  * ```ts
- * process.on("SIGINT", () => {
+ * import { discardUnfinished } from "tensormap";
+ * const onSigint = () => {
  *   discardUnfinished();
  *   process.exit(130);
- * });
+ * };
+ * process.once("SIGINT", onSigint);
+ * process.off("SIGINT", onSigint); // (an example that runs must not keep the handler)
  * ```
  */
 export function discardUnfinished(): void {
