@@ -136,18 +136,19 @@ function openZip(source: ByteSource): PickleLayout {
 }
 
 function openLegacy(source: ByteSource): PickleLayout {
-  if (isTarHeader(source.bytes(0, Math.min(source.size, TAR_BLOCK)))) {
-    throw new SafetensorsError("UnsafePickle", `refused ${source.path}: it is also a tar archive, which torch.load reads instead of its pickles`);
-  }
   // The pickles' total length is unknown until they are parsed: read a prefix, and more if it ran out, at
   // least as far as the pickle said it needs. The unpickler refuses to need more than its size limit, so a
   // sparse file cannot make this read the gigabytes it claims.
-  for (let length = Math.min(source.size, FIRST_LEGACY_READ); ; ) {
+  let head = source.bytes(0, Math.min(source.size, FIRST_LEGACY_READ));
+  if (isTarHeader(head.subarray(0, TAR_BLOCK))) {
+    throw new SafetensorsError("UnsafePickle", `refused ${source.path}: it is also a tar archive, which torch.load reads instead of its pickles`);
+  }
+  for (;;) {
     try {
-      return parseLegacy(source, source.bytes(0, length));
+      return parseLegacy(source, head);
     } catch (e) {
       if (!(e instanceof PickleTruncated) || e.needed > source.size) throw e;
-      length = Math.min(source.size, MAX_PICKLE_BYTES, Math.max(e.needed, length * 4));
+      head = source.bytes(0, Math.min(source.size, MAX_PICKLE_BYTES, Math.max(e.needed, head.length * 4)));
     }
   }
 }
