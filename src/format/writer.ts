@@ -165,20 +165,6 @@ export async function save(path: string, tensors: TensorMap, metadata?: Record<s
   writeAtomic(path, [plan.header, ...plan.chunks]);
 }
 
-/**
- * Writes a planned header and then each tensor in `order`, fetching its bytes with `read(name)` only when
- * it is its turn: memory for one tensor at a time. Atomic, like {@link save}.
- *
- * @example
- * ```ts
- * const { header, order } = planHeader(shapes, { format: "pt" });
- * writeStreamed("model.safetensors", header, order, (name) => checkpoint.tensor(name).bytes);
- * ```
- */
-export function writeStreamed(path: string, header: Uint8Array, order: readonly string[], read: (name: string) => Uint8Array): void {
-  writeAtomic(path, streamed(header, order, read));
-}
-
 /** The header, then each tensor's bytes fetched as it is its turn. */
 export function* streamed(header: Uint8Array, order: readonly string[], read: (name: string) => Uint8Array): Generator<Uint8Array> {
   yield header;
