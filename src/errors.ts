@@ -33,6 +33,7 @@ export type ErrorCode =
   // sharded checkpoints
   | "InvalidIndex"
   | "MissingShard"
+  | "UnevenSplit"
   // system calls
   | "IoError"
   | "FfiUnavailable"

@@ -1,0 +1,226 @@
+/**
+ * Tensor-parallel planning: which part of each tensor a rank holds, by rule set (`"llama"`, `"gpt2"`, or a
+ * custom plan). Pure: names, shapes and the model's config in, a {@link Split} out; no I/O.
+ */
+import { SafetensorsError } from "../errors.ts";
+import type { TensorInfo } from "../format/layout.ts";
+import { planSlice } from "../checkpoint/slice.ts";
+
+/**
+ * A rank's part of one tensor: indices `[start, end)` of dimension `dim`. With `parts` (GPT-2's fused `c_attn`,
+ * q, k and v side by side), the dimension is `parts` equal blocks and the rank holds `[start, end)` of each block,
+ * the pieces concatenated in block order.
+ */
+export interface Split {
+  dim: number;
+  start: number;
+  end: number;
+  parts?: number;
+}
+
+/** What a custom rule says of a tensor: split this dimension evenly, or keep it whole on every rank. */
+export type SplitRule = number | "replicate";
+
+/**
+ * A custom plan: name patterns (`*` matches any run of characters; the first matching pattern wins, a name no
+ * pattern matches is replicated) to a rule, or a function of the tensor's name and info.
+ */
+export type CustomPlan = Record<string, SplitRule> | ((name: string, info: Pick<TensorInfo, "dtype" | "shape">) => SplitRule);
+
+/** `"llama"` (also Mistral, Qwen2 and other Llama-style names), `"gpt2"`, or a {@link CustomPlan}. */
+export type TensorParallelPlan = "llama" | "gpt2" | CustomPlan;
+
+/** The parts of `config.json` the rules read. */
+export interface ModelConfig {
+  hidden_size?: number;
+  num_attention_heads?: number;
+  num_key_value_heads?: number;
+  head_dim?: number;
+  n_head?: number;
+  [key: string]: unknown;
+}
+
+/** vLLM pads the vocabulary to a multiple of this before dividing it among ranks. */
+export const VOCAB_PADDING = 64;
+
+/** One rank of a world. */
+export interface RankOf {
+  rank: number;
+  worldSize: number;
+}
+
+/**
+ * The part of tensor `name` that `rank` of `worldSize` holds under `plan`, or null when every rank holds it whole.
+ * A dimension that does not divide among the ranks is `UnevenSplit` naming the tensor (vocabularies are padded
+ * instead). `"llama"` needs the config's head counts for `k_proj`/`v_proj`.
+ *
+ * @example
+ * ```ts
+ * planSplit("model.layers.0.self_attn.o_proj.weight", { dtype: "BF16", shape: [4096, 4096] }, { rank: 1, worldSize: 4 }, "llama", config);
+ * // { dim: 1, start: 1024, end: 2048 }
+ * ```
+ */
+export function planSplit(
+  name: string,
+  info: Pick<TensorInfo, "dtype" | "shape">,
+  at: RankOf,
+  plan: TensorParallelPlan,
+  config: ModelConfig | null = null,
+): Split | null {
+  checkRank(at);
+  if (plan === "llama") return llama(name, info.shape, at, config);
+  if (plan === "gpt2") return gpt2(name, info.shape, at, config);
+  return even(name, info.shape, ruleOf(plan, name, info), at);
+}
+
+/**
+ * The shape of a rank's part.
+ *
+ * @example
+ * ```ts
+ * splitShape([768, 2304], { dim: 1, start: 0, end: 384, parts: 3 }); // [768, 1152]
+ * ```
+ */
+export function splitShape(shape: readonly number[], split: Split | null): number[] {
+  if (!split) return [...shape];
+  return shape.map((d, i) => (i === split.dim ? (split.end - split.start) * (split.parts ?? 1) : d));
+}
+
+/**
+ * The pieces of dimension `split.dim` a rank holds, as `[start, end)` of the whole dimension, in output order.
+ *
+ * @example
+ * ```ts
+ * splitPieces([768, 2304], { dim: 1, start: 384, end: 768, parts: 3 }); // [[384, 768], [1152, 1536], [1920, 2304]]
+ * ```
+ */
+export function splitPieces(shape: readonly number[], split: Split): Array<[number, number]> {
+  const parts = split.parts ?? 1;
+  const block = shape[split.dim]! / parts;
+  return Array.from({ length: parts }, (_, p): [number, number] => [p * block + split.start, p * block + split.end]);
+}
+
+/**
+ * The byte runs of a tensor that make up a rank's part, in row-major output order, runs that touch in the file
+ * merged: `[offset within the tensor, length]`. A dim-0 part is one run; a dim-1 part one run per row.
+ *
+ * @example
+ * ```ts
+ * splitRuns("w", [4, 6], 8, { dim: 1, start: 3, end: 6 }); // { shape: [4, 3], runs: [[3, 3], [9, 3], [15, 3], [21, 3]], byteLength: 12 }
+ * ```
+ */
+export function splitRuns(name: string, shape: readonly number[], bits: number, split: Split | null): { shape: number[]; runs: Array<[number, number]>; byteLength: number } {
+  const pieces = split ? splitPieces(shape, split) : [null];
+  const plans = pieces.map((p) => planSlice(name, shape, bits, shape.map((_, d) => (p && d === split!.dim ? p : null))));
+  const runs: Array<[number, number]> = [];
+  // Pieces are equal, so each has a run per outer index: row by row, piece by piece.
+  for (let row = 0; row < plans[0]!.runs.length; row++) {
+    for (const plan of plans) {
+      const [offset, length] = plan.runs[row]!;
+      const last = runs.at(-1);
+      if (last && last[0] + last[1] === offset) last[1] += length;
+      else runs.push([offset, length]);
+    }
+  }
+  return { shape: splitShape(shape, split), runs, byteLength: plans.reduce((a, p) => a + p.byteLength, 0) };
+}
+
+function checkRank({ rank, worldSize }: RankOf): void {
+  if (!Number.isSafeInteger(worldSize) || worldSize < 1) throw new SafetensorsError("InvalidArgument", `worldSize must be a positive integer, got ${worldSize}`);
+  if (!Number.isSafeInteger(rank) || rank < 0 || rank >= worldSize) {
+    throw new SafetensorsError("InvalidArgument", `rank must be an integer in [0, ${worldSize}), got ${rank}`);
+  }
+}
+
+const uneven = (name: string, what: string, n: number, worldSize: number) =>
+  new SafetensorsError("UnevenSplit", `${name}: ${what} of ${n} does not divide among ${worldSize} ranks`);
+
+/** An even split of `dim` into `parts` blocks, each divided among the ranks (`dim` past the shape: replicated). */
+function evenDim(name: string, shape: readonly number[], dim: number, { rank, worldSize }: RankOf, parts = 1): Split | null {
+  if (dim >= shape.length) return null;
+  const n = shape[dim]!;
+  if (n % (parts * worldSize) !== 0) throw uneven(name, parts > 1 ? `each of ${parts} blocks of dim ${dim}` : `dim ${dim}`, parts > 1 ? n / parts : n, worldSize);
+  const per = n / parts / worldSize;
+  return { dim, start: rank * per, end: (rank + 1) * per, ...(parts > 1 ? { parts } : {}) };
+}
+
+function even(name: string, shape: readonly number[], rule: SplitRule, at: RankOf): Split | null {
+  if (rule === "replicate") return null;
+  if (!Number.isInteger(rule) || rule < 0 || rule >= shape.length) {
+    throw new SafetensorsError("InvalidArgument", `${name}: the plan splits dim ${rule}, but the tensor has ${shape.length} dimensions`);
+  }
+  return evenDim(name, shape, rule, at);
+}
+
+function ruleOf(plan: CustomPlan, name: string, info: Pick<TensorInfo, "dtype" | "shape">): SplitRule {
+  if (typeof plan === "function") return plan(name, info);
+  for (const [pattern, rule] of Object.entries(plan)) if (globMatch(pattern, name)) return rule;
+  return "replicate";
+}
+
+function globMatch(pattern: string, name: string): boolean {
+  const re = new RegExp(`^${pattern.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+  return re.test(name);
+}
+
+/** The vocabulary split: padded to {@link VOCAB_PADDING}, each rank's part holding only real rows (maybe none). */
+function vocab(name: string, shape: readonly number[], { rank, worldSize }: RankOf): Split {
+  const rows = shape[0]!;
+  const padded = Math.ceil(rows / VOCAB_PADDING) * VOCAB_PADDING;
+  if (padded % worldSize !== 0) throw uneven(name, "the padded vocabulary", padded, worldSize);
+  const per = padded / worldSize;
+  return { dim: 0, start: Math.min(rank * per, rows), end: Math.min((rank + 1) * per, rows) };
+}
+
+const positive = (v: unknown): number | undefined => (Number.isSafeInteger(v) && (v as number) > 0 ? (v as number) : undefined);
+
+function llama(name: string, shape: readonly number[], at: RankOf, config: ModelConfig | null): Split | null {
+  const m = /(?:^|\.)(q_proj|k_proj|v_proj|gate_proj|up_proj|o_proj|down_proj|embed_tokens|lm_head)\.(weight|bias)$/.exec(name);
+  if (!m) return null;
+  const [, layer, kind] = m;
+  if (layer === "embed_tokens" || layer === "lm_head") return kind === "weight" ? vocab(name, shape, at) : null;
+  if (layer === "o_proj" || layer === "down_proj") return kind === "weight" ? evenDim(name, shape, 1, at) : null;
+  if (layer === "k_proj" || layer === "v_proj") return kvHeads(name, shape, at, config);
+  if (layer === "q_proj" && config) {
+    const heads = positive(config.num_attention_heads);
+    if (heads !== undefined && heads % at.worldSize !== 0) throw uneven(name, "num_attention_heads", heads, at.worldSize);
+  }
+  return evenDim(name, shape, 0, at);
+}
+
+/** K/V heads: split among the ranks while there are at least as many heads as ranks, else one head per rank. */
+function kvHeads(name: string, shape: readonly number[], at: RankOf, config: ModelConfig | null): Split {
+  const heads = positive(config?.num_attention_heads);
+  const kvCount = positive(config?.num_key_value_heads) ?? heads;
+  const hidden = positive(config?.hidden_size);
+  const headDim = positive(config?.head_dim) ?? (hidden && heads ? hidden / heads : undefined);
+  if (kvCount === undefined || headDim === undefined || !Number.isInteger(headDim)) {
+    throw new SafetensorsError("InvalidArgument", `${name}: the llama plan needs num_key_value_heads (or num_attention_heads) and head_dim (or hidden_size) from config.json`);
+  }
+  if (shape[0] !== kvCount * headDim) {
+    throw new SafetensorsError("InvalidArgument", `${name}: ${shape[0]} rows, but config.json says ${kvCount} K/V heads of ${headDim}`);
+  }
+  const { rank, worldSize } = at;
+  if (worldSize < kvCount) {
+    if (kvCount % worldSize !== 0) throw uneven(name, "num_key_value_heads", kvCount, worldSize);
+    const per = (kvCount / worldSize) * headDim;
+    return { dim: 0, start: rank * per, end: (rank + 1) * per };
+  }
+  if (worldSize % kvCount !== 0) throw uneven(name, `replicating ${kvCount} K/V heads`, kvCount, worldSize);
+  const head = Math.floor(rank / (worldSize / kvCount));
+  return { dim: 0, start: head * headDim, end: (head + 1) * headDim };
+}
+
+function gpt2(name: string, shape: readonly number[], at: RankOf, config: ModelConfig | null): Split | null {
+  const m = /(?:^|\.)(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj|wte|lm_head)\.(weight|bias)$/.exec(name);
+  if (!m) return null;
+  const [, layer, kind] = m;
+  if (layer === "wte" || layer === "lm_head") return kind === "weight" ? vocab(name, shape, at) : null;
+  // Conv1D stores [in, out]: the output dimension is the last one, so a bias (out) follows its weight's dim 1.
+  const outDim = kind === "weight" ? 1 : 0;
+  if (layer === "attn.c_proj" || layer === "mlp.c_proj") return kind === "weight" ? evenDim(name, shape, 0, at) : null;
+  if (layer === "mlp.c_fc") return evenDim(name, shape, outDim, at);
+  const heads = positive(config?.n_head ?? config?.num_attention_heads);
+  if (heads !== undefined && heads % at.worldSize !== 0) throw uneven(name, "n_head", heads, at.worldSize);
+  return evenDim(name, shape, outDim, at, 3);
+}
