@@ -10,7 +10,6 @@
  * on this host that are gone left there, and puts back a folder one of them had set aside.
  */
 import { Buffer } from "node:buffer";
-import { createHash, randomBytes } from "node:crypto";
 import {
   chmodSync, chownSync, closeSync, constants, copyFileSync, fchmodSync, fchownSync, fstatSync, fsyncSync, linkSync,
   lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync,
@@ -46,7 +45,16 @@ const PID = process.pid;
  */
 /** Who this process is, learnt on the first write (at import, a narrowed Deno --allow-read would prompt for /proc). */
 let self: { start: string; host: string } | undefined;
-const me = () => (self ??= { start: startTime("self") ?? "0", host: createHash("sha256").update(utsName()).digest("hex").slice(0, 8) });
+const me = () => (self ??= { start: startTime("self") ?? "0", host: hex32(fnv1a(utsName())) });
+
+/** FNV-1a of a string's UTF-16 units: a name's fingerprint (node:crypto would cost Bun 6 ms to import on every open). */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+const hex32 = (n: number) => n.toString(16).padStart(8, "0");
 
 /** Temporary names: `.NAME.KIND-PID-START-HOST-RANDOM`. */
 const TEMP = /^\.(.+)\.(tmp|old)-(\d+)-(\d+)-([0-9a-f]{8})-([0-9a-f]{8})$/;
@@ -62,7 +70,7 @@ function namePart(name: string): string {
 }
 
 /** What follows `.NAME.KIND-` in the names one write makes: a staging folder and its set-aside pair share it. */
-const writerId = () => `${PID}-${me().start}-${me().host}-${randomBytes(4).toString("hex")}`;
+const writerId = () => `${PID}-${me().start}-${me().host}-${hex32(crypto.getRandomValues(new Uint32Array(1))[0]!)}`;
 
 /**
  * A name beside `path` for a temporary file or folder that a later write recognises, and removes once its

@@ -3,15 +3,15 @@
  * shards of its own format, and a checkpoint of thousands of shards never holds them all open.
  */
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, test } from "vitest";
 import { open, openCheckpoint, openSharded, resolveCheckpoint } from "../../src/checkpoint/open.ts";
 import { saveSharded } from "../../src/checkpoint/save.ts";
 import { SafetensorsError } from "../../src/errors.ts";
 import { MAX_INDEX_BYTES } from "../../src/format/sharded.ts";
+import { tempName } from "../../src/io/commit.ts";
 import { cli, oneErrorLine } from "../support/cli.ts";
 import { fixture } from "../support/fixtures.ts";
 
@@ -169,8 +169,8 @@ test("a folder whose writer died between setting it aside and moving the new one
   const out = join(dir, "model");
   cpSync(fixture("sharded"), out, { recursive: true });
   // What a writer killed between its two renames leaves (no renameat2 exchange): the folder set aside, none in place.
-  const host = createHash("sha256").update(hostname()).digest("hex").slice(0, 8);
-  renameSync(out, join(dir, `.model.old-4194999-1-${host}-0badc0de`));
+  // The name is one this machine's writer would give it, with a process id no process can have.
+  renameSync(out, tempName(out, "old").replace(/\.old-\d+-/, ".old-4194999-"));
   expect(existsSync(out)).toBe(false);
   using model = await openCheckpoint(out);
   expect(model.verify()).toBe(17);
