@@ -27,6 +27,9 @@ export type ErrorCode =
   | "FileChanged"
   | "NotAFile"
   | "FileTooLarge"
+  // remote checkpoints (HTTP)
+  | "RemoteError"
+  | "NotFetched"
   // writing and arguments
   | "InvalidTensor"
   | "InvalidArgument"

@@ -30,6 +30,8 @@ export type { Backend, ByteSource } from "./io/source.ts";
 export { chooseBackend, openSource, type BackendChoice, type SourceOptions } from "./io/open-source.ts";
 export { touchPages, type Advice, type MmapSource } from "./io/mmap.ts";
 export { discardUnfinished } from "./io/commit.ts";
+export { isRemoteUrl } from "./io/remote/url.ts";
+export type { RemoteOptions } from "./io/remote/options.ts";
 // Devices
 export { loadToDevice, resolveDevice, toDevice, type DeviceLoadOptions, type DeviceTarget, type LoadProgress } from "./device/load.ts";
 export { DeviceTensors, type CudaTensor, type DeviceTensor, type HostTensor } from "./device/tensors.ts";

@@ -7,17 +7,23 @@ import { statSync, type Stats } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import type { CheckpointFormat } from "../format/layout.ts";
-import { FOLDER_FILES, indexFormat, MAX_INDEX_BYTES, parseIndex, type ShardIndex } from "../format/sharded.ts";
+import { FOLDER_FILES, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../format/sharded.ts";
 import { recoverFolder } from "../io/commit.ts";
 import { sourceOpener, type SourceOptions } from "../io/open-source.ts";
+import type { RemoteOptions } from "../io/remote/options.ts";
+import { isRemoteUrl, parseRemoteUrl } from "../io/remote/url.ts";
 import { readSmallFile } from "../io/small-file.ts";
 import type { Checkpoint } from "./checkpoint.ts";
-import { fileFromSource, type SafetensorsFile } from "./file.ts";
+import { fileFromSource, SafetensorsFile } from "./file.ts";
+import { decodeIndex } from "./index-text.ts";
+import { openRemoteCheckpoint } from "./remote.ts";
 import { ShardedFile } from "./sharded.ts";
 
 export interface OpenOptions extends SourceOptions {
   /** Look in a folder for this format's files only (convert reads a folder's PyTorch files beside its safetensors). */
   format?: CheckpointFormat;
+  /** For `http://` and `https://` URLs: part size, parallelism, timeouts, retries, headers. */
+  remote?: RemoteOptions;
 }
 
 /** What a path names, once resolved: one file, or an index of shards in one format. */
@@ -43,6 +49,7 @@ export type CheckpointPath = (
  * ```
  */
 export function resolveCheckpoint(path: string, format?: CheckpointFormat): CheckpointPath {
+  if (isRemoteUrl(path)) throw new SafetensorsError("InvalidArgument", `${parseRemoteUrl(path).shown}: a URL is resolved as it is opened (openCheckpoint, open)`);
   // A writer killed between setting a folder aside and moving its new version in left none: put the old one back.
   recoverFolder(path);
   if (statOf(path).isDirectory()) {
@@ -69,6 +76,7 @@ export function resolveCheckpoint(path: string, format?: CheckpointFormat): Chec
  * ```
  */
 export async function openCheckpoint(path: string | CheckpointPath, opts: OpenOptions = {}): Promise<Checkpoint> {
+  if (typeof path === "string" && isRemoteUrl(path)) return openRemoteCheckpoint(path, opts.remote);
   const where = typeof path === "string" ? resolveCheckpoint(path, opts.format) : path;
   const openSource = await sourceOpener(opts);
   if (where.kind === "file") return fileFromSource(openSource(where.path));
@@ -88,6 +96,12 @@ export async function openCheckpoint(path: string | CheckpointPath, opts: OpenOp
  * ```
  */
 export async function open(path: string, opts: OpenOptions = {}): Promise<SafetensorsFile> {
+  if (isRemoteUrl(path)) {
+    const model = await openRemoteCheckpoint(path, opts.remote);
+    if (model instanceof SafetensorsFile) return model;
+    model.close();
+    throw new SafetensorsError("InvalidArgument", `${model.path} is a sharded checkpoint: open it with openCheckpoint`);
+  }
   const where = resolveCheckpoint(path, opts.format);
   if (where.kind === "index") {
     throw new SafetensorsError("InvalidArgument", `${path} is a sharded checkpoint (${basename(where.path)}): open it with openCheckpoint`);
@@ -141,14 +155,7 @@ export async function withCheckpoint<T>(path: string, opts: OpenOptions, use: (f
  * ends) of at most {@link MAX_INDEX_BYTES}, valid UTF-8 and a valid index, every shard it names present beside it.
  */
 function readIndex(path: string): ShardIndex {
-  const bytes = readSmallFile(path, MAX_INDEX_BYTES);
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    throw new SafetensorsError("InvalidIndex", `${path} is not valid UTF-8`);
-  }
-  const index = parseIndex(text, path);
+  const index = decodeIndex(readSmallFile(path, MAX_INDEX_BYTES), path);
   for (const file of index.shards) {
     if (!exists(join(dirname(path), file))) {
       throw new SafetensorsError("MissingShard", `${path} names shard ${file}, which is not in ${dirname(path)}`);

@@ -1,0 +1,122 @@
+/**
+ * What an `http(s)://` checkpoint URL means, and opening it: a URL ending in `/` is a model folder (its
+ * `model.safetensors.index.json`, then `model.safetensors`, then the PyTorch names, as for a local folder), one
+ * ending in `.json` an index, anything else one file. Opening reads headers only; tensors come with `prefetch`.
+ */
+import { basename } from "node:path";
+import { namingFile, SafetensorsError } from "../errors.ts";
+import { headerLength } from "../format/header.ts";
+import { FOLDER_FILES, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../format/sharded.ts";
+import { openHttpSource, remoteTransfers, type HttpSource, type RemoteTransfers } from "../io/remote/http-source.ts";
+import { remoteStatus } from "../io/remote/http-object.ts";
+import type { RemoteOptions } from "../io/remote/options.ts";
+import { parseRemoteUrl, siblingUrl } from "../io/remote/url.ts";
+import { isPytorch } from "../pickle/layout.ts";
+import type { Checkpoint } from "./checkpoint.ts";
+import { fileFromSource, type SafetensorsFile } from "./file.ts";
+import { decodeIndex } from "./index-text.ts";
+import { ShardedFile } from "./sharded.ts";
+
+/**
+ * Opens a remote file's header (one ranged GET for most files, a second when the header is longer than the
+ * first read): a {@link SafetensorsFile} whose tensors need `prefetch` before `tensor()`. A PyTorch file is fetched
+ * whole, since its pickle and zip directory are read at open.
+ *
+ * @example
+ * ```ts
+ * const file = await openRemoteFile("https://example.com/model.safetensors", remoteTransfers());
+ * await file.prefetch();
+ * ```
+ */
+export async function openRemoteFile(url: string, transfers: RemoteTransfers): Promise<SafetensorsFile> {
+  const source = await openHttpSource(url, transfers);
+  try {
+    await fetchHeader(source);
+  } catch (e) {
+    source.close();
+    throw e;
+  }
+  return fileFromSource(source);
+}
+
+async function fetchHeader(source: HttpSource): Promise<void> {
+  const prefix = source.bytes(0, Math.min(8, source.size));
+  if (isPytorch(prefix)) return source.prefetch(0, source.size);
+  let end: number;
+  try {
+    end = 8 + headerLength(prefix, source.size);
+  } catch {
+    // A bad length prefix: fileFromSource reports it exactly as for a local file; nothing more to fetch.
+    return;
+  }
+  await source.prefetch(0, end);
+}
+
+/**
+ * Opens whatever a checkpoint URL names (see the module comment). A sharded checkpoint opens every shard's header
+ * at once, in parallel, so that shards need no request of their own later.
+ *
+ * @example
+ * ```ts
+ * import { openCheckpoint } from "tensormap";
+ * using model = await openCheckpoint("https://example.com/gpt2/"); // its model.safetensors.index.json
+ * await model.prefetch();
+ * console.log(model.tensor("wte.weight").shape);
+ * ```
+ */
+export async function openRemoteCheckpoint(url: string, options: RemoteOptions = {}): Promise<Checkpoint> {
+  const transfers = remoteTransfers(options);
+  const { href, shown } = parseRemoteUrl(url);
+  const path = new URL(href).pathname;
+  if (path.endsWith(".json")) return openRemoteIndex(url, transfers);
+  if (!path.endsWith("/")) return openRemoteFile(url, transfers);
+  for (const [name] of FOLDER_FILES) {
+    try {
+      const file = siblingUrl(url, name);
+      return await (name.endsWith(".json") ? openRemoteIndex(file, transfers) : openRemoteFile(file, transfers));
+    } catch (e) {
+      if (remoteStatus(e) !== 404) throw e;
+    }
+  }
+  throw new SafetensorsError("ENOENT", `${shown} holds no checkpoint (none of ${FOLDER_FILES.map(([n]) => n).join(", ")})`);
+}
+
+async function openRemoteIndex(url: string, transfers: RemoteTransfers): Promise<ShardedFile> {
+  const source = await openHttpSource(url, transfers);
+  let index: ShardIndex;
+  try {
+    if (source.size > MAX_INDEX_BYTES) throw new SafetensorsError("FileTooLarge", `${source.path} is ${source.size} bytes, more than the ${MAX_INDEX_BYTES} allowed`);
+    await source.prefetch(0, source.size);
+    index = decodeIndex(source.bytes(0, source.size), source.path);
+  } finally {
+    source.close();
+  }
+  const format = indexFormat(new URL(url).pathname.split("/").at(-1)!, index.shards);
+  const opened = await Promise.allSettled(index.shards.map((shard) => openRemoteFile(siblingUrl(url, shard), transfers)));
+  const failed = opened.findIndex((r) => r.status === "rejected");
+  if (failed >= 0) {
+    for (const r of opened) if (r.status === "fulfilled") r.value.close();
+    const e = (opened[failed] as PromiseRejectedResult).reason;
+    const shard = index.shards[failed]!;
+    if (remoteStatus(e) === 404) throw new SafetensorsError("MissingShard", `${source.path} names shard ${shard}, which is not there (HTTP 404)`);
+    throw namingFile(e, shard);
+  }
+  const files = new Map(index.shards.map((shard, i) => [shard, (opened[i] as PromiseFulfilledResult<SafetensorsFile>).value]));
+  // ShardedFile opens a shard by path when first needed: hand it the one already open, once (a second open
+  // would need the header fetched again).
+  const take = (path: string): SafetensorsFile => {
+    const file = files.get(basename(path));
+    if (!file) throw new SafetensorsError("Closed", `${basename(path)}: a remote shard is opened with its checkpoint, not again`);
+    files.delete(basename(path));
+    return file;
+  };
+  const model = new ShardedFile(source.path, index, format, take);
+  try {
+    for (const shard of index.shards) model.shard(shard);
+  } catch (e) {
+    model.close();
+    for (const f of files.values()) f.close();
+    throw e;
+  }
+  return model;
+}

@@ -1,0 +1,42 @@
+/**
+ * Byte ranges of a remote object already fetched into memory, found by offset. Ranges may overlap (the first,
+ * speculative read covers the header and often some tensors that a prefetch fetches again).
+ *
+ * @example
+ * ```ts
+ * const held = new HeldRanges();
+ * held.add(0, bytes);
+ * held.find(8, 100); // a view of bytes 8..108, or undefined when no one range holds them
+ * ```
+ */
+export class HeldRanges {
+  /** Sorted by start. */
+  readonly #ranges: Array<{ start: number; bytes: Uint8Array }> = [];
+
+  add(start: number, bytes: Uint8Array): void {
+    let i = this.#ranges.length;
+    while (i > 0 && this.#ranges[i - 1]!.start > start) i--;
+    this.#ranges.splice(i, 0, { start, bytes });
+  }
+
+  /** A view of `[offset, offset + length)` inside one held range, or undefined. */
+  find(offset: number, length: number): Uint8Array | undefined {
+    // The last range starting at or before `offset`, then earlier ones (an earlier, longer range may hold it).
+    let lo = 0;
+    let hi = this.#ranges.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#ranges[mid]!.start <= offset) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo - 1; i >= 0; i--) {
+      const { start, bytes } = this.#ranges[i]!;
+      if (offset + length <= start + bytes.byteLength) return bytes.subarray(offset - start, offset - start + length);
+    }
+    return undefined;
+  }
+
+  clear(): void {
+    this.#ranges.length = 0;
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The HTTP(S) byte source: a file on a web server or object store, read by ranged GETs through the runtime's
+ * `fetch` (Node, Bun and Deno alike, no FFI). `bytes`/`readInto` are synchronous, so they serve only what is
+ * already in memory (the first read, and what `prefetch` fetched) and throw `NotFetched` for the rest;
+ * `read(offset, length, into)` fetches straight into the caller's buffer.
+ */
+import { SafetensorsError } from "../../errors.ts";
+import { checkRange, closedError, type ByteSource } from "../source.ts";
+import { HeldRanges } from "./held-ranges.ts";
+import { HttpObject } from "./http-object.ts";
+import { Limiter } from "./limiter.ts";
+import { partsInFlight, resolveRemoteOptions, type RemoteOptions, type ResolvedRemoteOptions } from "./options.ts";
+import { parseRemoteUrl } from "./url.ts";
+
+export interface HttpSource extends ByteSource {
+  /** Fetches `[offset, offset + length)` into memory in parallel parts; rejects with the fetch's error. */
+  prefetch(offset: number, length: number): Promise<void>;
+}
+
+/** What several files of one open share: the options and the cap on parts in flight. */
+export interface RemoteTransfers {
+  opts: ResolvedRemoteOptions;
+  parts: Limiter;
+}
+
+/**
+ * Options and a part limiter for one open; every file opened with them shares the cap on parts in flight.
+ *
+ * @example
+ * ```ts
+ * const transfers = remoteTransfers({ concurrency: 32 });
+ * const [a, b] = await Promise.all(urls.map((u) => openHttpSource(u, transfers)));
+ * ```
+ */
+export function remoteTransfers(options: RemoteOptions = {}): RemoteTransfers {
+  const opts = resolveRemoteOptions(options);
+  return { opts, parts: new Limiter(partsInFlight(opts)) };
+}
+
+/**
+ * Opens a remote file with one speculative ranged GET of its first `probeBytes` (1 MiB): that learns its size and
+ * version, and brings the length prefix and usually the whole header, which `bytes()` then serves.
+ *
+ * @example
+ * ```ts
+ * import { openHttpSource } from "tensormap";
+ * const src = await openHttpSource("https://example.com/model.safetensors");
+ * console.log(src.size, src.bytes(0, 8)); // the header's length, little-endian
+ * await src.prefetch(0, src.size); // now every byte is in memory
+ * src.close();
+ * ```
+ */
+export async function openHttpSource(url: string, transfers: RemoteTransfers = remoteTransfers()): Promise<HttpSource> {
+  const { opts, parts } = transfers;
+  const remote = parseRemoteUrl(url);
+  const object = new HttpObject(remote, opts);
+  const closing = new AbortController();
+  const first = new Uint8Array(opts.probeBytes);
+  const got = await parts.run(() => object.probe(first, closing.signal));
+  const held = new HeldRanges();
+  held.add(0, first.subarray(0, got));
+  const path = remote.shown;
+  const size = object.size;
+  let open = true;
+
+  const live = () => {
+    if (!open) throw closedError(path);
+  };
+  const heldBytes = (offset: number, length: number): Uint8Array => {
+    live();
+    checkRange(path, size, offset, length);
+    if (length === 0) return new Uint8Array(0);
+    const bytes = held.find(offset, length);
+    if (!bytes) {
+      throw new SafetensorsError("NotFetched", `${path}: bytes ${offset}-${offset + length - 1} are not fetched yet: await prefetch() on the file (or the tensors) first`);
+    }
+    return bytes;
+  };
+  /** Fetches a range into `into` in parallel parts; the first failure stops the others, and all have stopped when it settles. */
+  const fetchInto = async (offset: number, length: number, into: Uint8Array): Promise<void> => {
+    const failed = new AbortController();
+    const signal = AbortSignal.any([closing.signal, failed.signal]);
+    const jobs: Promise<void>[] = [];
+    for (let at = 0; at < length; at += opts.partBytes) {
+      const n = Math.min(opts.partBytes, length - at);
+      const job = parts.run(() => (signal.aborted ? Promise.reject(signal.reason) : object.get(offset + at, n, into.subarray(at, at + n), signal)));
+      jobs.push(job.catch((e) => (failed.abort(e), Promise.reject(e))));
+    }
+    const results = await Promise.allSettled(jobs);
+    if (!open) throw closedError(path);
+    const rejected = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (rejected) throw failed.signal.reason ?? rejected.reason;
+  };
+
+  return {
+    backend: "read",
+    path,
+    size,
+    zeroCopy: false,
+    bytes: heldBytes,
+    readInto(dst, offset) {
+      dst.set(heldBytes(offset, dst.byteLength));
+    },
+    async read(offset, length, into) {
+      live();
+      checkRange(path, size, offset, length);
+      if (typeof into === "bigint") throw new SafetensorsError("FfiUnavailable", `${path}: a remote source reads into Uint8Arrays only, not raw addresses`);
+      if (!(into instanceof Uint8Array) || into.byteLength < length) {
+        throw new SafetensorsError("InvalidArgument", `${path}: read of ${length} bytes into a buffer of ${into?.byteLength ?? "no"} bytes`);
+      }
+      const inMemory = length > 0 ? held.find(offset, length) : undefined;
+      if (inMemory) into.set(inMemory);
+      else await fetchInto(offset, length, into);
+    },
+    async prefetch(offset, length) {
+      live();
+      checkRange(path, size, offset, length);
+      if (length === 0 || held.find(offset, length)) return;
+      const bytes = new Uint8Array(length);
+      await fetchInto(offset, length, bytes);
+      held.add(offset, bytes);
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      closing.abort(closedError(path));
+      held.clear();
+    },
+  };
+}

@@ -1,0 +1,69 @@
+/** How remote checkpoints are fetched: part size, parallelism, patience. */
+import { SafetensorsError } from "../../errors.ts";
+
+export interface RemoteOptions {
+  /** Bytes per ranged GET when fetching tensors (default 8 MiB). */
+  partBytes?: number;
+  /** Ranged GETs in flight at once, over every file of one open (default 16). */
+  concurrency?: number;
+  /** Cap on bytes being fetched at once (default 256 MiB); never below one part. */
+  maxInFlightBytes?: number;
+  /** Bytes asked for by the first, speculative GET: the length prefix and, for most files, the whole header (default 1 MiB). */
+  probeBytes?: number;
+  /** A request that delivers no byte for this long is abandoned and tried again (default 30 s). */
+  timeoutMs?: number;
+  /** A part still not fetched this long after its first try fails (default 120 s). */
+  partDeadlineMs?: number;
+  /** Tries of one part after the first (default 8). */
+  retries?: number;
+  /** The first backoff's upper bound; each retry doubles it, up to 10 s (default 200 ms). */
+  backoffMs?: number;
+  /** Extra request headers (`Authorization`, …), sent to the checkpoint's host only. */
+  headers?: Record<string, string>;
+}
+
+export type ResolvedRemoteOptions = Required<RemoteOptions>;
+
+const DEFAULTS: ResolvedRemoteOptions = {
+  partBytes: 8 << 20,
+  concurrency: 16,
+  maxInFlightBytes: 256 << 20,
+  probeBytes: 1 << 20,
+  timeoutMs: 30_000,
+  partDeadlineMs: 120_000,
+  retries: 8,
+  backoffMs: 200,
+  headers: {},
+};
+
+/**
+ * Fills in defaults and refuses values that cannot work (`InvalidArgument`).
+ *
+ * @example
+ * ```ts
+ * resolveRemoteOptions({ partBytes: 16 << 20 }).concurrency; // 16
+ * ```
+ */
+export function resolveRemoteOptions(opts: RemoteOptions = {}): ResolvedRemoteOptions {
+  const out = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as ResolvedRemoteOptions;
+  for (const key of ["partBytes", "concurrency", "maxInFlightBytes", "probeBytes"] as const) {
+    if (!Number.isSafeInteger(out[key]) || out[key] < 1) throw new SafetensorsError("InvalidArgument", `remote option ${key} must be a positive integer, got ${out[key]}`);
+  }
+  for (const key of ["timeoutMs", "partDeadlineMs", "retries", "backoffMs"] as const) {
+    if (!(out[key] >= 0)) throw new SafetensorsError("InvalidArgument", `remote option ${key} must be a number ≥ 0, got ${out[key]}`);
+  }
+  return out;
+}
+
+/**
+ * Parts in flight at once under these options: `concurrency`, fewer when `maxInFlightBytes` holds fewer parts,
+ * never none.
+ *
+ * @example
+ * ```ts
+ * partsInFlight(resolveRemoteOptions({ maxInFlightBytes: 1 })); // 1
+ * ```
+ */
+export function partsInFlight(opts: ResolvedRemoteOptions): number {
+  return Math.max(1, Math.min(opts.concurrency, Math.floor(opts.maxInFlightBytes / opts.partBytes)));
+}

@@ -1,0 +1,205 @@
+/**
+ * Remote checkpoints over HTTP against real nginx on loopback (and a fault-injecting proxy in front of it):
+ * every fixture reads byte-identically remote and local, faults end in identical bytes or the documented error.
+ */
+import { copyFileSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { open, openCheckpoint, type OpenOptions } from "../../src/checkpoint/open.ts";
+import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
+import { SafetensorsError } from "../../src/errors.ts";
+import { fixture, sha256 } from "../support/fixtures.ts";
+import { NGINX, startFaultProxy, startNginx, type FaultProxy, type Nginx } from "../support/servers.ts";
+
+if (!NGINX) console.warn("test/remote: skipped, nginx is not installed (apt-get install -y nginx-light)");
+
+/** Small parts and a short first read, so that even the small fixtures take several requests. */
+const SMALL: OpenOptions = { remote: { probeBytes: 64, partBytes: 1000, concurrency: 4 } };
+
+async function failure(f: () => unknown): Promise<SafetensorsError> {
+  try {
+    await f();
+  } catch (e) {
+    if (e instanceof SafetensorsError) return e;
+    throw e;
+  }
+  throw new Error("did not fail");
+}
+
+/** sha256 of every tensor, fetched first when remote. */
+async function digests(model: Checkpoint): Promise<Map<string, string>> {
+  await model.prefetch();
+  return new Map(model.keys().map((n) => [n, sha256(model.tensor(n).bytes)]));
+}
+
+async function localDigests(path: string): Promise<Map<string, string>> {
+  const model = await openCheckpoint(path, { backend: "read" });
+  try {
+    return await digests(model);
+  } finally {
+    model.close();
+  }
+}
+
+describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () => {
+  let nginx: Nginx;
+  let proxy: FaultProxy;
+  beforeAll(async () => {
+    nginx = await startNginx();
+    proxy = await startFaultProxy(nginx.url);
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await nginx?.stop();
+  });
+  const at = (path: string) => `${nginx.url}/fixtures/${path}`;
+
+  const singleFiles = ["safetensors", "torch"].flatMap((dir) =>
+    readdirSync(fixture(dir)).filter((f) => /\.(safetensors|pt|bin)$/.test(f)).map((f) => `${dir}/${f}`),
+  );
+
+  test.each(singleFiles)("%s reads byte-identically remote and local, tensor by tensor", async (file) => {
+    const local = await localDigests(fixture(file));
+    for (const opts of [{}, SMALL]) {
+      const model = await openCheckpoint(at(file), opts);
+      try {
+        expect(model.format).toBe(file.startsWith("torch") ? "pytorch" : "safetensors");
+        expect(await digests(model)).toEqual(local);
+      } finally {
+        model.close();
+      }
+    }
+  });
+
+  test("a sharded folder (trailing /) and its index URL open every shard remotely, byte-identically", async () => {
+    const local = await localDigests(fixture("sharded"));
+    for (const url of [at("sharded/"), at("sharded/model.safetensors.index.json")]) {
+      const model = await openCheckpoint(url, SMALL);
+      try {
+        expect(model.files).toEqual(["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors"]);
+        expect(model.verify()).toBe(local.size);
+        expect(await digests(model)).toEqual(local);
+      } finally {
+        model.close();
+      }
+    }
+  });
+
+  test("a tensor not fetched yet is NotFetched; prefetch(names) fetches those only; slice and read need no prefetch of the rest", async () => {
+    using local = await open(fixture("safetensors/tiny-gpt2.safetensors"), { backend: "read" });
+    using file = await open(at("safetensors/tiny-gpt2.safetensors"), SMALL);
+    const [a, b] = file.keys().filter((n) => file.info(n).byteLength > 200);
+    expect((await failure(() => file.tensor(a!))).code).toBe("NotFetched");
+    await file.prefetch([a!]);
+    expect(sha256(file.tensor(a!).bytes)).toBe(sha256(local.tensor(a!).bytes));
+    expect((await failure(() => file.tensor(b!))).code).toBe("NotFetched");
+    const rows = [[0, 1], null] as const;
+    expect(file.slice(a!, [...rows]).bytes).toEqual(local.slice(a!, [...rows]).bytes);
+    const { start, byteLength } = file.entry(b!);
+    const into = new Uint8Array(byteLength);
+    await file.source.read(start, byteLength, into);
+    expect(sha256(into)).toBe(sha256(local.tensor(b!).bytes));
+    expect((await failure(() => file.source.read(start, 8, 1n << 40n))).code).toBe("FfiUnavailable");
+  });
+
+  test("opening reads only the header: one request when it fits the first read, a second when it does not", async () => {
+    const url = `${proxy.url}/none/fixtures/safetensors/tiny-gpt2.safetensors`;
+    const key = "none /fixtures/safetensors/tiny-gpt2.safetensors";
+    (await open(url, { remote: { probeBytes: 8 << 10 } })).close();
+    expect(proxy.requests.get(key)).toBe(1);
+    (await open(url, { remote: { probeBytes: 64 } })).close();
+    expect(proxy.requests.get(key)).toBe(3);
+    expect(proxy.sent.get(key)).toBeLessThan(statSync(fixture("safetensors/tiny-gpt2.safetensors")).size);
+  });
+
+  test("bad length prefixes fail remotely with the same codes as locally (empty, short, over 100 MB, past the end)", async () => {
+    const cases: Array<[string, Uint8Array]> = [
+      ["empty", new Uint8Array(0)],
+      ["short", new Uint8Array(5)],
+      ["too-large", prefixed(100_000_001n, 64)],
+      ["at-limit-past-end", prefixed(100_000_000n, 64)],
+      ["past-end", prefixed(1000n, 200)],
+    ];
+    for (const [name, bytes] of cases) {
+      const path = join(nginx.scratch, `${name}.safetensors`);
+      writeFileSync(path, bytes);
+      const local = (await failure(() => open(path, { backend: "read" }))).code;
+      expect([name, (await failure(() => open(`${nginx.url}/scratch/${name}.safetensors`))).code]).toEqual([name, local]);
+    }
+  });
+
+  test("malicious pickles are refused remotely as locally", async () => {
+    for (const f of readdirSync(fixture("malicious"))) {
+      const local = (await failure(() => open(fixture("malicious", f), { backend: "read" }))).code;
+      expect((await failure(() => open(at(`malicious/${f}`)))).code).toBe(local);
+    }
+  });
+
+  test("an object replaced mid-load fails with FileChanged (If-Match answered 412)", async () => {
+    const path = join(nginx.scratch, "replaced.safetensors");
+    copyFileSync(fixture("safetensors/tiny-gpt2.safetensors"), path);
+    using file = await open(`${nginx.url}/scratch/replaced.safetensors`, SMALL);
+    // The same size, one byte different, a new modification time: only the version (ETag) tells.
+    const changed = readFileSync(path);
+    changed[changed.length - 1]! ^= 1;
+    writeFileSync(path, changed);
+    utimesSync(path, new Date(), new Date(Date.now() + 5000));
+    expect((await failure(() => file.prefetch())).code).toBe("FileChanged");
+  });
+
+  test.each(["reset", "503", "norange", "slow"])("fault %s: the load ends in identical bytes", async (fault) => {
+    const local = await localDigests(fixture("safetensors/tiny-gpt2.safetensors"));
+    const model = await openCheckpoint(`${proxy.url}/${fault}/fixtures/safetensors/tiny-gpt2.safetensors`, {
+      remote: { ...SMALL.remote, timeoutMs: 500, backoffMs: 10 },
+    });
+    try {
+      expect(await digests(model)).toEqual(local);
+    } finally {
+      model.close();
+    }
+    expect(proxy.requests.get(`${fault} /fixtures/safetensors/tiny-gpt2.safetensors`)).toBeGreaterThan(1);
+  });
+
+  test("a server ignoring Range: its whole-object answer is cancelled after the bytes asked for", async () => {
+    const path = join(nginx.scratch, "big.safetensors");
+    writeFileSync(path, bigFile(64 << 20));
+    using file = await open(`${proxy.url}/norange/scratch/big.safetensors`, { remote: { probeBytes: 4096 } });
+    expect(file.keys()).toEqual(["big"]);
+    expect(proxy.sent.get("norange /scratch/big.safetensors")).toBeLessThan(32 << 20);
+  });
+
+  test("403 fails at once, naming the status, the URL without credentials and the request id", async () => {
+    const e = await failure(() => openCheckpoint(`${proxy.url.replace("//", "//me:secret@")}/403/fixtures/sharded/?token=abc`));
+    expect(e.code).toBe("RemoteError");
+    expect(e.message).toContain("HTTP 403");
+    expect(e.message).toContain("REQ403");
+    expect(e.message).toContain(`${proxy.url}/403/fixtures/sharded/model.safetensors.index.json`);
+    expect(e.message).not.toMatch(/secret|abc/);
+    expect(e.message).not.toContain("\n");
+    expect(proxy.requests.get("403 /fixtures/sharded/model.safetensors.index.json")).toBe(1);
+  });
+
+  test("404: RemoteError with nginx's request id; a folder without a checkpoint is ENOENT; a missing shard is MissingShard", async () => {
+    const e = await failure(() => open(at("safetensors/missing.safetensors")));
+    expect([e.code, /HTTP 404.*request id [0-9a-f]{32}/.test(e.message)]).toEqual(["RemoteError", true]);
+    expect((await failure(() => openCheckpoint(at("safetensors/")))).code).toBe("ENOENT");
+    writeFileSync(join(nginx.scratch, "model.safetensors.index.json"), JSON.stringify({ weight_map: { a: "model-00001-of-00001.safetensors" } }));
+    expect((await failure(() => openCheckpoint(`${nginx.url}/scratch/`))).code).toBe("MissingShard");
+  });
+});
+
+/** A file whose first 8 bytes say `n`, `total` bytes long. */
+function prefixed(n: bigint, total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  new DataView(out.buffer).setBigUint64(0, n, true);
+  return out;
+}
+
+/** A safetensors file of one U8 tensor, `bytes` long. */
+function bigFile(bytes: number): Uint8Array {
+  const header = new TextEncoder().encode(JSON.stringify({ big: { dtype: "U8", shape: [bytes], data_offsets: [0, bytes] } }).padEnd(88));
+  const out = new Uint8Array(8 + header.length + bytes);
+  new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
+  out.set(header, 8);
+  return out;
+}
