@@ -4,6 +4,7 @@
  */
 import type { ParseArgsConfig } from "node:util";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
+import { printable } from "./format.ts";
 
 /** Where a command writes. Tests pass their own to capture output; the real CLI passes the process streams. */
 export interface Output {
@@ -51,7 +52,8 @@ export class UsageError extends Error {
 
 /**
  * `CODE: message` on one line for anything thrown: a SafetensorsError's code, a system call's errno name,
- * another error's name. Never a stack.
+ * another error's name. Never a stack. What the message quotes from a file or the command line is escaped
+ * ({@link printable}): a newline in a tensor name shows as `\u000a` rather than cutting the line.
  *
  * @example
  * ```ts
@@ -62,7 +64,9 @@ export function errorLine(e: unknown): string {
   const err = e instanceof SafetensorsError ? e : systemError(e) ?? e;
   const code = err instanceof SafetensorsError ? err.code : err instanceof Error ? err.name : "Error";
   const text = err instanceof Error ? err.message : String(err);
-  return `${code}: ${text.split("\n")[0]!.trim() || "unknown error"}`;
+  // Ours are one line by design (a newline in one is quoted content); another error's later lines are its detail.
+  const line = (err instanceof SafetensorsError ? text : text.split("\n")[0]!).trim();
+  return `${printable(code)}: ${printable(line) || "unknown error"}`;
 }
 
 /** A Node-style fs error that escaped unconverted (it names its call), said as `cannot CALL PATH: reason`. */

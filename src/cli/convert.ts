@@ -3,7 +3,7 @@ import { statSync } from "node:fs";
 import { parseSize } from "../format/sharded.ts";
 import { convert as convertCheckpoint } from "../convert/convert.ts";
 import { type Command, UsageError } from "./command.ts";
-import { formatBytes, formatCount, plural } from "./format.ts";
+import { formatBytes, formatCount, plural, printable } from "./format.ts";
 import { Progress } from "./progress.ts";
 
 export const convert: Command = {
@@ -44,7 +44,7 @@ export const convert: Command = {
       },
     });
     bar?.finish();
-    io.stdout.write(`${formatCount(result.tensors)} tensors, ${formatBytes(result.bytes)} → ${result.files.join(", ")}\n`);
+    io.stdout.write(`${formatCount(result.tensors)} tensors, ${formatBytes(result.bytes)} → ${result.files.map(printable).join(", ")}\n`);
     if (result.dropped.length > 0) io.stderr.write(`${droppedNote(result.dropped)}\n`);
     return 0;
   },
@@ -60,6 +60,6 @@ function isFile(path: string): boolean {
 
 /** Says which non-tensor values the conversion left out (the first few by name). */
 function droppedNote(names: string[]): string {
-  const shown = names.slice(0, 5).join(", ") + (names.length > 5 ? `, … ${names.length - 5} more` : "");
+  const shown = names.slice(0, 5).map(printable).join(", ") + (names.length > 5 ? `, … ${names.length - 5} more` : "");
   return `note: ${formatCount(names.length)} non-tensor ${plural(names.length, "value")} not written (safetensors holds tensors only): ${shown}`;
 }

@@ -10,7 +10,7 @@ import type { TensorData } from "../format/writer.ts";
 import { open, openSharded } from "../checkpoint/open.ts";
 import { saveSharded } from "../checkpoint/save.ts";
 import { type Command, UsageError } from "./command.ts";
-import { formatBytes, formatCount, formatDuration, formatRate, plural } from "./format.ts";
+import { formatBytes, formatCount, formatDuration, formatRate, plural, printable } from "./format.ts";
 import { summary } from "./inspect.ts";
 import { loadDevice, loadReport, touchAll } from "./load.ts";
 import { fillRandom } from "./random.ts";
@@ -98,7 +98,8 @@ export const demo: Command = {
   async run({ values }, io) {
     const shapes = gpt2Shapes(positiveInt(values.layers, "layers"), positiveInt(values.vocab, "vocab"));
     const maxShardSize = typeof values["max-shard-size"] === "string" ? values["max-shard-size"] : "200MB";
-    const say = (line: string) => io.stdout.write(line + "\n");
+    // Lines name --dir and --max-shard-size as given: each is escaped (the summary's own lines break it up).
+    const say = (text: string) => io.stdout.write(text.split("\n").map(printable).join("\n") + "\n");
     const timed = async <T>(work: () => T | Promise<T>): Promise<[T, number]> => {
       const t0 = performance.now();
       const result = await work();

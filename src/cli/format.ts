@@ -100,8 +100,20 @@ export function table(rows: readonly (readonly string[])[], right: readonly numb
 }
 
 /**
- * Text from a file, safe to print: control characters (which could move the cursor or recolour the terminal)
- * are shown as escapes.
+ * Characters that could drive or mislead a terminal: C0 and C1 controls (cursor moves, colours, a newline that
+ * cuts a line), DEL, the line and paragraph separators, and the bidirectional marks, embeddings, overrides and
+ * isolates (which make text read in another order than it is stored).
+ */
+// deno-lint-ignore no-control-regex
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+/** The same less C0, which JSON escapes itself (and whose newlines lay a JSON document out). */
+const UNPRINTABLE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+const escape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+
+/**
+ * Text from a file or the command line, safe to print: characters that could move the cursor, recolour the
+ * terminal, cut the line or reorder the text are shown as `\uXXXX` escapes.
  *
  * @example
  * ```ts
@@ -109,6 +121,18 @@ export function table(rows: readonly (readonly string[])[], right: readonly numb
  * ```
  */
 export function printable(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return text.replace(UNPRINTABLE, escape);
+}
+
+/**
+ * `JSON.stringify(value, null, 2)`, safe to print: JSON escapes C0 controls itself; the others
+ * {@link printable} escapes can stand only inside strings, where `\uXXXX` is the same JSON value.
+ *
+ * @example
+ * ```ts
+ * printableJson({ name: "a\u202eb" }); // '{\n  "name": "a\\u202eb"\n}'
+ * ```
+ */
+export function printableJson(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(UNPRINTABLE_IN_JSON, escape);
 }

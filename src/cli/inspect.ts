@@ -4,7 +4,7 @@ import { withCheckpoint } from "../checkpoint/open.ts";
 import type { TensorInfo } from "../format/layout.ts";
 import { describeLeaf } from "../pickle/layout.ts";
 import type { Command } from "./command.ts";
-import { formatBytes, formatCount, plural, printable, table } from "./format.ts";
+import { formatBytes, formatCount, plural, printable, printableJson, table } from "./format.ts";
 
 /** One tensor as inspect lists it. */
 export type Row = TensorInfo & { name: string };
@@ -44,7 +44,7 @@ export function summary(file: Checkpoint, limit = Infinity): string {
   const head = ["name", "dtype", "shape", "size", ...(sharded ? ["file"] : [])];
   const body = all
     .slice(0, limit)
-    .map((r) => [printable(r.name), r.dtype, `[${r.shape.join(", ")}]`, formatBytes(r.byteLength), ...(r.file ? [r.file] : [])]);
+    .map((r) => [printable(r.name), r.dtype, `[${r.shape.join(", ")}]`, formatBytes(r.byteLength), ...(r.file ? [printable(r.file)] : [])]);
   const lines = [table([head, ...body], [3])];
   if (all.length > limit) lines.push(`… ${all.length - limit} more ${plural(all.length - limit, "tensor")}`);
 
@@ -70,7 +70,7 @@ export function summary(file: Checkpoint, limit = Infinity): string {
   );
   const meta = file.metadata;
   lines.push(meta ? `metadata: ${Object.entries(meta).map(([k, v]) => `${printable(k)}=${printable(v)}`).join(", ")}` : "metadata: none");
-  if (sharded && file.indexMetadata) lines.push(`index metadata: ${JSON.stringify(file.indexMetadata)}`);
+  if (sharded && file.indexMetadata) lines.push(`index metadata: ${printable(JSON.stringify(file.indexMetadata))}`);
   const values = leaves(file);
   if (values.length) lines.push("other values (not tensors):", table(values.map(([k, v]) => [`  ${printable(k)}`, printable(v)]), []));
   return lines.join("\n");
@@ -122,7 +122,7 @@ export const inspect: Command = {
   options: { json: { type: "boolean" } },
   positionals: { min: 1, max: 1 },
   async run({ values, positionals }, io) {
-    const text = await withCheckpoint(positionals[0]!, {}, (file) => (values.json ? JSON.stringify(toJson(file), null, 2) : summary(file)));
+    const text = await withCheckpoint(positionals[0]!, {}, (file) => (values.json ? printableJson(toJson(file)) : summary(file)));
     io.stdout.write(text + "\n");
     return 0;
   },

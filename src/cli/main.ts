@@ -6,6 +6,7 @@
 import { parseArgs } from "node:util";
 import { type Args, type Command, errorLine, type Io, type Options, UsageError } from "./command.ts";
 import { convert } from "./convert.ts";
+import { printable } from "./format.ts";
 import { demo } from "./demo.ts";
 import { inspect } from "./inspect.ts";
 import { load } from "./load.ts";
@@ -104,7 +105,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
-    io.stderr.write(`error: ${name === undefined ? "no command given" : `unknown command '${name}'`}\n${overview()}\n`);
+    io.stderr.write(`error: ${name === undefined ? "no command given" : `unknown command '${printable(name)}'`}\n${overview()}\n`);
     return 2;
   }
   try {
@@ -116,7 +117,8 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     return await command.run(args, io);
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr.write(`error: ${e.message}\nusage: tensormap ${command.usage} (see --help)\n`);
+      // The message may quote an argument: escaped like anything else from outside.
+      io.stderr.write(`error: ${printable(e.message)}\nusage: tensormap ${command.usage} (see --help)\n`);
       return 2;
     }
     io.stderr.write(`error: ${errorLine(e)}\n`);

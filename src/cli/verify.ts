@@ -1,6 +1,6 @@
 /** `tensormap verify PATH...`: checks each file's (or sharded checkpoint's) structure, one line per path. */
 import { type Command, errorLine } from "./command.ts";
-import { plural } from "./format.ts";
+import { plural, printable } from "./format.ts";
 import { withCheckpoint } from "../checkpoint/open.ts";
 
 /**
@@ -33,10 +33,10 @@ export const verify: Command = {
     for (const path of positionals) {
       try {
         const n = await check(path);
-        io.stdout.write(`${path}: ok (${n} ${plural(n, "tensor")})\n`);
+        io.stdout.write(`${printable(path)}: ok (${n} ${plural(n, "tensor")})\n`);
       } catch (e) {
         failed++;
-        io.stdout.write(`${path}: ${errorLine(e)}\n`);
+        io.stdout.write(`${printable(path)}: ${errorLine(e)}\n`);
       }
     }
     return failed ? 1 : 0;
