@@ -7,6 +7,7 @@ import { basename } from "node:path";
 import { namingFile, SafetensorsError } from "../errors.ts";
 import { headerLength } from "../format/header.ts";
 import { FOLDER_FILES, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../format/sharded.ts";
+import { loadLibc } from "../io/libc.ts";
 import { openHttpSource, remoteTransfers, type HttpSource, type RemoteTransfers } from "../io/remote/http-source.ts";
 import { remoteStatus } from "../io/remote/http-object.ts";
 import type { RemoteOptions } from "../io/remote/options.ts";
@@ -65,7 +66,8 @@ async function fetchHeader(source: HttpSource): Promise<void> {
  * ```
  */
 export async function openRemoteCheckpoint(url: string, options: RemoteOptions = {}): Promise<Checkpoint> {
-  const transfers = remoteTransfers(options);
+  const ffi = await loadLibc();
+  const transfers = remoteTransfers(options, "unavailable" in ffi ? undefined : ffi);
   const { href, shown } = parseRemoteUrl(url);
   const path = new URL(href).pathname;
   if (path.endsWith(".json")) return openRemoteIndex(url, transfers);

@@ -8,7 +8,10 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { open, openCheckpoint, type OpenOptions } from "../../src/checkpoint/open.ts";
 import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import { SafetensorsError } from "../../src/errors.ts";
+import { loadLibc } from "../../src/io/libc.ts";
+import { cli } from "../support/cli.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
+import { bigFile } from "./big-file.ts";
 import { NGINX, startFaultProxy, startNginx, type FaultProxy, type Nginx } from "../support/servers.ts";
 
 if (!NGINX) console.warn("test/remote: skipped, nginx is not installed (apt-get install -y nginx-light)");
@@ -99,7 +102,21 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     const into = new Uint8Array(byteLength);
     await file.source.read(start, byteLength, into);
     expect(sha256(into)).toBe(sha256(local.tensor(b!).bytes));
-    expect((await failure(() => file.source.read(start, 8, 1n << 40n))).code).toBe("FfiUnavailable");
+  });
+
+  test("read() into a raw address: through a view of it where there is FFI, FfiUnavailable on Node", async () => {
+    using local = await open(fixture("safetensors/tiny-gpt2.safetensors"), { backend: "read" });
+    using file = await open(at("safetensors/tiny-gpt2.safetensors"), SMALL);
+    const name = file.keys().find((n) => file.info(n).byteLength > 1000)!;
+    const { start, byteLength } = file.entry(name);
+    const libc = await loadLibc();
+    if ("unavailable" in libc) {
+      expect((await failure(() => file.source.read(start, byteLength, 1n << 40n))).code).toBe("FfiUnavailable");
+      return;
+    }
+    const into = new Uint8Array(byteLength);
+    await file.source.read(start, byteLength, libc.address(into));
+    expect(sha256(into)).toBe(sha256(local.tensor(name).bytes));
   });
 
   test("opening reads only the header: one request when it fits the first read, a second when it does not", async () => {
@@ -160,12 +177,34 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     expect(proxy.requests.get(`${fault} /fixtures/safetensors/tiny-gpt2.safetensors`)).toBeGreaterThan(1);
   });
 
+  test("a server that stays down: RemoteError after the retries allowed, or once the part deadline is near", async () => {
+    const url = `${proxy.url}/down/fixtures/safetensors/tiny-gpt2.safetensors`;
+    const e = await failure(() => open(url, { remote: { retries: 3, backoffMs: 1 } }));
+    expect(e.code).toBe("RemoteError");
+    expect(e.message).toMatch(/not fetched after 4 tries in .*: HTTP 503$/);
+    expect(proxy.requests.get("down /fixtures/safetensors/tiny-gpt2.safetensors")).toBe(4);
+    const late = await failure(() => open(url, { remote: { retries: 1000, backoffMs: 1000, partDeadlineMs: 100 } }));
+    expect([late.code, late.message.includes("not fetched after")]).toEqual(["RemoteError", true]);
+  });
+
   test("a server ignoring Range: its whole-object answer is cancelled after the bytes asked for", async () => {
     const path = join(nginx.scratch, "big.safetensors");
     writeFileSync(path, bigFile(64 << 20));
     using file = await open(`${proxy.url}/norange/scratch/big.safetensors`, { remote: { probeBytes: 4096 } });
     expect(file.keys()).toEqual(["big"]);
     expect(proxy.sent.get("norange /scratch/big.safetensors")).toBeLessThan(32 << 20);
+  });
+
+  test("the CLI's inspect and verify take a URL", async () => {
+    const url = at("sharded/");
+    const inspect = await cli("inspect", url);
+    expect([inspect.code, inspect.stderr]).toEqual([0, ""]);
+    expect(inspect.stdout).toContain("model-00002-of-00003.safetensors");
+    const verify = await cli("verify", url);
+    expect([verify.code, verify.stdout.trim()]).toEqual([0, `${url}: ok (17 tensors)`]);
+    const missing = await cli("verify", at("sharded/nothing.safetensors"));
+    expect(missing.code).not.toBe(0);
+    expect(missing.stdout).toMatch(/RemoteError: .*HTTP 404 Not Found: no such object \(request id [0-9a-f]{32}\)\n$/);
   });
 
   test("403 fails at once, naming the status, the URL without credentials and the request id", async () => {
@@ -192,14 +231,5 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
 function prefixed(n: bigint, total: number): Uint8Array {
   const out = new Uint8Array(total);
   new DataView(out.buffer).setBigUint64(0, n, true);
-  return out;
-}
-
-/** A safetensors file of one U8 tensor, `bytes` long. */
-function bigFile(bytes: number): Uint8Array {
-  const header = new TextEncoder().encode(JSON.stringify({ big: { dtype: "U8", shape: [bytes], data_offsets: [0, bytes] } }).padEnd(88));
-  const out = new Uint8Array(8 + header.length + bytes);
-  new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
-  out.set(header, 8);
   return out;
 }

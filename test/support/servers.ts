@@ -84,6 +84,8 @@ export type Fault =
   | "norange"
   /** The first request for each path waits 30 s before any byte (the client's timeout is the test's). */
   | "slow"
+  /** Every request gets 503, without `Retry-After`. */
+  | "down"
   /** Every request gets 403, with an `x-amz-request-id`. */
   | "403";
 
@@ -118,6 +120,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     const forward = () => proxyTo(upstream, `/${rest.join("/")}`, req, res, fault as Fault, seen === 0, (n) => sent.set(key, (sent.get(key) ?? 0) + n));
     if (fault === "503" && seen === 0) {
       res.writeHead(503, { "retry-after": "1", "content-length": "0" }).end();
+    } else if (fault === "down") {
+      res.writeHead(503, { "content-length": "0" }).end();
     } else if (fault === "403") {
       res.writeHead(403, { "x-amz-request-id": "REQ403", "content-length": "0" }).end();
     } else if (fault === "slow" && seen === 0) {

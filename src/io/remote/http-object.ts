@@ -187,7 +187,7 @@ export class HttpObject {
       res.body?.cancel().catch(() => {});
       throw new Transient(`HTTP ${res.status}`, retryAfterMs(res.headers.get("retry-after")));
     } else {
-      throw fail("RemoteError", res.status >= 300 && res.status < 400 ? "a redirect that was not followed" : "refused");
+      throw fail("RemoteError", refusal(res.status));
     }
     const etag = res.headers.get("etag") ?? undefined;
     if (this.size < 0) {
@@ -200,6 +200,13 @@ export class HttpObject {
     }
     return start;
   }
+}
+
+/** Why an answer that is not retried failed, in words. */
+function refusal(status: number): string {
+  if (status === 404 || status === 410) return "no such object";
+  if (status === 401 || status === 403) return "access refused (credentials missing or not allowed)";
+  return status >= 300 && status < 400 ? "a redirect that was not followed" : "the request was refused";
 }
 
 /** A network failure in one line: fetch's "fetch failed" says little, its cause (ECONNRESET, …) says what. */

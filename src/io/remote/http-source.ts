@@ -2,9 +2,10 @@
  * The HTTP(S) byte source: a file on a web server or object store, read by ranged GETs through the runtime's
  * `fetch` (Node, Bun and Deno alike, no FFI). `bytes`/`readInto` are synchronous, so they serve only what is
  * already in memory (the first read, and what `prefetch` fetched) and throw `NotFetched` for the rest;
- * `read(offset, length, into)` fetches straight into the caller's buffer.
+ * `read(offset, length, into)` fetches straight into the caller's buffer (a raw address too, where there is FFI).
  */
 import { SafetensorsError } from "../../errors.ts";
+import type { LibC } from "../libc.ts";
 import { checkRange, closedError, type ByteSource } from "../source.ts";
 import { HeldRanges } from "./held-ranges.ts";
 import { HttpObject } from "./http-object.ts";
@@ -17,10 +18,12 @@ export interface HttpSource extends ByteSource {
   prefetch(offset: number, length: number): Promise<void>;
 }
 
-/** What several files of one open share: the options and the cap on parts in flight. */
+/** What several files of one open share: the options, the cap on parts in flight, and libc where there is FFI. */
 export interface RemoteTransfers {
   opts: ResolvedRemoteOptions;
   parts: Limiter;
+  /** Present where the runtime has FFI: `read()` then fetches straight into raw addresses (a pinned CUDA ring). */
+  libc?: LibC;
 }
 
 /**
@@ -28,13 +31,13 @@ export interface RemoteTransfers {
  *
  * @example
  * ```ts
- * const transfers = remoteTransfers({ concurrency: 32 });
+ * const transfers = remoteTransfers({ concurrency: 32 }, libcOrUndefined);
  * const [a, b] = await Promise.all(urls.map((u) => openHttpSource(u, transfers)));
  * ```
  */
-export function remoteTransfers(options: RemoteOptions = {}): RemoteTransfers {
+export function remoteTransfers(options: RemoteOptions = {}, libc?: LibC): RemoteTransfers {
   const opts = resolveRemoteOptions(options);
-  return { opts, parts: new Limiter(partsInFlight(opts)) };
+  return { opts, parts: new Limiter(partsInFlight(opts)), libc };
 }
 
 /**
@@ -51,7 +54,7 @@ export function remoteTransfers(options: RemoteOptions = {}): RemoteTransfers {
  * ```
  */
 export async function openHttpSource(url: string, transfers: RemoteTransfers = remoteTransfers()): Promise<HttpSource> {
-  const { opts, parts } = transfers;
+  const { opts, parts, libc } = transfers;
   const remote = parseRemoteUrl(url);
   const object = new HttpObject(remote, opts);
   const closing = new AbortController();
@@ -104,13 +107,16 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
     async read(offset, length, into) {
       live();
       checkRange(path, size, offset, length);
-      if (typeof into === "bigint") throw new SafetensorsError("FfiUnavailable", `${path}: a remote source reads into Uint8Arrays only, not raw addresses`);
-      if (!(into instanceof Uint8Array) || into.byteLength < length) {
+      if (typeof into === "bigint" && !libc) throw new SafetensorsError("FfiUnavailable", `${path}: reading into a raw address needs FFI (Bun or Deno with --allow-ffi)`);
+      if (typeof into !== "bigint" && (!(into instanceof Uint8Array) || into.byteLength < length)) {
         throw new SafetensorsError("InvalidArgument", `${path}: read of ${length} bytes into a buffer of ${into?.byteLength ?? "no"} bytes`);
       }
-      const inMemory = length > 0 ? held.find(offset, length) : undefined;
-      if (inMemory) into.set(inMemory);
-      else await fetchInto(offset, length, into);
+      if (length === 0) return;
+      // A raw address (a pinned ring slot) is written through a view of it: parts land there, no staging copy.
+      const dst = typeof into === "bigint" ? new Uint8Array(libc!.view(into, length)) : into;
+      const inMemory = held.find(offset, length);
+      if (inMemory) dst.set(inMemory);
+      else await fetchInto(offset, length, dst);
     },
     async prefetch(offset, length) {
       live();
