@@ -3,7 +3,7 @@ import { statSync } from "node:fs";
 import { parseSize } from "../format/sharded.ts";
 import { convert as convertCheckpoint } from "../convert/convert.ts";
 import { type Command, UsageError } from "./command.ts";
-import { formatBytes, formatCount, plural, printable } from "./format.ts";
+import { formatBytes, formatCount, formatDuration, plural, printable } from "./format.ts";
 import { Progress } from "./progress.ts";
 
 export const convert: Command = {
@@ -43,8 +43,9 @@ export const convert: Command = {
         seen = done;
       },
     });
-    bar?.finish();
-    io.stdout.write(`${formatCount(result.tensors)} tensors, ${formatBytes(result.bytes)} → ${result.files.map(printable).join(", ")}\n`);
+    const seconds = bar?.finish() ?? 0;
+    const done = `${formatCount(result.tensors)} ${plural(result.tensors, "tensor")}, ${formatBytes(result.bytes)} in ${formatDuration(seconds)}`;
+    io.stdout.write(`${done} → ${result.files.map(printable).join(", ")}\n`);
     if (result.dropped.length > 0) io.stderr.write(`${droppedNote(result.dropped)}\n`);
     return 0;
   },

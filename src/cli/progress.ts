@@ -1,6 +1,7 @@
 /**
- * A byte-counting progress bar on stderr. On a terminal it redraws in place (at most ten times a second);
- * piped or in CI it stays silent until `finish`, which prints one summary line either way.
+ * A byte-counting progress bar on stderr. On a terminal it redraws in place (at most ten times a second),
+ * never wider than the terminal, and `finish` erases it: the command's own summary line on stdout says the
+ * result once. Piped or in CI it writes nothing at all.
  */
 import type { Output } from "./command.ts";
 import { formatBytes, formatDuration, formatRate } from "./format.ts";
@@ -53,23 +54,32 @@ export class Progress {
     this.#out.write(`\r${this.#line()}\x1b[K`);
   }
 
-  /** Prints the final line (replacing the bar on a terminal) and returns the elapsed seconds. */
+  /** Erases the bar, if one was drawn, and returns the elapsed seconds. */
   finish(): number {
-    const seconds = this.elapsed;
-    const summary = `${this.#label}: ${formatBytes(this.#done)} in ${formatDuration(seconds)} (${formatRate(this.#done, seconds)})`;
-    this.#out.write(this.#out.isTTY ? `\r${summary}\x1b[K\n` : `${summary}\n`);
-    return seconds;
+    if (this.#drawnAt > -Infinity) this.#out.write("\r\x1b[K");
+    return this.elapsed;
   }
 
+  /**
+   * The bar in at most `columns - 1` characters (a character in the last column makes some terminals wrap,
+   * and a wrapped line is not redrawn by `\r`): the bar shrinks, then goes, then the ETA and rate go.
+   */
   #line(): string {
     const seconds = this.elapsed;
     const fraction = this.#total > 0 ? Math.min(1, this.#done / this.#total) : 1;
     const rate = seconds > 0 ? this.#done / seconds : 0;
     const eta = rate > 0 ? formatDuration((this.#total - this.#done) / rate) : "?";
-    const text = `${formatBytes(this.#done)}/${formatBytes(this.#total)} ${formatRate(this.#done, seconds)} ETA ${eta}`;
-    const head = `${this.#label} ${String(Math.floor(fraction * 100)).padStart(3)}% `;
-    const width = Math.max(10, Math.min(40, (this.#out.columns || 80) - head.length - text.length - 4));
-    const filled = Math.round(fraction * width);
-    return `${head}[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${text}`;
+    const room = Math.max(1, (this.#out.columns || 80) - 1);
+    const head = `${this.#label} ${String(Math.floor(fraction * 100)).padStart(3)}%`;
+    const sizes = `${formatBytes(this.#done)}/${formatBytes(this.#total)}`;
+    for (const text of [`${sizes} ${formatRate(this.#done, seconds)} ETA ${eta}`, sizes]) {
+      const width = Math.min(40, room - head.length - text.length - 4);
+      if (width >= 10) {
+        const filled = Math.round(fraction * width);
+        return `${head} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${text}`;
+      }
+      if (head.length + 1 + text.length <= room) return `${head} ${text}`;
+    }
+    return head.slice(0, room);
   }
 }
