@@ -187,6 +187,12 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     expect([late.code, late.message.includes("not fetched after")]).toEqual(["RemoteError", true]);
   });
 
+  test("Retry-After is honoured: a wait past the part deadline gives up at once rather than retrying sooner", async () => {
+    const url = `${proxy.url}/503/fixtures/safetensors/all-dtypes.safetensors`;
+    const e = await failure(() => open(url, { remote: { backoffMs: 1, partDeadlineMs: 500 } }));
+    expect([e.code, /not fetched after 1 try in .*: HTTP 503$/.test(e.message)]).toEqual(["RemoteError", true]);
+  });
+
   test("a server ignoring Range: its whole-object answer is cancelled after the bytes asked for", async () => {
     const path = join(nginx.scratch, "big.safetensors");
     writeFileSync(path, bigFile(64 << 20));
