@@ -18,6 +18,7 @@ export const MADV_RANDOM = 1;
 export const MADV_SEQUENTIAL = 2;
 export const MADV_WILLNEED = 3;
 export const MADV_POPULATE_READ = 22;
+export const POSIX_FADV_WILLNEED = 3;
 export const POSIX_FADV_DONTNEED = 4;
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0x80000;

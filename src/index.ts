@@ -36,6 +36,10 @@ export type { RemoteOptions } from "./io/remote/options.ts";
 export { loadToDevice, resolveDevice, toDevice, type DeviceLoadOptions, type DeviceTarget, type LoadProgress } from "./device/load.ts";
 export { DeviceTensors, type CudaTensor, type DeviceTensor, type HostTensor } from "./device/tensors.ts";
 export { parseDevice, type DeviceSpec } from "./device/spec.ts";
+// Tensor parallelism
+export { planSplit, VOCAB_PADDING, type CustomPlan, type ModelConfig, type RankOf, type Split, type SplitRule, type TensorParallelPlan } from "./device/tp-plan.ts";
+export { launchRank, type LaunchRank } from "./device/ranks.ts";
+export type { RankLoadOptions } from "./device/rank-load.ts";
 export { releasePinnedRings } from "./device/ring-cache.ts";
 // PyTorch checkpoints
 export { convert, type ConvertOptions, type ConvertResult } from "./convert/convert.ts";

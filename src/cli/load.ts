@@ -1,5 +1,7 @@
 /** `tensormap load PATH`: reads every tensor the way a program would, with a progress bar and the rate. */
 import { loadToDevice } from "../device/load.ts";
+import { rankOf, type RankLoadOptions } from "../device/rank-load.ts";
+import { DTYPES } from "../format/dtypes.ts";
 import { parseDevice } from "../device/spec.ts";
 import { touchPages } from "../io/mmap.ts";
 import type { Backend } from "../io/source.ts";
@@ -10,6 +12,7 @@ import { withCheckpoint } from "../checkpoint/open.ts";
 import { Progress } from "./progress.ts";
 
 const BACKENDS = ["auto", "mmap", "read"] as const;
+const PLANS = ["llama", "gpt2"] as const;
 
 export interface LoadResult {
   tensors: number;
@@ -61,17 +64,20 @@ export function loadReport(r: Pick<LoadResult, "tensors" | "bytes" | "seconds">,
 
 /**
  * Loads onto a device through the CUDA pipeline (or its CPU fallback under `auto`), with the bar fed by its
- * progress; returns the totals line and the line saying which device and why.
+ * progress; returns the totals line and the line saying which device and why. With `ranks`, this rank's parts
+ * only, and a line saying how much of the checkpoint that is.
  *
  * @example
  * ```ts
  * console.log(await loadDevice("checkpoints/gpt2", "auto", false, { stdout: process.stdout, stderr: process.stderr }));
+ * console.log(await loadDevice("checkpoints/gpt2", "cpu", false, io, { rank: 1, worldSize: 2, plan: "gpt2" }));
  * ```
  */
-export async function loadDevice(path: string, device: string, hostRegister: boolean, io: Parameters<Command["run"]>[1]): Promise<string> {
+export async function loadDevice(path: string, device: string, hostRegister: boolean, io: Parameters<Command["run"]>[1], ranks?: RankLoadOptions): Promise<string> {
   let bar: Progress | undefined;
   const started = performance.now();
   using tensors = await loadToDevice(path, {
+    ...ranks,
     device,
     hostRegister,
     onProgress: (p) => {
@@ -81,13 +87,21 @@ export async function loadDevice(path: string, device: string, hostRegister: boo
   });
   // From before the open, as for cpu loads.
   const seconds = bar?.finish() ?? (performance.now() - started) / 1000;
-  return `${loadReport({ tensors: tensors.size, bytes: tensors.bytes, seconds }, `device ${tensors.device}`)}\n${tensors.reason}`;
+  const lines = [loadReport({ tensors: tensors.size, bytes: tensors.bytes, seconds }, `device ${tensors.device}`), tensors.reason];
+  if (ranks) {
+    const all = [...tensors].map(([, t]) => t);
+    const whole = all.reduce((a, t) => a + (t.fullShape!.reduce((n, d) => n * d, 1) * DTYPES.get(t.dtype)!.bits) / 8, 0);
+    const split = all.filter((t) => t.split).length;
+    const { rank, worldSize } = rankOf(ranks);
+    lines.push(`rank ${rank} of ${worldSize} (plan ${ranks.plan}): ${formatCount(split)} tensors split, ${formatCount(all.length - split)} whole; ${formatBytes(tensors.bytes)} of ${formatBytes(whole)}`);
+  }
+  return lines.join("\n");
 }
 
 export const load: Command = {
   name: "load",
   summary: "read every tensor (or load it onto a GPU) and report the throughput",
-  usage: "load PATH [--device cpu|auto|cuda|cuda:N] [--backend auto|mmap|read] [--host-register]",
+  usage: "load PATH [--device cpu|auto|cuda|cuda:N] [--backend auto|mmap|read] [--host-register] [--plan llama|gpt2 --rank R --world-size N]",
   help: [
     "Opens PATH (a safetensors or PyTorch .bin/.pt file, or a sharded checkpoint's folder or index) and",
     "reads every tensor in file order, touching each 4 KiB page, with a progress bar on stderr; then prints",
@@ -99,8 +113,20 @@ export const load: Command = {
     "                   cuda or cuda:N (an error if that GPU cannot be used)",
     "  --backend B      auto (default: mmap where FFI is available), mmap, or read (positional reads)",
     "  --host-register  pin the file's mapping and let the copy engine read its pages (CUDA only)",
+    "  --plan P         tensor parallelism: read only this rank's part of each tensor, by llama or gpt2 rules",
+    "                   (head counts from config.json beside the weights); cpu only so far",
+    "  --rank R         this rank (default: the launcher's RANK, OMPI_COMM_WORLD_RANK, PMI_RANK or",
+    "                   SLURM_PROCID; else 0)",
+    "  --world-size N   how many ranks share the model (default: the launcher's; else 1)",
   ].join("\n"),
-  options: { backend: { type: "string" }, device: { type: "string" }, "host-register": { type: "boolean" } },
+  options: {
+    backend: { type: "string" },
+    device: { type: "string" },
+    "host-register": { type: "boolean" },
+    plan: { type: "string" },
+    rank: { type: "string" },
+    "world-size": { type: "string" },
+  },
   positionals: { min: 1, max: 1 },
   async run({ values, positionals }, io) {
     const backend = (values.backend ?? "auto") as Backend | "auto";
@@ -112,6 +138,12 @@ export const load: Command = {
       throw new UsageError(`--device: ${(e as Error).message}`);
     }
     const path = positionals[0]!;
+    const ranks = rankOptions(values);
+    if (ranks) {
+      if (values.backend !== undefined) throw new UsageError("--backend applies to whole loads; --plan reads its parts as it needs");
+      io.stdout.write((await loadDevice(path, device, values["host-register"] === true, io, ranks)) + "\n");
+      return 0;
+    }
     if (device !== "cpu") {
       if (values.backend !== undefined) throw new UsageError("--backend applies to --device cpu; device loads choose their own reads");
       io.stdout.write((await loadDevice(path, device, values["host-register"] === true, io)) + "\n");
@@ -129,3 +161,17 @@ export const load: Command = {
     return 0;
   },
 };
+
+/** `--plan`, `--rank` and `--world-size`, checked; undefined when none is given. */
+function rankOptions(values: Record<string, unknown>): (RankLoadOptions & { plan: (typeof PLANS)[number] }) | undefined {
+  const { plan, rank, "world-size": worldSize } = values as Record<string, string | undefined>;
+  if (plan === undefined && rank === undefined && worldSize === undefined) return undefined;
+  if (plan === undefined) throw new UsageError("--rank and --world-size need --plan llama|gpt2");
+  if (!(PLANS as readonly string[]).includes(plan)) throw new UsageError(`--plan wants one of ${PLANS.join(", ")}, got '${plan}'`);
+  const int = (v: string | undefined, flag: string) => {
+    if (v === undefined) return undefined;
+    if (!/^(0|[1-9][0-9]{0,8})$/.test(v)) throw new UsageError(`${flag} wants a non-negative integer, got '${v}'`);
+    return Number(v);
+  };
+  return { plan: plan as (typeof PLANS)[number], rank: int(rank, "--rank"), worldSize: int(worldSize, "--world-size") };
+}

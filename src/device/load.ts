@@ -3,6 +3,7 @@
  * file or a sharded directory. CUDA goes through the pinned ring ({@link PinnedRing}); `cpu`, and `auto` without a
  * usable GPU, return the host tensors in the same {@link DeviceTensors} shape with `device: "cpu"`.
  */
+import { dirname } from "node:path";
 import { CUDA } from "../../ffi/types.ts";
 import { loadLibc, type LibC } from "../io/libc.ts";
 import { SafetensorsError } from "../errors.ts";
@@ -11,6 +12,7 @@ import { openCheckpoint } from "../checkpoint/open.ts";
 import { openMmap, touchPages } from "../io/mmap.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
 import { quietly, yieldToLoop, type ChunkSource, type RingOptions } from "./pipeline.ts";
+import { loadSlices, rankOf, type RankLoadOptions } from "./rank-load.ts";
 import { withRing } from "./ring-cache.ts";
 import { layoutDevice, mappedRange, planChunks, type Chunk, type Extent } from "./plan.ts";
 import { parseDevice } from "./spec.ts";
@@ -24,7 +26,7 @@ export interface LoadProgress {
   bytesTotal: number;
 }
 
-export interface DeviceLoadOptions extends RingOptions {
+export interface DeviceLoadOptions extends RingOptions, RankLoadOptions {
   /** `"cuda"`, `"cuda:N"`, `"cpu"` or `"auto"` (default): the GPU when one is usable, else cpu. */
   device?: string;
   /** Only these tensors (every one must exist). Default: all. */
@@ -90,19 +92,31 @@ export async function toDevice(checkpoint: Checkpoint, opts: DeviceLoadOptions =
  * Loads a checkpoint (a safetensors or PyTorch file, or a sharded folder or index) onto a device. By default one device
  * allocation per file holds its tensors at 256-byte-aligned offsets.
  *
+ * With a `plan` (tensor parallelism), this rank (`rank`/`worldSize`, default the launcher's) reads only its part of
+ * each tensor ({@link planSplit}), on cpu so far: `get(name)` then has the part's `shape`, the `fullShape` and the
+ * `split` (null: replicated), and `bytes` holds the part contiguous in row-major order. Head counts come from
+ * `config.json` beside the weights, or `config`.
+ *
  * @example
  * ```ts
  * import { loadToDevice } from "tensormap";
  * using weights = await loadToDevice("checkpoints/gpt2", { device: "auto" }); // "cuda:0" insists on the GPU
  * for (const [name, t] of weights) console.log(name, t.device === "cpu" ? t.bytes.byteLength : t.ptr);
+ * using rank1 = await loadToDevice("checkpoints/gpt2", { device: "cpu", rank: 1, worldSize: 2, plan: "gpt2" });
+ * const qkv = rank1.get("h.0.attn.c_attn.weight");
+ * console.log(qkv.shape, qkv.fullShape, qkv.split); // half of each of q, k and v: [16, 24] [16, 48] { dim: 1, start: 8, end: 16, parts: 3 }
  * ```
  */
 export async function loadToDevice(path: string, opts: DeviceLoadOptions = {}): Promise<DeviceTensors> {
-  const target = await resolveDevice(opts.device ?? "auto", opts.env);
+  const sliced = opts.plan !== undefined;
+  // A rank's "cuda" is the GPU of its local rank.
+  const device = sliced && opts.device === "cuda" ? `cuda:${rankOf(opts).localRank}` : opts.device ?? "auto";
+  const target = await resolveDevice(device, opts.env);
   const owned = new Cleanup();
   try {
     // On CUDA the data is pread into the ring (or read from a mapping registered for the purpose): no mapping needed.
-    const checkpoint = await openCheckpoint(path, { backend: target.kind === "cpu" ? "auto" : "read", threads: opts.threads });
+    // A rank's parts are scattered runs: no read-ahead past the pages they touch.
+    const checkpoint = await openCheckpoint(path, { backend: target.kind === "cpu" ? "auto" : "read", threads: opts.threads, ...(sliced ? { advice: "random" as const } : {}) });
     owned.add(() => checkpoint.close());
     return await load(target, checkpoint, owned, opts);
   } catch (e) {
@@ -121,6 +135,10 @@ interface FilePlan {
 /** `owned` closes files the load opened itself: right after a CUDA upload, or with the tensors on cpu. */
 async function load(target: DeviceTarget, checkpoint: Checkpoint, owned: Cleanup, opts: DeviceLoadOptions): Promise<DeviceTensors> {
   const plans = pick(checkpoint, opts.names, target.kind === "cpu");
+  if (opts.plan !== undefined) {
+    if (target.kind !== "cpu") throw new SafetensorsError("InvalidArgument", `tensor-parallel loads (plan) go to cpu so far, not ${target.device.name}; load with device: "cpu"`);
+    return loadSlices(plans, dirname(checkpoint.path), { ...opts, plan: opts.plan }, target.reason, owned);
+  }
   const total = plans.reduce((a, p) => a + p.extents.reduce((b, e) => b + e.byteLength, 0), 0);
   const progress = { done: 0, total };
   const report = (file: string, n: number) => {

@@ -30,8 +30,9 @@ const LAUNCHERS = [
  *
  * @example
  * ```ts
+ * import { launchRank } from "tensormap";
  * launchRank({ RANK: "3", WORLD_SIZE: "8", LOCAL_RANK: "3" }); // { rank: 3, worldSize: 8, localRank: 3, launcher: "torchrun" }
- * launchRank(process.env); // under mpirun -np 4: OMPI_COMM_WORLD_*
+ * console.log(launchRank()); // under mpirun -np 4, from OMPI_COMM_WORLD_*; alone: rank 0 of 1
  * ```
  */
 export function launchRank(env: Record<string, string | undefined> = launchEnv()): LaunchRank {

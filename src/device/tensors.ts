@@ -1,9 +1,16 @@
 import { SafetensorsError } from "../errors.ts";
 import type { TensorInfo } from "../format/layout.ts";
 import type { Cleanup } from "./cuda.ts";
+import type { Split } from "./tp-plan.ts";
 
 /** What every loaded tensor says of itself. */
-type TensorFacts = Pick<TensorInfo, "dtype" | "shape" | "byteLength"> & { name: string };
+type TensorFacts = Pick<TensorInfo, "dtype" | "shape" | "byteLength"> & {
+  name: string;
+  /** Tensor-parallel loads: the whole tensor's shape (`shape` is the rank's part). */
+  fullShape?: number[];
+  /** Tensor-parallel loads: which part of the tensor this rank holds, or null when it holds it whole. */
+  split?: Split | null;
+};
 
 /** A tensor in GPU memory: `ptr` is a device address (valid until `free()`), usable by any CUDA code in this process. */
 export interface CudaTensor extends TensorFacts {

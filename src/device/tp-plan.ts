@@ -56,8 +56,12 @@ export interface RankOf {
  *
  * @example
  * ```ts
+ * import { planSplit } from "tensormap";
+ * const config = { hidden_size: 4096, num_attention_heads: 32, num_key_value_heads: 8 };
  * planSplit("model.layers.0.self_attn.o_proj.weight", { dtype: "BF16", shape: [4096, 4096] }, { rank: 1, worldSize: 4 }, "llama", config);
  * // { dim: 1, start: 1024, end: 2048 }
+ * planSplit("h.0.attn.c_attn.weight", { dtype: "F32", shape: [768, 2304] }, { rank: 1, worldSize: 2 }, "gpt2");
+ * // { dim: 1, start: 384, end: 768, parts: 3 }: columns 384..768 of each of q, k and v
  * ```
  */
 export function planSplit(

@@ -10,7 +10,7 @@ import type { Split } from "../../src/device/tp-plan.ts";
  * const { bytes, missing } = assemble([4, 6], 2, ranks.map((r) => ({ split: r.split, bytes: r.bytes })));
  * ```
  */
-export function assemble(shape: number[], elemBytes: number, parts: Array<{ split: Split | null; bytes: Uint8Array }>): { bytes: Uint8Array; missing: number } {
+export function assemble(shape: readonly number[], elemBytes: number, parts: Array<{ split: Split | null; bytes: Uint8Array }>): { bytes: Uint8Array; missing: number } {
   const total = shape.reduce((a, b) => a * b, 1);
   const out = new Uint8Array(total * elemBytes);
   const seen = new Uint8Array(total);

@@ -1,0 +1,38 @@
+import { expect, test } from "vitest";
+import { formatBytes } from "../../src/cli/format.ts";
+import { loadToDevice } from "../../src/device/load.ts";
+import { cli, oneErrorLine } from "../support/cli.ts";
+import { fixture } from "../support/fixtures.ts";
+
+const SHARDED = fixture("sharded");
+
+test("load --plan --rank --world-size reads this rank's parts and says how much of the checkpoint that is", async () => {
+  using api = await loadToDevice(SHARDED, { device: "cpu", rank: 1, worldSize: 2, plan: "gpt2" });
+  const split = [...api].filter(([, t]) => t.split).length;
+  const whole = [...api].reduce((a, [, t]) => a + (t.fullShape!.reduce((n, d) => n * d, 1) * (t.byteLength / Math.max(1, t.shape.reduce((n, d) => n * d, 1)))), 0);
+  const r = await cli("load", SHARDED, "--plan", "gpt2", "--rank", "1", "--world-size", "2");
+  expect(r.code, r.stderr).toBe(0);
+  const lines = r.stdout.trimEnd().split("\n");
+  expect(lines[0]).toMatch(new RegExp(`^${api.size} tensors, ${formatBytes(api.bytes).replace(".", "\\.")} in .* \\(device cpu\\)$`));
+  expect(lines[1]).toBe("cpu requested");
+  expect(lines[2]).toBe(`rank 1 of 2 (plan gpt2): ${split} tensors split, ${api.size - split} whole; ${formatBytes(api.bytes)} of ${formatBytes(whole)}`);
+  expect(api.bytes).toBeLessThan(whole);
+});
+
+test("an uneven split is one error line; bad flags are usage errors", async () => {
+  const uneven = await cli("load", SHARDED, "--plan", "gpt2", "--rank", "0", "--world-size", "3");
+  expect(uneven.code).toBe(1);
+  expect(oneErrorLine(uneven.stderr)).toMatch(/^error: UnevenSplit: h\.\d+\.attn\.c_attn\.(weight|bias): each of 3 blocks of dim \d of 16 does not divide among 3 ranks$/);
+  const usage: Array<[string[], RegExp]> = [
+    [["--rank", "1"], /--rank and --world-size need --plan llama\|gpt2/],
+    [["--plan", "bert"], /--plan wants one of llama, gpt2, got 'bert'/],
+    [["--plan", "gpt2", "--rank", "1.5"], /--rank wants a non-negative integer, got '1\.5'/],
+    [["--plan", "gpt2", "--world-size", "2x"], /--world-size wants a non-negative integer, got '2x'/],
+    [["--plan", "gpt2", "--backend", "read"], /--backend applies to whole loads/],
+  ];
+  for (const [args, message] of usage) {
+    const r = await cli("load", SHARDED, ...args);
+    expect(r.code, args.join(" ")).toBe(2);
+    expect(r.stderr).toMatch(message);
+  }
+});
