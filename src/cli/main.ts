@@ -11,6 +11,7 @@ import { demo } from "./demo.ts";
 import { inspect } from "./inspect.ts";
 import { load } from "./load.ts";
 import { stoppable } from "./signals.ts";
+import { closest } from "./suggest.ts";
 import { verify } from "./verify.ts";
 import { VERSION } from "./version.ts";
 
@@ -33,6 +34,18 @@ function overview(): string {
   ].join("\n");
 }
 
+/** What a usage error without a command prints under the error: one line, not the whole overview. */
+const SHORT_USAGE = `usage: tensormap COMMAND [ARGS] [--help]  (commands: ${COMMANDS.map((c) => c.name).join(", ")}; or --version)`;
+
+/** The whole name, dashes and all, of the option nearest to a mistyped one (`-jsno` → `--json`). */
+function optionLike(arg: string, options: Options): string | undefined {
+  const name = closest(arg.replace(/^-+/, "").split("=")[0]!, Object.keys(options));
+  return name === undefined ? undefined : `--${name}`;
+}
+
+/** `; did you mean X?`, or nothing when nothing is near. */
+const didYouMean = (suggestion: string | undefined) => (suggestion === undefined ? "" : `; did you mean ${suggestion}?`);
+
 const HELP_OPTION = "  -h, --help";
 
 function commandHelp(c: Command): string {
@@ -53,7 +66,7 @@ function parse(c: Command, argv: string[]): Args & { help: boolean } {
   for (const t of parsed.tokens) {
     if (t.kind !== "option") continue;
     const type = options[t.name]?.type;
-    if (!type) throw new UsageError(`unknown option ${argv[t.index]}`);
+    if (!type) throw new UsageError(`unknown option ${argv[t.index]}${didYouMean(optionLike(argv[t.index]!, options))}`);
     if (type === "boolean" && t.value !== undefined) throw new UsageError(`${t.rawName} takes no value`);
     if (type === "string" && t.value === undefined) throw new UsageError(`${t.rawName} wants a value`);
     // parseArgs takes the next argument as the value even when it looks like an option (`--size -5`).
@@ -105,7 +118,10 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
-    io.stderr.write(`error: ${name === undefined ? "no command given" : `unknown command '${printable(name)}'`}\n${overview()}\n`);
+    const names = name?.startsWith("-") ? ["--version", "--help"] : COMMANDS.map((c) => c.name);
+    const guess = name === undefined ? undefined : closest(name, names);
+    const problem = name === undefined ? "no command given" : `unknown command '${name}'${didYouMean(guess && (guess.startsWith("-") ? guess : `'${guess}'`))}`;
+    io.stderr.write(`error: ${printable(problem)}\n${SHORT_USAGE}\n`);
     return 2;
   }
   try {

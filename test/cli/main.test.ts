@@ -68,6 +68,33 @@ describe("usage errors exit 2 with the error and the usage line", () => {
   });
 });
 
+describe("a mistyped command or option: did you mean …, and the short usage line, not the whole help", () => {
+  test.each([
+    [["inspct", "x"], "error: unknown command 'inspct'; did you mean 'inspect'?"],
+    [["verfiy"], "error: unknown command 'verfiy'; did you mean 'verify'?"],
+    [["--verison"], "error: unknown command '--verison'; did you mean --version?"],
+    [["frobnicate"], "error: unknown command 'frobnicate'"],
+    [["inspect", "--jsno", "x"], "error: unknown option --jsno; did you mean --json?"],
+    [["inspect", "-jsn", "x"], "error: unknown option -jsn; did you mean --json?"],
+    [["inspect", "--hepl"], "error: unknown option --hepl; did you mean --help?"],
+    [["convert", "a", "b", "--max-shard-sise=3"], "error: unknown option --max-shard-sise=3; did you mean --max-shard-size?"],
+    [["demo", "--kep"], "error: unknown option --kep; did you mean --keep?"],
+    [["inspect", "--bogus", "x"], "error: unknown option --bogus"],
+  ])("%j", async (args, error) => {
+    const r = await cli(...args);
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trimEnd().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toBe(error);
+    expect(lines[1]).toMatch(/^usage: tensormap \S/);
+  });
+
+  test("no command: the error and one usage line naming the commands", async () => {
+    const r = await cli();
+    expect(r.stderr).toBe(`error: no command given\nusage: tensormap COMMAND [ARGS] [--help]  (commands: ${COMMANDS.join(", ")}; or --version)\n`);
+  });
+});
+
 describe("failures are one line with the code, exit 1", () => {
   const dir = mkdtempSync(join(tmpdir(), "tensormap-cli-"));
 
