@@ -37,6 +37,8 @@ export interface Command {
   /** Longer help: what it does, then one line per option. */
   help: string;
   options: Options;
+  /** It draws a progress bar on stderr: it gets `--quiet`, which silences the bar and notes (not errors). */
+  progress?: boolean;
   /** How many positionals (paths) the command takes. */
   positionals: { min: number; max: number };
   run(args: Args, io: Io): Promise<number>;
@@ -51,9 +53,27 @@ export class UsageError extends Error {
 }
 
 /**
- * `CODE: message` on one line for anything thrown: a SafetensorsError's code, a system call's errno name,
- * another error's name. Never a stack. What the message quotes from a file or the command line is escaped
- * ({@link printable}): a newline in a tensor name shows as `\u000a` rather than cutting the line.
+ * The code and the one-line message of anything thrown: a SafetensorsError's code, a system call's errno
+ * name, another error's name. Never a stack. Not escaped: for `--json`; {@link errorLine} for a terminal.
+ *
+ * @example
+ * ```ts
+ * errorParts(new TypeError("bad\nmore")); // { code: "TypeError", message: "bad" }
+ * ```
+ */
+export function errorParts(e: unknown): { code: string; message: string } {
+  const err = e instanceof SafetensorsError ? e : systemError(e) ?? e;
+  const code = err instanceof SafetensorsError ? err.code : err instanceof Error ? err.name : "Error";
+  const text = err instanceof Error ? err.message : String(err);
+  // Ours are one line by design (a newline in one is quoted content); another error's later lines are its detail.
+  const line = (err instanceof SafetensorsError ? text : text.split("\n")[0]!).trim();
+  return { code, message: line || "unknown error" };
+}
+
+/**
+ * `CODE: message` on one line for anything thrown ({@link errorParts}). What the message quotes from a file or
+ * the command line is escaped ({@link printable}): a newline in a tensor name shows as `\u000a` rather than
+ * cutting the line.
  *
  * @example
  * ```ts
@@ -61,12 +81,8 @@ export class UsageError extends Error {
  * ```
  */
 export function errorLine(e: unknown): string {
-  const err = e instanceof SafetensorsError ? e : systemError(e) ?? e;
-  const code = err instanceof SafetensorsError ? err.code : err instanceof Error ? err.name : "Error";
-  const text = err instanceof Error ? err.message : String(err);
-  // Ours are one line by design (a newline in one is quoted content); another error's later lines are its detail.
-  const line = (err instanceof SafetensorsError ? text : text.split("\n")[0]!).trim();
-  return `${printable(code)}: ${printable(line) || "unknown error"}`;
+  const { code, message } = errorParts(e);
+  return printable(`${code}: ${message}`);
 }
 
 /** A Node-style fs error that escaped unconverted (it names its call), said as `cannot CALL PATH: reason`. */

@@ -20,6 +20,7 @@ export const convert: Command = {
     '  --max-shard-size SIZE  largest shard (sharded output), bytes or "5GB"/"5GiB"; default 5GB',
   ].join("\n"),
   options: { "max-shard-size": { type: "string" } },
+  progress: true,
   positionals: { min: 2, max: 2 },
   async run({ values, positionals }, io) {
     const [inPath, outPath] = positionals as [string, string];

@@ -94,6 +94,7 @@ export const demo: Command = {
     layers: { type: "string" },
     vocab: { type: "string" },
   },
+  progress: true,
   positionals: { min: 0, max: 0 },
   async run({ values }, io) {
     const shapes = gpt2Shapes(positiveInt(values.layers, "layers"), positiveInt(values.vocab, "vocab"));

@@ -47,21 +47,29 @@ function optionLike(arg: string, options: Options): string | undefined {
 const didYouMean = (suggestion: string | undefined) => (suggestion === undefined ? "" : `; did you mean ${suggestion}?`);
 
 const HELP_OPTION = "  -h, --help";
+const QUIET_OPTION = "  -q, --quiet";
 
 function commandHelp(c: Command): string {
-  // The help line's text starts in the same column as the command's own option lines' text.
-  const column = c.help.match(/^ {2}-.*? {2,}(?=\S)/m)?.[0].length ?? 0;
-  const help = `${HELP_OPTION.padEnd(Math.max(column, HELP_OPTION.length + 2))}show this help`;
+  // The help and quiet lines' text starts in the same column as the command's own option lines' text.
+  const column = Math.max(c.help.match(/^ {2}-.*? {2,}(?=\S)/m)?.[0].length ?? 0, (c.progress ? QUIET_OPTION : HELP_OPTION).length + 2);
+  const quiet = c.progress ? [`${QUIET_OPTION.padEnd(column)}no progress bar or notes on stderr (errors still)`] : [];
+  const help = `${HELP_OPTION.padEnd(column)}show this help`;
   const options = /^options:$/m.test(c.help) ? [] : ["", "options:"];
-  return [`usage: tensormap ${c.usage}`, "", c.help, ...options, help].join("\n");
+  return [`usage: tensormap ${usage(c)}`, "", c.help, ...options, ...quiet, help].join("\n");
 }
+
+/** The synopsis, with the options every command of its kind gets. */
+const usage = (c: Command) => `${c.usage}${c.progress ? " [--quiet]" : ""}`;
+
+/** Where a `--quiet` command's stderr goes: nowhere, and not a terminal, so no bar is drawn. */
+const silent = { write: () => {}, isTTY: false };
 
 /**
  * Parses `argv` for `c`. Unknown options, flags given a value, options missing theirs and empty paths are
  * usage errors said here (parseArgs' own messages are long and suggest `--` and quoting).
  */
-function parse(c: Command, argv: string[]): Args & { help: boolean } {
-  const options: Options = { ...c.options, help: { type: "boolean", short: "h" } };
+function parse(c: Command, argv: string[]): Args & { help: boolean; quiet: boolean } {
+  const options: Options = { ...c.options, ...(c.progress ? { quiet: { type: "boolean", short: "q" } } : {}), help: { type: "boolean", short: "h" } };
   const parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: false, tokens: true });
   for (const t of parsed.tokens) {
     if (t.kind !== "option") continue;
@@ -74,7 +82,7 @@ function parse(c: Command, argv: string[]): Args & { help: boolean } {
       throw new UsageError(`${t.rawName} wants a value: write ${t.rawName}=${t.value} if '${t.value}' is meant as one`);
     }
   }
-  const { help, ...values } = parsed.values as Args["values"];
+  const { help, quiet, ...values } = parsed.values as Args["values"];
   const n = parsed.positionals.length;
   if (!help && (n < c.positionals.min || n > c.positionals.max)) {
     throw new UsageError(n < c.positionals.min ? "missing argument" : `unexpected argument '${parsed.positionals[c.positionals.max]}'`);
@@ -82,7 +90,7 @@ function parse(c: Command, argv: string[]): Args & { help: boolean } {
   if (!help && parsed.positionals.includes("")) throw new UsageError("empty path argument");
   // `-` would otherwise be a file named `-`: tensormap reads and writes files only, never stdin or stdout.
   if (!help && parsed.positionals.includes("-")) throw new UsageError("'-' is not a path here (no stdin or stdout): name a file, ./- for one called -");
-  return { values, positionals: parsed.positionals, help: help === true };
+  return { values, positionals: parsed.positionals, help: help === true, quiet: quiet === true };
 }
 
 /** The process's own streams, for the real CLI (tests pass their own `Io` to `main`). */
@@ -130,11 +138,11 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
       io.stdout.write(commandHelp(command) + "\n");
       return 0;
     }
-    return await command.run(args, io);
+    return await command.run(args, args.quiet ? { ...io, stderr: silent } : io);
   } catch (e) {
     if (e instanceof UsageError) {
       // The message may quote an argument: escaped like anything else from outside.
-      io.stderr.write(`error: ${printable(e.message)}\nusage: tensormap ${command.usage} (see --help)\n`);
+      io.stderr.write(`error: ${printable(e.message)}\nusage: tensormap ${usage(command)} (see --help)\n`);
       return 2;
     }
     io.stderr.write(`error: ${errorLine(e)}\n`);

@@ -1,6 +1,6 @@
 /** `tensormap verify PATH...`: checks each file's (or sharded checkpoint's) structure, one line per path. */
-import { type Command, errorLine } from "./command.ts";
-import { plural, printable } from "./format.ts";
+import { type Command, errorLine, errorParts } from "./command.ts";
+import { plural, printable, printableJson } from "./format.ts";
 import { withCheckpoint } from "../checkpoint/open.ts";
 
 /**
@@ -19,26 +19,34 @@ export async function check(path: string): Promise<number> {
 export const verify: Command = {
   name: "verify",
   summary: "check files or sharded checkpoints, one line each",
-  usage: "verify PATH...",
+  usage: "verify PATH... [--json]",
   help: [
     "Validates each PATH (a safetensors or PyTorch .bin/.pt file, or a sharded checkpoint's folder or",
     "index) and prints `PATH: ok (N tensors)` or `PATH: CODE: message`. Exits 1 if any fails. Checks what",
     "the format can check: every header, offset and size, every shard present and holding exactly what the",
     "index names. Tensor values are not read (safetensors stores no checksums).",
+    "",
+    "options:",
+    '  --json      print [{"path", "ok": true, "tensors": N} or {"path", "ok": false, "code", "message"}],',
+    "              one per PATH in order",
   ].join("\n"),
-  options: {},
+  options: { json: { type: "boolean" } },
   positionals: { min: 1, max: Infinity },
-  async run({ positionals }, io) {
+  async run({ values, positionals }, io) {
+    const results: object[] = [];
     let failed = 0;
     for (const path of positionals) {
       try {
         const n = await check(path);
-        io.stdout.write(`${printable(path)}: ok (${n} ${plural(n, "tensor")})\n`);
+        if (values.json) results.push({ path, ok: true, tensors: n });
+        else io.stdout.write(`${printable(path)}: ok (${n} ${plural(n, "tensor")})\n`);
       } catch (e) {
         failed++;
-        io.stdout.write(`${printable(path)}: ${errorLine(e)}\n`);
+        if (values.json) results.push({ path, ok: false, ...errorParts(e) });
+        else io.stdout.write(`${printable(path)}: ${errorLine(e)}\n`);
       }
     }
+    if (values.json) io.stdout.write(printableJson(results) + "\n");
     return failed ? 1 : 0;
   },
 };

@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, test } from "vitest";
+import { main } from "../../src/cli/main.ts";
 import { cli } from "../support/cli.ts";
 import { fixture } from "../support/fixtures.ts";
 
@@ -56,4 +57,25 @@ test("--max-shard-size must be a size, and only for sharded input", async () => 
   expect([bad.code, bad.stderr.split("\n")[0]]).toEqual([2, 'error: --max-shard-size: invalid shard size "zz": want a positive byte count or a string like "5GB" or "500MiB"']);
   const single = await cli("convert", fixture("torch/pytorch_model.bin"), "out.safetensors", "--max-shard-size", "1GB");
   expect(single.code).toBe(2);
+});
+
+test("--quiet: no bar on a terminal and no note; the result line still on stdout, errors still on stderr", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-cli-convert-"));
+  const run = async (...args: string[]) => {
+    const out = { stdout: "", stderr: "" };
+    const code = await main(args, {
+      stdout: { write: (s: string) => void (out.stdout += s) },
+      stderr: { isTTY: true, columns: 80, write: (s: string) => void (out.stderr += s) },
+    });
+    return { code, ...out };
+  };
+  const loud = await run("convert", fixture("torch/training-checkpoint.pt"), join(dir, "a.safetensors"));
+  expect(loud.stderr).toMatch(/^\rconvert \+ verify .*\r\x1b\[Knote: 17 /);
+  const quiet = await run("convert", "-q", fixture("torch/training-checkpoint.pt"), join(dir, "b.safetensors"));
+  expect([quiet.code, quiet.stderr]).toEqual([0, ""]);
+  expect(quiet.stdout).toMatch(/^16 tensors, .* → /);
+  const failed = await run("convert", "--quiet", fixture("malicious/builtins-exec.pt"), join(dir, "c.safetensors"));
+  expect([failed.code, failed.stderr]).toEqual([1, "error: UnsafePickle: refused global __builtin__.exec\n"]);
+  expect((await run("inspect", "--quiet", fixture("sharded"))).stderr).toMatch(/^error: unknown option --quiet/);
+  rmSync(dir, { recursive: true });
 });

@@ -56,3 +56,15 @@ test("a tensor a shard holds but the index leaves out fails verify (a loader fol
   expect(r.stdout).toBe(`${dir}: InvalidIndex: ${file} holds "wte.weight", but the index does not name it\n`);
   rmSync(dir, { recursive: true });
 });
+
+test("--json: one object per path, in order, with the code and the message of a failure", async () => {
+  const good = fixture("sharded");
+  const gone = join(tmpdir(), "tensormap-verify-missing", "x.safetensors");
+  const r = await cli("verify", "--json", good, gone);
+  expect(r.code).toBe(1);
+  expect(JSON.parse(r.stdout)).toEqual([
+    { path: good, ok: true, tensors: 17 },
+    { path: gone, ok: false, code: "ENOENT", message: `cannot open ${gone}: no such file or directory` },
+  ]);
+  expect(r.stderr).toBe("");
+});
