@@ -193,6 +193,20 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     expect([e.code, /not fetched after 1 try in .*: HTTP 503$/.test(e.message)]).toEqual(["RemoteError", true]);
   });
 
+  test("a trickle of bytes (a byte every 50 ms, never idle long) fails at the part deadline instead of holding on", async () => {
+    const url = `${proxy.url}/trickle/fixtures/safetensors/all-dtypes.safetensors`;
+    const e = await failure(() => open(url, { remote: { timeoutMs: 10_000, partDeadlineMs: 300 } }));
+    expect([e.code, e.message.includes("still not complete at the part deadline (300 ms)")]).toEqual(["RemoteError", true]);
+  });
+
+  test("a server ignoring Range gets one request per range fetched, not one per part", async () => {
+    const url = `${proxy.url}/norange/fixtures/safetensors/all-dtypes.safetensors`;
+    using file = await open(url, SMALL);
+    await file.prefetch();
+    // The first read, the rest of the header, then every tensor in one go.
+    expect(proxy.requests.get("norange /fixtures/safetensors/all-dtypes.safetensors")).toBe(3);
+  });
+
   test("a server ignoring Range: its whole-object answer is cancelled after the bytes asked for", async () => {
     const path = join(nginx.scratch, "big.safetensors");
     writeFileSync(path, bigFile(64 << 20));

@@ -84,6 +84,8 @@ export type Fault =
   | "norange"
   /** The first request for each path waits 30 s before any byte (the client's timeout is the test's). */
   | "slow"
+  /** The first answer for each path sends its headers, then a byte every 50 ms. */
+  | "trickle"
   /** Every request gets 503, without `Retry-After`. */
   | "down"
   /** Every request gets 403, with an `x-amz-request-id`. */
@@ -117,7 +119,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     const key = `${fault} /${rest.join("/")}`;
     const seen = requests.get(key) ?? 0;
     requests.set(key, seen + 1);
-    const forward = () => proxyTo(upstream, `/${rest.join("/")}`, req, res, fault as Fault, seen === 0, (n) => sent.set(key, (sent.get(key) ?? 0) + n));
+    const forward = () => proxyTo(upstream, `/${rest.join("/")}`, req, res, fault as Fault, seen === 0, (n) => sent.set(key, (sent.get(key) ?? 0) + n), timers);
     if (fault === "503" && seen === 0) {
       res.writeHead(503, { "retry-after": "1", "content-length": "0" }).end();
     } else if (fault === "down") {
@@ -147,13 +149,36 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   };
 }
 
-function proxyTo(upstream: string, path: string, req: IncomingMessage, res: ServerResponse, fault: Fault, first: boolean, count: (n: number) => void): void {
+function proxyTo(
+  upstream: string,
+  path: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  fault: Fault,
+  first: boolean,
+  count: (n: number) => void,
+  timers: Set<ReturnType<typeof setTimeout>>,
+): void {
   const headers = { ...req.headers };
   if (fault === "norange") delete headers.range;
   const up = request(`${upstream}${path}`, { method: req.method, headers }, (answer) => {
     res.writeHead(answer.statusCode ?? 502, answer.headers);
     const length = Number(answer.headers["content-length"] ?? 0);
     let passed = 0;
+    if (fault === "trickle" && first) {
+      const bytes: Buffer[] = [];
+      answer.on("data", (chunk: Buffer) => bytes.push(chunk));
+      answer.on("end", () => {
+        const body = Buffer.concat(bytes);
+        const drip = (at: number) => {
+          if (at >= body.length || res.destroyed) return res.end();
+          res.write(body.subarray(at, at + 1));
+          timers.add(setTimeout(() => drip(at + 1), 50));
+        };
+        drip(0);
+      });
+      return;
+    }
     answer.on("data", (chunk: Buffer) => {
       if (fault === "reset" && first && passed + chunk.length > length / 2) {
         res.write(chunk.subarray(0, Math.max(0, Math.floor(length / 2) - passed)));

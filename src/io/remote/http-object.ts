@@ -50,6 +50,8 @@ export class HttpObject {
   readonly #opts: ResolvedRemoteOptions;
   /** Total size, from the first answer. */
   size = -1;
+  /** The server answered a ranged GET with the whole object (200): each request then costs the bytes up to its end. */
+  ignoresRange = false;
   #etag?: string;
   #lastModified?: string;
 
@@ -74,11 +76,12 @@ export class HttpObject {
    */
   async get(offset: number, length: number, into: Uint8Array, signal?: AbortSignal): Promise<void> {
     const started = Date.now();
+    const deadline = started + this.#opts.partDeadlineMs;
     let done = 0;
     for (let attempt = 0; ; attempt++) {
       const got = { n: 0 };
       try {
-        await this.#attempt(offset + done, length - done, into.subarray(done, length), got, signal);
+        await this.#attempt(offset + done, length - done, into.subarray(done, length), got, deadline, signal);
         done += got.n;
         if (done >= this.#want(offset, length)) return;
         throw new Transient(`the answer ended after ${done} of ${this.#want(offset, length)} bytes`);
@@ -101,17 +104,26 @@ export class HttpObject {
     return this.size < 0 ? length : Math.max(0, Math.min(length, this.size - offset));
   }
 
-  /** One request. Adds to `got.n` as bytes land in `into`, so a failed try still says how far it came. */
-  async #attempt(offset: number, length: number, into: Uint8Array, got: { n: number }, signal?: AbortSignal): Promise<void> {
+  /**
+   * One request, abandoned after `timeoutMs` without a byte or at the part's `deadline` (a trickle of bytes must
+   * not hold a part for ever). Adds to `got.n` as bytes land in `into`, so a failed try still says how far it came.
+   */
+  async #attempt(offset: number, length: number, into: Uint8Array, got: { n: number }, deadline: number, signal?: AbortSignal): Promise<void> {
     if (length <= 0 || (this.size >= 0 && offset >= this.size)) return;
     const idle = new AbortController();
-    let timer = setTimeout(() => idle.abort(), this.#opts.timeoutMs);
+    let late = false;
+    const arm = () =>
+      setTimeout(() => {
+        late = Date.now() >= deadline;
+        idle.abort();
+      }, Math.max(0, Math.min(this.#opts.timeoutMs, deadline - Date.now())));
+    let timer = arm();
     const rearm = () => {
       clearTimeout(timer);
-      timer = setTimeout(() => idle.abort(), this.#opts.timeoutMs);
+      timer = arm();
     };
     const abort = signal ? AbortSignal.any([signal, idle.signal]) : idle.signal;
-    const stalled = () => new Transient(`no byte for ${this.#opts.timeoutMs} ms`);
+    const stalled = () => new Transient(late ? `still not complete at the part deadline (${this.#opts.partDeadlineMs} ms)` : `no byte for ${this.#opts.timeoutMs} ms`);
     try {
       let res: Response;
       try {
@@ -177,6 +189,7 @@ export class HttpObject {
       [start, total] = [Number(m[1]), Number(m[3])];
     } else if (res.status === 200) {
       // The server ignored Range and sends the whole object: read up to the part, then cancel the rest.
+      this.ignoresRange = true;
       total = Number(res.headers.get("content-length") ?? NaN);
       if (!Number.isSafeInteger(total)) throw fail("RemoteError", "the server ignores Range and gives no Content-Length");
     } else if (res.status === 416) {

@@ -84,8 +84,10 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
     const failed = new AbortController();
     const signal = AbortSignal.any([closing.signal, failed.signal]);
     const jobs: Promise<void>[] = [];
-    for (let at = 0; at < length; at += opts.partBytes) {
-      const n = Math.min(opts.partBytes, length - at);
+    // Parts from a server that ignores Range would each send everything before them: one request then.
+    const step = object.ignoresRange ? length : opts.partBytes;
+    for (let at = 0; at < length; at += step) {
+      const n = Math.min(step, length - at);
       const job = parts.run(() => (signal.aborted ? Promise.reject(signal.reason) : object.get(offset + at, n, into.subarray(at, at + n), signal)));
       jobs.push(job.catch((e) => (failed.abort(e), Promise.reject(e))));
     }
