@@ -129,6 +129,33 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     expect(proxy.sent.get(key)).toBeLessThan(statSync(fixture("safetensors/tiny-gpt2.safetensors")).size);
   });
 
+  test("headers ending just before, at and just past the first read: one request, one, then two", async () => {
+    const counts: number[] = [];
+    for (const headerEnd of [999, 1000, 1001]) {
+      const name = `header-${headerEnd}.safetensors`;
+      const bytes = withHeaderEnd(headerEnd);
+      writeFileSync(join(nginx.scratch, name), bytes);
+      using file = await open(`${proxy.url}/none/scratch/${name}`, { remote: { probeBytes: 1000 } });
+      await file.prefetch();
+      expect(Array.from(file.tensor("x").bytes)).toEqual([1, 2, 3, 4]);
+      counts.push(proxy.requests.get(`none /scratch/${name}`)!);
+    }
+    // Prefetching the 4 data bytes is one more request each time (the first read ends inside or before them).
+    expect(counts).toEqual([2, 2, 3]);
+  });
+
+  test("parts in flight stay under concurrency and under maxInFlightBytes, never below one part", async () => {
+    const url = `${proxy.url}/none/fixtures/sharded/`;
+    for (const [remote, most] of [[{ partBytes: 500, concurrency: 3 }, 3], [{ partBytes: 500, concurrency: 8, maxInFlightBytes: 1 }, 1]] as const) {
+      const model = await openCheckpoint(url, { remote: { ...remote, probeBytes: 64 } });
+      proxy.resetPeak();
+      await model.prefetch();
+      model.close();
+      expect(proxy.peak).toBeLessThanOrEqual(most);
+      expect(proxy.peak).toBeGreaterThanOrEqual(1);
+    }
+  });
+
   test("bad length prefixes fail remotely with the same codes as locally (empty, short, over 100 MB, past the end)", async () => {
     const cases: Array<[string, Uint8Array]> = [
       ["empty", new Uint8Array(0)],
@@ -246,6 +273,17 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     expect((await failure(() => openCheckpoint(`${nginx.url}/scratch/`))).code).toBe("MissingShard");
   });
 });
+
+/** A safetensors file of one U8 tensor `x` = [1, 2, 3, 4] whose header (with its 8-byte length) ends at `end`. */
+function withHeaderEnd(end: number): Uint8Array {
+  const json = JSON.stringify({ x: { dtype: "U8", shape: [4], data_offsets: [0, 4] } });
+  const header = new TextEncoder().encode(json.padEnd(end - 8));
+  const out = new Uint8Array(end + 4);
+  new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
+  out.set(header, 8);
+  out.set([1, 2, 3, 4], end);
+  return out;
+}
 
 /** A file whose first 8 bytes say `n`, `total` bytes long. */
 function prefixed(n: bigint, total: number): Uint8Array {

@@ -97,6 +97,9 @@ export interface FaultProxy {
   requests: Map<string, number>;
   /** Body bytes sent downstream, by fault and path. */
   sent: Map<string, number>;
+  /** The most requests open at once since the last `resetPeak()`. */
+  readonly peak: number;
+  resetPeak(): void;
   stop(): Promise<void>;
 }
 
@@ -114,7 +117,11 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const sent = new Map<string, number>();
   const sockets = new Set<Socket>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
+  let open = 0;
+  let peak = 0;
   const server: Server = createServer((req, res) => {
+    peak = Math.max(peak, ++open);
+    res.on("close", () => open--);
     const [, fault, ...rest] = (req.url ?? "/").split("/");
     const key = `${fault} /${rest.join("/")}`;
     const seen = requests.get(key) ?? 0;
@@ -141,6 +148,10 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     url: `http://127.0.0.1:${port}`,
     requests,
     sent,
+    get peak() {
+      return peak;
+    },
+    resetPeak: () => void (peak = open),
     async stop() {
       for (const t of timers) clearTimeout(t);
       for (const s of sockets) s.destroy();
