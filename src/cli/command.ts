@@ -3,7 +3,7 @@
  * exit code. `main.ts` holds the one table of commands; each command lives in its own file.
  */
 import type { ParseArgsConfig } from "node:util";
-import { fromSystemError, SafetensorsError } from "../errors.ts";
+import { type ErrorCode, fromSystemError, SafetensorsError } from "../errors.ts";
 import { printable } from "./format.ts";
 
 /** Where a command writes. Tests pass their own to capture output; the real CLI passes the process streams. */
@@ -66,9 +66,18 @@ export function errorParts(e: unknown): { code: string; message: string } {
   const code = err instanceof SafetensorsError ? err.code : err instanceof Error ? err.name : "Error";
   const text = err instanceof Error ? err.message : String(err);
   // Ours are one line by design (a newline in one is quoted content); another error's later lines are its detail.
-  const line = (err instanceof SafetensorsError ? text : text.split("\n")[0]!).trim();
-  return { code, message: line || "unknown error" };
+  const line = (err instanceof SafetensorsError ? text : text.split("\n")[0]!).trim() || "unknown error";
+  const meaning = err instanceof SafetensorsError ? MEANINGS[err.code] : undefined;
+  return { code, message: meaning ? `${meaning} (${line})` : line };
 }
+
+/**
+ * What a code means to someone who gave the wrong file. HeaderTooLarge is what any file that is neither zip
+ * nor pickle nor safetensors meets first: a text file's first 8 characters read as a huge header length.
+ */
+const MEANINGS: Partial<Record<ErrorCode, string>> = {
+  HeaderTooLarge: "not a safetensors or PyTorch file",
+};
 
 /**
  * `CODE: message` on one line for anything thrown ({@link errorParts}). What the message quotes from a file or

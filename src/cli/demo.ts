@@ -83,7 +83,8 @@ export const demo: Command = {
     "options:",
     "  --dir DIR              where to write (default: a new folder in $TMPDIR, removed afterwards)",
     "  --keep                 keep the files afterwards (default: remove them)",
-    "  --max-shard-size SIZE  shard size, e.g. 200MB or 1GiB (default: 200MB)",
+    "  --max-shard-size SIZE  shard size, e.g. 200MB or 1GiB (default: 200MB); a tensor larger than SIZE",
+    "                         gets a shard of its own",
     "  --layers N             transformer blocks (default: 12)",
     "  --vocab N              vocabulary size (default: 50257)",
   ].join("\n"),
@@ -113,7 +114,7 @@ export const demo: Command = {
     const dir = typeof values.dir === "string" ? values.dir : mkdtempSync(join(tmpdir(), "tensormap-demo-"));
     const bytes = [...tensors.values()].reduce((n, t) => n + t.data.byteLength, 0);
     const params = bytes / 4;
-    say(`generated ${formatCount(tensors.size)} tensors, ${formatCount(params)} F32 parameters (${formatBytes(bytes)}) in ${formatDuration(genSeconds)}`);
+    say(`generated ${formatCount(tensors.size)} ${plural(tensors.size, "tensor")}, ${formatCount(params)} F32 parameters (${formatBytes(bytes)}) in ${formatDuration(genSeconds)}`);
 
     const single = join(dir, "single");
     const sharded = join(dir, "sharded");

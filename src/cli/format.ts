@@ -78,6 +78,19 @@ export function formatDuration(seconds: number): string {
 }
 
 /**
+ * `text` if at most `max` characters (code points), else its start and how long it was.
+ *
+ * @example
+ * ```ts
+ * shorten("x".repeat(5000), 20); // "xxxxxxxxxxxxxxxxxxxx… (5,000 characters)"
+ * ```
+ */
+export function shorten(text: string, max: number): string {
+  const chars = Array.from(text);
+  return chars.length <= max ? text : `${chars.slice(0, max).join("")}… (${formatCount(chars.length)} characters)`;
+}
+
+/**
  * Left-aligned text columns; columns listed in `right` are right-aligned (numbers).
  *
  * @example

@@ -4,7 +4,10 @@ import { withCheckpoint } from "../checkpoint/open.ts";
 import type { TensorInfo } from "../format/layout.ts";
 import { describeLeaf } from "../pickle/layout.ts";
 import type { Command } from "./command.ts";
-import { formatBytes, formatCount, plural, printable, printableJson, table } from "./format.ts";
+import { formatBytes, formatCount, plural, printable, printableJson, shorten, table } from "./format.ts";
+
+/** Longest metadata value the table shows whole (a config or a license can run to pages; --json has it all). */
+const SHOWN_VALUE = 200;
 
 /** One tensor as inspect lists it. */
 export type Row = TensorInfo & { name: string };
@@ -69,8 +72,8 @@ export function summary(file: Checkpoint, limit = Infinity): string {
     table([...byDtype].map(([dtype, d], i) => [`  ${dtype}`, tensorCells[i]!, paramCells[i]!, formatBytes(d.bytes)]), [3]),
   );
   const meta = file.metadata;
-  lines.push(meta ? `metadata: ${Object.entries(meta).map(([k, v]) => `${printable(k)}=${printable(v)}`).join(", ")}` : "metadata: none");
-  if (sharded && file.indexMetadata) lines.push(`index metadata: ${printable(JSON.stringify(file.indexMetadata))}`);
+  lines.push(meta ? `metadata: ${Object.entries(meta).map(([k, v]) => `${printable(k)}=${printable(shorten(v, SHOWN_VALUE))}`).join(", ")}` : "metadata: none");
+  if (sharded && file.indexMetadata) lines.push(`index metadata: ${printable(shorten(JSON.stringify(file.indexMetadata), SHOWN_VALUE))}`);
   const values = leaves(file);
   if (values.length) lines.push("other values (not tensors):", table(values.map(([k, v]) => [`  ${printable(k)}`, printable(v)]), []));
   return lines.join("\n");

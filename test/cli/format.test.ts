@@ -1,5 +1,5 @@
 import { expect, test } from "vitest";
-import { formatBytes, formatCount, formatDuration, formatRate, printable, table } from "../../src/cli/format.ts";
+import { formatBytes, formatCount, formatDuration, formatRate, printable, shorten, table } from "../../src/cli/format.ts";
 
 test("bytes in decimal units with three significant digits", () => {
   expect([0, 999, 1000, 1536, 999_499, 999_500, 497_759_232, 5e9, 1.5e15, 3e18].map(formatBytes)).toEqual([
@@ -21,4 +21,10 @@ test("tables pad columns, right-align the ones asked, and trim line ends", () =>
 test("printable escapes what could drive the terminal and keeps the rest", () => {
   expect(printable("a\u001b[2Jb\nc\u009bd")).toBe("a\\u001b[2Jb\\u000ac\\u009bd");
   expect(printable("model.layers.0.ωeight")).toBe("model.layers.0.ωeight");
+});
+
+test("shorten keeps short text and cuts long text at a code point, saying how long it was", () => {
+  expect(shorten("abc", 3)).toBe("abc");
+  expect(shorten("abcd", 3)).toBe("abc… (4 characters)");
+  expect(shorten("😀".repeat(1500), 2)).toBe("😀😀… (1,500 characters)");
 });

@@ -1,5 +1,8 @@
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { serialize } from "../../src/format/writer.ts";
+import { statePickle, torchZip } from "../pickle/build.ts";
 import { expect, test } from "vitest";
 import { open } from "../../src/checkpoint/open.ts";
 import { cli } from "../support/cli.ts";
@@ -93,4 +96,26 @@ test("--help documents every key --json writes", async () => {
   }
   expect([...keys].sort()).toEqual(["index_metadata", "metadata", "tensors", "values"]);
   for (const key of keys) expect(help).toContain(`"${key}"`);
+});
+
+test("a very long metadata value is shortened in the table and whole in --json", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-inspect-"));
+  const path = join(dir, "long.safetensors");
+  const config = "x".repeat(4990) + "THE-END";
+  writeFileSync(path, serialize({ w: { dtype: "F32", shape: [1], data: new Float32Array([1]) } }, { config, short: "kept" }));
+  const table = (await cli("inspect", path)).stdout;
+  expect(table).toContain(`metadata: config=${"x".repeat(200)}… (4,997 characters), short=kept\n`);
+  expect(table).not.toContain("THE-END");
+  expect(JSON.parse((await cli("inspect", "--json", path)).stdout).metadata.config).toBe(config);
+  rmSync(dir, { recursive: true });
+});
+
+test("one tensor is 1 tensor, in inspect, verify and convert", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-inspect-"));
+  const pt = join(dir, "one.pt");
+  writeFileSync(pt, torchZip(statePickle([{ name: "w", storage: "FloatStorage", key: "0", numel: 1, shape: [1] }]), { "0": new Uint8Array(4) }));
+  expect((await cli("inspect", pt)).stdout).toContain("\n1 tensor, 1 parameter, 4 B (4 bytes)\n");
+  expect((await cli("verify", pt)).stdout).toBe(`${pt}: ok (1 tensor)\n`);
+  expect((await cli("convert", pt, join(dir, "one.safetensors"))).stdout).toMatch(/^1 tensor, 4 B in /);
+  rmSync(dir, { recursive: true });
 });

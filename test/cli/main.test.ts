@@ -34,6 +34,10 @@ describe("help", () => {
     expect(new Set(columns).size).toBe(1);
   });
 
+  test.each(["convert", "demo"])("%s --help says a tensor larger than --max-shard-size gets a shard of its own", async (c) => {
+    expect((await cli(c, "--help")).stdout.replace(/\s+/g, " ")).toMatch(/--max-shard-size SIZE .*a tensor larger than SIZE gets a shard of its own/);
+  });
+
   test.each(COMMANDS)("%s --help shows its usage and exits 0", async (c) => {
     for (const r of [await cli(c, "--help"), await cli("help", c)]) {
       expect(r.code).toBe(0);
@@ -110,6 +114,21 @@ describe("failures are one line with the code, exit 1", () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
     expect(oneErrorLine(r.stderr)).toMatch(/^error: HeaderTooSmall: /);
+  });
+
+  test.each([
+    ["a text file", "text.safetensors", Buffer.from("hello, this is not a checkpoint\n")],
+    ["a text file named .bin", "text.bin", Buffer.from("# notes\nnot a model either\n")],
+    ["random bytes", "random.pt", Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 2654435761) >>> 24 | 1))],
+  ])("%s says it is not a safetensors or PyTorch file, and not what its first bytes read as", async (_, name, bytes) => {
+    writeFileSync(join(dir, name), bytes);
+    for (const args of [["inspect", join(dir, name)], ["load", join(dir, name)]]) {
+      const r = await cli(...args);
+      expect(r.code).toBe(1);
+      const line = oneErrorLine(r.stderr);
+      expect(line).toMatch(/^error: HeaderTooLarge: not a safetensors or PyTorch file /);
+      expect(line).not.toContain(String(bytes.readBigUInt64LE(0)));
+    }
   });
 
   test("a header that is not JSON", async () => {
