@@ -76,7 +76,7 @@ export function resolveCheckpoint(path: string, format?: CheckpointFormat): Chec
  * ```
  */
 export async function openCheckpoint(path: string | CheckpointPath, opts: OpenOptions = {}): Promise<Checkpoint> {
-  if (typeof path === "string" && isRemoteUrl(path)) return openRemoteCheckpoint(path, opts.remote);
+  if (typeof path === "string" && isRemoteUrl(path)) return openRemoteCheckpoint(path, opts.remote, opts.format);
   const where = typeof path === "string" ? resolveCheckpoint(path, opts.format) : path;
   const openSource = await sourceOpener(opts);
   if (where.kind === "file") return fileFromSource(openSource(where.path));
@@ -97,7 +97,7 @@ export async function openCheckpoint(path: string | CheckpointPath, opts: OpenOp
  */
 export async function open(path: string, opts: OpenOptions = {}): Promise<SafetensorsFile> {
   if (isRemoteUrl(path)) {
-    const model = await openRemoteCheckpoint(path, opts.remote);
+    const model = await openRemoteCheckpoint(path, opts.remote, opts.format);
     if (model instanceof SafetensorsFile) return model;
     model.close();
     throw new SafetensorsError("InvalidArgument", `${model.path} is a sharded checkpoint: open it with openCheckpoint`);

@@ -13,7 +13,7 @@ import { remoteStatus } from "../io/remote/http-object.ts";
 import type { RemoteOptions } from "../io/remote/options.ts";
 import { parseRemoteUrl, siblingUrl } from "../io/remote/url.ts";
 import { isPytorch } from "../pickle/layout.ts";
-import type { Checkpoint } from "./checkpoint.ts";
+import type { Checkpoint, CheckpointFormat } from "./checkpoint.ts";
 import { fileFromSource, type SafetensorsFile } from "./file.ts";
 import { decodeIndex } from "./index-text.ts";
 import { ShardedFile } from "./sharded.ts";
@@ -54,7 +54,7 @@ async function fetchHeader(source: HttpSource): Promise<void> {
 }
 
 /**
- * Opens whatever a checkpoint URL names (see the module comment). A sharded checkpoint opens every shard's header
+ * Opens whatever a checkpoint URL names (see the module comment); `format` limits a folder to that format's files. A sharded checkpoint opens every shard's header
  * at once, in parallel, so that shards need no request of their own later.
  *
  * @example
@@ -65,14 +65,15 @@ async function fetchHeader(source: HttpSource): Promise<void> {
  * console.log(model.tensor("wte.weight").shape);
  * ```
  */
-export async function openRemoteCheckpoint(url: string, options: RemoteOptions = {}): Promise<Checkpoint> {
+export async function openRemoteCheckpoint(url: string, options: RemoteOptions = {}, format?: CheckpointFormat): Promise<Checkpoint> {
   const ffi = await loadLibc();
   const transfers = remoteTransfers(options, "unavailable" in ffi ? undefined : ffi);
   const { href, shown } = parseRemoteUrl(url);
   const path = new URL(href).pathname;
   if (path.endsWith(".json")) return openRemoteIndex(url, transfers);
   if (!path.endsWith("/")) return openRemoteFile(url, transfers);
-  for (const [name] of FOLDER_FILES) {
+  const names = FOLDER_FILES.filter(([, f]) => !format || f === format).map(([name]) => name);
+  for (const name of names) {
     try {
       const file = siblingUrl(url, name);
       return await (name.endsWith(".json") ? openRemoteIndex(file, transfers) : openRemoteFile(file, transfers));
@@ -80,7 +81,7 @@ export async function openRemoteCheckpoint(url: string, options: RemoteOptions =
       if (remoteStatus(e) !== 404) throw e;
     }
   }
-  throw new SafetensorsError("ENOENT", `${shown} holds no checkpoint (none of ${FOLDER_FILES.map(([n]) => n).join(", ")})`);
+  throw new SafetensorsError("ENOENT", `${shown} holds no checkpoint (none of ${names.join(", ")})`);
 }
 
 async function openRemoteIndex(url: string, transfers: RemoteTransfers): Promise<ShardedFile> {
