@@ -114,7 +114,7 @@ export const load: Command = {
     "  --backend B      auto (default: mmap where FFI is available), mmap, or read (positional reads)",
     "  --host-register  pin the file's mapping and let the copy engine read its pages (CUDA only)",
     "  --plan P         tensor parallelism: read only this rank's part of each tensor, by llama or gpt2 rules",
-    "                   (head counts from config.json beside the weights); cpu only so far",
+    "                   (head counts from config.json beside the weights)",
     "  --rank R         this rank (default: the launcher's RANK, OMPI_COMM_WORLD_RANK, PMI_RANK or",
     "                   SLURM_PROCID; else 0)",
     "  --world-size N   how many ranks share the model (default: the launcher's; else 1)",

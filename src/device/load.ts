@@ -12,7 +12,8 @@ import { openCheckpoint } from "../checkpoint/open.ts";
 import { openMmap, touchPages } from "../io/mmap.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
 import { quietly, yieldToLoop, type ChunkSource, type RingOptions } from "./pipeline.ts";
-import { loadSlices, rankOf, type RankLoadOptions } from "./rank-load.ts";
+import { loadSlices, planParts, rankOf, ReadAhead, type RankLoadOptions, type RankPart } from "./rank-load.ts";
+import { planGatherChunks } from "./tp-plan.ts";
 import { withRing } from "./ring-cache.ts";
 import { layoutDevice, mappedRange, planChunks, type Chunk, type Extent } from "./plan.ts";
 import { parseDevice } from "./spec.ts";
@@ -93,9 +94,10 @@ export async function toDevice(checkpoint: Checkpoint, opts: DeviceLoadOptions =
  * allocation per file holds its tensors at 256-byte-aligned offsets.
  *
  * With a `plan` (tensor parallelism), this rank (`rank`/`worldSize`, default the launcher's) reads only its part of
- * each tensor ({@link planSplit}), on cpu so far: `get(name)` then has the part's `shape`, the `fullShape` and the
- * `split` (null: replicated), and `bytes` holds the part contiguous in row-major order. Head counts come from
- * `config.json` beside the weights, or `config`.
+ * each tensor ({@link planSplit}): `get(name)` then has the part's `shape`, the `fullShape` and the `split` (null:
+ * replicated); on cpu `bytes` holds the part contiguous in row-major order, on CUDA `ptr` does (its runs gathered
+ * in the pinned ring; `device: "cuda"` is then the local rank's GPU). Head counts come from `config.json` beside
+ * the weights, or `config`.
  *
  * @example
  * ```ts
@@ -130,16 +132,20 @@ interface FilePlan {
   file: CheckpointFile;
   names: string[];
   extents: Extent[];
+  /** Tensor-parallel loads: this rank's part of each tensor, what is read and copied instead of the whole. */
+  parts?: RankPart[];
 }
 
 /** `owned` closes files the load opened itself: right after a CUDA upload, or with the tensors on cpu. */
 async function load(target: DeviceTarget, checkpoint: Checkpoint, owned: Cleanup, opts: DeviceLoadOptions): Promise<DeviceTensors> {
-  const plans = pick(checkpoint, opts.names, target.kind === "cpu");
+  let plans = pick(checkpoint, opts.names, target.kind === "cpu");
   if (opts.plan !== undefined) {
-    if (target.kind !== "cpu") throw new SafetensorsError("InvalidArgument", `tensor-parallel loads (plan) go to cpu so far, not ${target.device.name}; load with device: "cpu"`);
-    return loadSlices(plans, dirname(checkpoint.path), { ...opts, plan: opts.plan }, target.reason, owned);
+    if (target.kind === "cpu") return loadSlices(plans, dirname(checkpoint.path), { ...opts, plan: opts.plan }, target.reason, owned);
+    // A part is gathered from runs read into the ring: a pinned mapping would copy whole rows.
+    if (opts.hostRegister) throw new SafetensorsError("InvalidArgument", "hostRegister does not apply to tensor-parallel loads (plan): their parts are read through the pinned ring");
+    plans = planParts(plans, dirname(checkpoint.path), { ...opts, plan: opts.plan }).map((p, i) => ({ ...plans[i]!, parts: p.parts }));
   }
-  const total = plans.reduce((a, p) => a + p.extents.reduce((b, e) => b + e.byteLength, 0), 0);
+  const total = plans.reduce((a, p) => a + (p.parts ?? p.extents).reduce((b, e) => b + e.byteLength, 0), 0);
   const progress = { done: 0, total };
   const report = (file: string, n: number) => {
     progress.done += n;
@@ -209,13 +215,18 @@ async function upload(
   const tensors = new Map<string, DeviceTensor>();
   // A small load needs no 128 MiB ring: shrink the slots to the data (whole pages).
   const slotBytes = Math.min(opts.slotBytes ?? 32 << 20, Math.max(4096, Math.ceil(total / 4096) * 4096));
+  let ahead: ReadAhead | undefined;
   try {
     await withRing(device, { slots: opts.slots, slotBytes, pinned: !opts.hostRegister }, async (ring) => {
-      for (const { file, names, extents } of plans) {
+      for (const { file, names, extents, parts } of plans) {
         // Set again for each file: other loads may switch the thread's device while this one awaits.
         check(cuda, cuda.cudaSetDevice(device.index), `cudaSetDevice(${device.index})`);
-        const targets = allocate(device, extents, opts.perTensor === true, memory);
-        const chunks = planChunks(extents, ring.slotBytes);
+        const targets = allocate(device, (parts ?? extents).map((e) => e.byteLength), opts.perTensor === true, memory);
+        const fileRuns = parts?.map((p, i) => p.runs.map(([offset, length]): [number, number] => [extents[i]!.start + offset, length]));
+        const chunks = fileRuns ? planGatherChunks(fileRuns, ring.slotBytes) : planChunks(extents, ring.slotBytes);
+        // A rank's runs are scattered: their pages asked for exactly, so the ring's reads start no read-ahead.
+        if (fileRuns) ahead ??= await ReadAhead.open();
+        ahead?.advise(file.path, fileRuns?.flat() ?? []);
         const release = new Cleanup();
         try {
           // Only empty tensors: nothing to read, no mapping to pin.
@@ -231,13 +242,17 @@ async function upload(
         }
         names.forEach((name, i) => {
           const info = file.info(name);
-          tensors.set(name, { name, dtype: info.dtype, shape: info.shape, byteLength: info.byteLength, device: device.name, ptr: targets[i]! });
+          const part = parts?.[i];
+          const facts = part ? { shape: part.shape, fullShape: info.shape, split: part.split, byteLength: part.byteLength } : { shape: info.shape, byteLength: info.byteLength };
+          tensors.set(name, { name, dtype: info.dtype, ...facts, device: device.name, ptr: targets[i]! });
         });
       }
     });
   } catch (e) {
     quietly(() => memory.run());
     throw e;
+  } finally {
+    ahead?.close();
   }
   // Frees run with this device current, whichever device the thread has moved on to.
   const cleanup = new Cleanup();
@@ -254,9 +269,9 @@ async function upload(
 }
 
 /** Device addresses per tensor: offsets in one allocation, or one allocation each (empty tensors get 0n). */
-function allocate(device: CudaDevice, extents: Extent[], perTensor: boolean, memory: Cleanup): bigint[] {
-  if (perTensor) return extents.map((e) => (e.byteLength ? deviceAlloc(device, e.byteLength, memory) : 0n));
-  const { offsets, total } = layoutDevice(extents.map((e) => e.byteLength));
+function allocate(device: CudaDevice, sizes: number[], perTensor: boolean, memory: Cleanup): bigint[] {
+  if (perTensor) return sizes.map((n) => (n ? deviceAlloc(device, n, memory) : 0n));
+  const { offsets, total } = layoutDevice(sizes);
   const base = total ? deviceAlloc(device, total, memory) : 0n;
   return offsets.map((o) => base + BigInt(o));
 }

@@ -10,6 +10,7 @@ import { SafetensorsError } from "../errors.ts";
 import type { ByteSource } from "../io/source.ts";
 import { check, Cleanup, hostAlloc, type CudaDevice } from "./cuda.ts";
 import type { Chunk } from "./plan.ts";
+import type { GatherChunk } from "./tp-plan.ts";
 
 export interface RingOptions {
   /** Pinned slots in the ring (default 4). */
@@ -110,7 +111,7 @@ export class PinnedRing {
    * Copies every chunk to `targets[piece.tensor] + piece.tensorOffset`. Chunks must be at most `slotBytes`.
    * `onBytes` is told, in order, how many bytes each chunk landed on the device. Resolves when all have landed.
    */
-  async upload(chunks: Chunk[], targets: bigint[], from: ChunkSource, onBytes: (n: number) => void): Promise<void> {
+  async upload(chunks: Array<Chunk | GatherChunk>, targets: bigint[], from: ChunkSource, onBytes: (n: number) => void): Promise<void> {
     const { cuda } = this.#dev;
     const inFlight: (Chunk | undefined)[] = new Array(this.slots);
     const settle = async (slot: number) => {
@@ -129,7 +130,7 @@ export class PinnedRing {
       if ("mapped" in from) src = from.mapped + BigInt(c.fileOffset);
       else {
         src = this.#base + BigInt(slot * this.slotBytes);
-        await from.source.read(c.fileOffset, c.length, src);
+        await readChunk(from.source, c, src);
       }
       // The current device is per thread and a load on another device may have run during the awaits.
       check(cuda, cuda.cudaSetDevice(this.#dev.index), `cudaSetDevice(${this.#dev.index})`);
@@ -169,6 +170,17 @@ export class PinnedRing {
       return r === CUDA.success;
     });
   }
+}
+
+/** A chunk's bytes into the slot at `into`: one read, or for a gathered chunk each run packed after the last. */
+function readChunk(source: ByteSource, c: Chunk | GatherChunk, into: bigint): Promise<void> {
+  if (!("runs" in c)) return source.read(c.fileOffset, c.length, into);
+  let at = 0n;
+  const reads = c.runs.map(([offset, length]) => source.read(offset, length, into + (at += BigInt(length)) - BigInt(length)));
+  // Settled, all of them, before a failure is told: no read may still write into the slot.
+  return Promise.allSettled(reads).then((results) => {
+    for (const r of results) if (r.status === "rejected") throw r.reason;
+  });
 }
 
 /** Runs a release step after a failure without hiding that failure (the step still runs in full). */

@@ -13,7 +13,8 @@ import { loadLibc, type LibC } from "../io/libc.ts";
 import { readSmallFile } from "../io/small-file.ts";
 import { yieldToLoop } from "./pipeline.ts";
 import { launchRank } from "./ranks.ts";
-import { planSplit, splitRuns, type ModelConfig, type TensorParallelPlan } from "./tp-plan.ts";
+import type { TensorInfo } from "../format/layout.ts";
+import { planSplit, splitRuns, type ModelConfig, type Split, type TensorParallelPlan } from "./tp-plan.ts";
 import type { Cleanup } from "./cuda.ts";
 import { DeviceTensors, type DeviceTensor } from "./tensors.ts";
 
@@ -51,9 +52,43 @@ export interface FileNames {
   names: string[];
 }
 
+/** One tensor's part for this rank: its split, shape and byte runs (offsets within the tensor). */
+export interface RankPart {
+  name: string;
+  info: TensorInfo;
+  split: Split | null;
+  shape: number[];
+  runs: Array<[number, number]>;
+  byteLength: number;
+}
+
 /**
- * Reads this rank's part of each named tensor into host memory. Every tensor's part is planned before the first
- * read, so an `UnevenSplit` costs no I/O. `owned` closes what the load opened, with the tensors.
+ * This rank's part of each named tensor, file by file: planned for every tensor before any is read, so an
+ * `UnevenSplit` costs no I/O. The config is `opts.config`, else `config.json` in `folder` when there is one.
+ *
+ * @example
+ * ```ts
+ * const [first] = planParts(files, "checkpoints/llama", { rank: 1, worldSize: 4, plan: "llama" });
+ * console.log(first.parts[0].split);
+ * ```
+ */
+export function planParts(files: FileNames[], folder: string, opts: RankLoadOptions & { plan: TensorParallelPlan }): Array<FileNames & { parts: RankPart[] }> {
+  const at = rankOf(opts);
+  const config = opts.config ?? readConfig(join(folder, "config.json"));
+  return files.map(({ file, names }) => ({
+    file,
+    names,
+    parts: names.map((name) => {
+      const info = file.info(name);
+      const split = planSplit(name, info, at, opts.plan, config);
+      return { name, info, split, ...splitRuns(name, info.shape, DTYPES.get(info.dtype)!.bits, split) };
+    }),
+  }));
+}
+
+/**
+ * Reads this rank's part of each named tensor into host memory ({@link planParts}). `owned` closes what the load
+ * opened, with the tensors.
  *
  * @example
  * ```ts
@@ -68,17 +103,9 @@ export async function loadSlices(
   owned: Cleanup,
 ): Promise<DeviceTensors> {
   const t0 = performance.now();
-  const at = rankOf(opts);
-  const config = opts.config ?? readConfig(join(folder, "config.json"));
-  const parts = files.flatMap(({ file, names }) =>
-    names.map((name) => {
-      const info = file.info(name);
-      const split = planSplit(name, info, at, opts.plan, config);
-      return { file, name, info, split, ...splitRuns(name, info.shape, DTYPES.get(info.dtype)!.bits, split) };
-    }),
-  );
+  const parts = planParts(files, folder, opts).flatMap(({ file, parts }) => parts.map((p) => ({ ...p, file })));
   const total = parts.reduce((a, p) => a + p.byteLength, 0);
-  const ahead = new ReadAhead(await loadLibc().then((l) => ("unavailable" in l ? null : l)));
+  const ahead = await ReadAhead.open();
   const tensors = new Map<string, DeviceTensor>();
   let done = 0;
   try {
@@ -126,16 +153,36 @@ function readConfig(path: string): ModelConfig | null {
 }
 
 /**
- * Exact read-ahead: `POSIX_FADV_WILLNEED` on the pages of each run (neighbouring runs' pages merged), so the
- * kernel reads them in large requests but no page outside them. Advice only: without libc, or when a call
- * fails, the reads fault their pages in one by one, the same bytes.
+ * The kernel reads at most its read-ahead window per `WILLNEED` call (`max(io_pages, ra_pages)`: 128 KiB by
+ * default), so longer ranges are advised in pieces of this.
  */
-class ReadAhead {
+const ADVICE_PIECE = 128 << 10;
+
+/**
+ * Exact read-ahead: `POSIX_FADV_WILLNEED` on the pages of each run (neighbouring runs' pages merged), so the
+ * kernel reads them in large requests but no page outside them, and reads that then find their pages cached
+ * start no read-ahead of their own. Advice only: without libc, or when a call fails, reads fetch their pages
+ * themselves, the same bytes (plus the kernel's read-ahead, for positional reads).
+ *
+ * @example
+ * ```ts
+ * const ahead = await ReadAhead.open();
+ * ahead.advise("model.safetensors", [[4096, 8192]]);
+ * ahead.close();
+ * ```
+ */
+export class ReadAhead {
   #libc: LibC | null;
   #fds = new Map<string, number>();
 
-  constructor(libc: LibC | null) {
+  private constructor(libc: LibC | null) {
     this.#libc = libc;
+  }
+
+  /** With libc where there is FFI; a no-op elsewhere. */
+  static async open(): Promise<ReadAhead> {
+    const libc = await loadLibc();
+    return new ReadAhead("unavailable" in libc ? null : libc);
   }
 
   advise(path: string, runs: Array<[number, number]>): void {
@@ -145,6 +192,9 @@ class ReadAhead {
       let fd = this.#fds.get(path);
       if (fd === undefined) this.#fds.set(path, (fd = libc.openRead(path)));
       const page = libc.pageSize;
+      const advise = (from: number, to: number) => {
+        for (let at = from; at < to; at += ADVICE_PIECE) libc.posixFadvise(fd, at, Math.min(ADVICE_PIECE, to - at), POSIX_FADV_WILLNEED);
+      };
       let from = -1;
       let to = -1;
       for (const [offset, length] of runs) {
@@ -152,11 +202,11 @@ class ReadAhead {
         const b = Math.ceil((offset + length) / page) * page;
         if (a <= to) to = Math.max(to, b);
         else {
-          if (to > from) libc.posixFadvise(fd, from, to - from, POSIX_FADV_WILLNEED);
+          advise(from, to);
           [from, to] = [a, b];
         }
       }
-      libc.posixFadvise(fd, from, to - from, POSIX_FADV_WILLNEED);
+      advise(from, to);
     } catch {
       // Advice only (see above).
     }

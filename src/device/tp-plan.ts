@@ -5,6 +5,7 @@
 import { SafetensorsError } from "../errors.ts";
 import type { TensorInfo } from "../format/layout.ts";
 import { planSlice } from "../checkpoint/slice.ts";
+import type { Chunk } from "./plan.ts";
 
 /**
  * A rank's part of one tensor: indices `[start, end)` of dimension `dim`. With `parts` (GPT-2's fused `c_attn`,
@@ -227,4 +228,44 @@ function gpt2(name: string, shape: readonly number[], at: RankOf, config: ModelC
   const heads = positive(config?.n_head ?? config?.num_attention_heads);
   if (heads !== undefined && heads % at.worldSize !== 0) throw uneven(name, "n_head", heads, at.worldSize);
   return evenDim(name, shape, outDim, at, 3);
+}
+
+/** A ring chunk gathered from several file runs: each run is read in turn into the slot, packed, in order. */
+export interface GatherChunk extends Chunk {
+  /** `[file offset, length]` of each run, in slot order; `fileOffset` is the first one's and `length` their sum. */
+  runs: Array<[number, number]>;
+}
+
+/**
+ * Packs tensors' parts (each a list of absolute file runs, in the part's row-major order) into chunks of at most
+ * `chunkBytes`, a run longer than the room left split across chunks; each chunk feeds each tensor one piece, its
+ * packed bytes being the next stretch of the part.
+ *
+ * @example
+ * ```ts
+ * planGatherChunks([[[100, 3], [110, 3]]], 4);
+ * // [{ fileOffset: 100, length: 4, runs: [[100, 3], [110, 1]], pieces: [t0 0..4] }, { fileOffset: 111, length: 2, runs: [[111, 2]], pieces: [t0 4..6] }]
+ * ```
+ */
+export function planGatherChunks(parts: ReadonlyArray<ReadonlyArray<readonly [number, number]>>, chunkBytes: number): GatherChunk[] {
+  if (!(chunkBytes >= 1)) throw new RangeError(`chunk size must be positive, got ${chunkBytes}`);
+  const chunks: GatherChunk[] = [];
+  let cur: GatherChunk | undefined;
+  parts.forEach((runs, tensor) => {
+    let done = 0;
+    for (const [offset, length] of runs) {
+      for (let at = 0; at < length; ) {
+        if (!cur || cur.length === chunkBytes) chunks.push((cur = { fileOffset: offset + at, length: 0, pieces: [], runs: [] }));
+        const take = Math.min(length - at, chunkBytes - cur.length);
+        const last = cur.pieces.at(-1);
+        if (last?.tensor === tensor) last.length += take;
+        else cur.pieces.push({ tensor, tensorOffset: done, chunkOffset: cur.length, length: take });
+        cur.runs.push([offset + at, take]);
+        cur.length += take;
+        done += take;
+        at += take;
+      }
+    }
+  });
+  return chunks;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { planSplit, splitPieces, splitRuns, type ModelConfig, type Split, type TensorParallelPlan } from "../../src/device/tp-plan.ts";
+import { planGatherChunks, planSplit, splitPieces, splitRuns, type ModelConfig, type Split, type TensorParallelPlan } from "../../src/device/tp-plan.ts";
 import { assemble } from "../support/assemble.ts";
 
 const LLAMA: ModelConfig = { hidden_size: 256, num_attention_heads: 8, num_key_value_heads: 2, intermediate_size: 512 };
@@ -190,5 +190,43 @@ describe("splitRuns", () => {
       const splits = Array.from({ length: w }, (_, r) => ({ dim, start: r * per, end: (r + 1) * per, ...(parts > 1 ? { parts } : {}) }));
       reassembles(shape, splits, `[${shape}] dim ${dim}, ${parts} parts, ${w} ranks`);
     }
+  });
+});
+
+describe("planGatherChunks", () => {
+  test("parts' runs pack into chunks, split where a chunk is full; every byte once, in order", () => {
+    let seed = 5;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    for (let round = 0; round < 40; round++) {
+      const parts = Array.from({ length: 1 + rand(4) }, () => {
+        let at = rand(100);
+        return Array.from({ length: rand(5) }, (): [number, number] => {
+          const run: [number, number] = [at, 1 + rand(30)];
+          at += run[1] + 1 + rand(20);
+          return run;
+        });
+      });
+      const chunkBytes = 1 + rand(40);
+      const chunks = planGatherChunks(parts, chunkBytes);
+      // What each tensor's part receives, byte by byte: the file offset it came from.
+      const got = parts.map(() => [] as number[]);
+      for (const c of chunks) {
+        expect(c.length).toBeLessThanOrEqual(chunkBytes);
+        expect(c.runs.reduce((a, r) => a + r[1], 0)).toBe(c.length);
+        expect(c.fileOffset).toBe(c.runs[0]![0]);
+        const slot = c.runs.flatMap(([offset, length]) => Array.from({ length }, (_, k) => offset + k));
+        let at = 0;
+        for (const p of c.pieces) {
+          expect(p.chunkOffset).toBe(at);
+          expect(p.tensorOffset).toBe(got[p.tensor]!.length);
+          got[p.tensor]!.push(...slot.slice(p.chunkOffset, p.chunkOffset + p.length));
+          at += p.length;
+        }
+        expect(at).toBe(c.length);
+      }
+      expect(got).toEqual(parts.map((runs) => runs.flatMap(([offset, length]) => Array.from({ length }, (_, k) => offset + k))));
+    }
+    expect(() => planGatherChunks([[[0, 1]]], 0)).toThrow(RangeError);
+    expect(planGatherChunks([[], []], 8)).toEqual([]);
   });
 });
