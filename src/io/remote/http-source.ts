@@ -61,7 +61,8 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
   const first = new Uint8Array(opts.probeBytes);
   const got = await parts.run(() => object.probe(first, closing.signal));
   const held = new HeldRanges();
-  held.add(0, first.subarray(0, got));
+  // A small file leaves most of the first read's buffer unused: keep only what came.
+  held.add(0, got < first.byteLength ? first.slice(0, got) : first);
   const path = remote.shown;
   const size = object.size;
   let open = true;
