@@ -254,6 +254,22 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     expect(missing.stdout).toMatch(/RemoteError: .*HTTP 404 Not Found: no such object \(request id [0-9a-f]{32}\)\n$/);
   });
 
+  test("a redirect to another origin is followed without the credentials (that origin refuses a request with them)", async () => {
+    const local = await localDigests(fixture("sharded"));
+    const withCredentials = nginx.url.replace("//", "//me:secret@");
+    for (const opts of [{}, { remote: { headers: { authorization: "Bearer t0ken" } } }]) {
+      const model = await openCheckpoint(`${withCredentials}/moved/fixtures/sharded/`, { remote: { ...opts.remote, probeBytes: 64 } });
+      try {
+        expect(await digests(model)).toEqual(local);
+      } finally {
+        model.close();
+      }
+    }
+    // The guard is live: the same request straight to that origin, credentials and all, is refused.
+    const direct = await failure(() => openCheckpoint(`${withCredentials.replace("127.0.0.1", "localhost")}/cdn/fixtures/sharded/`));
+    expect([direct.code, direct.message.includes("HTTP 400")]).toEqual(["RemoteError", true]);
+  });
+
   test("403 fails at once, naming the status, the URL without credentials and the request id", async () => {
     const e = await failure(() => openCheckpoint(`${proxy.url.replace("//", "//me:secret@")}/403/fixtures/sharded/?token=abc`));
     expect(e.code).toBe("RemoteError");

@@ -53,6 +53,15 @@ http {
     listen 127.0.0.1:${port};
     root ${root};
     add_header X-Request-Id $request_id always;
+    # A redirect to another origin (localhost, not 127.0.0.1), where a request carrying Authorization is refused:
+    # what a model hub's redirect to its CDN looks like.
+    location /moved/ {
+      rewrite ^/moved/(.*)$ http://localhost:${port}/cdn/$1 redirect;
+    }
+    location /cdn/ {
+      if ($http_authorization) { return 400; }
+      alias ${root}/;
+    }
   }
 }
 `,

@@ -18,7 +18,10 @@ export interface RemoteOptions {
   retries?: number;
   /** The first backoff's upper bound; each retry doubles it, up to 10 s (default 200 ms). */
   backoffMs?: number;
-  /** Extra request headers (`Authorization`, …), sent to the checkpoint's host only. */
+  /**
+   * Extra request headers. A redirect to another origin (a CDN) goes without `Authorization`, as `fetch` does on
+   * Node, Bun and Deno; other headers follow it.
+   */
   headers?: Record<string, string>;
 }
 
