@@ -2,6 +2,7 @@
 import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { withCheckpoint } from "../checkpoint/open.ts";
 import type { TensorInfo } from "../format/layout.ts";
+import { leafJson } from "../pickle/flatten.ts";
 import { describeLeaf } from "../pickle/layout.ts";
 import type { Command } from "./command.ts";
 import { formatBytes, formatCount, plural, printable, printableJson, shorten, table } from "./format.ts";
@@ -99,7 +100,7 @@ function toJson(file: Checkpoint): object {
   return {
     metadata: file.metadata,
     ...(isSharded(file) ? { index_metadata: file.indexMetadata } : {}),
-    ...(leaves(file).length ? { values: Object.fromEntries(leaves(file)) } : {}),
+    ...(file.leaves.size ? { values: Object.fromEntries([...file.leaves].map(([k, v]) => [k, leafJson(v)])) } : {}),
     tensors: rows(file).map((r) => ({
       name: r.name,
       dtype: r.dtype,
@@ -120,7 +121,11 @@ export const inspect: Command = {
     "",
     "options:",
     "  --json      print {\"metadata\", \"index_metadata\" (sharded only), \"values\" (PyTorch non-tensor values",
-    "              as text, if any), \"tensors\": [{name, dtype, shape, data_offsets[, file]}] in file order}",
+    "              as JSON: numbers, strings, booleans, null, lists, objects; bytes, dtypes and other torch",
+    "              objects as text), \"tensors\": [{name, dtype, shape, data_offsets[, file]}] in file order}.",
+    "              data_offsets: [begin, end) in bytes; for safetensors from the start of the data (after the",
+    "              header), as the header says; for PyTorch absolute in the file, and for a strided view the",
+    "              whole span it reads across (end - begin can then exceed its size)",
   ].join("\n"),
   options: { json: { type: "boolean" } },
   positionals: { min: 1, max: 1 },

@@ -113,6 +113,40 @@ export function describeLeaf(v: unknown): string {
   return render(v, 0, { left: SHOWN_CHARS });
 }
 
+/** Most values {@link leafJson} gives as JSON per leaf, and how deep: one list shared inside another, level by level, must not make gigabytes. */
+const JSON_VALUES = 100_000;
+const JSON_DEPTH = 100;
+
+/**
+ * A leaf value as JSON, for machines: None → null, booleans, ints and floats → numbers (ints past 2^53 and
+ * NaN/±Infinity → their text), str → string, lists, tuples and sets → arrays, dicts → objects (a key that is not
+ * a string → its {@link describeLeaf} text). What JSON has no form for (bytes, dtypes, torch globals, tensors)
+ * is its `describeLeaf` text, and so is whatever lies past 100 levels or 100,000 values.
+ *
+ * @example
+ * ```ts
+ * leafJson(file.leaves.get("optimizer.param_groups.0.betas")); // [0.9, 0.999]: a Python tuple
+ * ```
+ */
+export function leafJson(v: unknown): unknown {
+  return toJson(v, 0, { left: JSON_VALUES });
+}
+
+function toJson(v: unknown, depth: number, budget: { left: number }): unknown {
+  budget.left--;
+  if (v === null || typeof v === "boolean" || typeof v === "string") return v;
+  if (typeof v === "number") return Number.isFinite(v) ? v : String(v);
+  if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : describeLeaf(v);
+  if (depth >= JSON_DEPTH || budget.left <= 0) return describeLeaf(v);
+  const items = Array.isArray(v) ? v : v instanceof PyTuple || v instanceof PySet ? v.items : undefined;
+  if (items) return items.map((x) => toJson(x, depth + 1, budget));
+  if (v instanceof PyDict) {
+    // fromEntries defines own properties: a key "__proto__" is a key, not a prototype.
+    return Object.fromEntries([...v.entries()].map(([k, x]) => [typeof k === "string" ? k : describeLeaf(k), toJson(x, depth + 1, budget)]));
+  }
+  return describeLeaf(v);
+}
+
 function render(v: unknown, depth: number, budget: { left: number }): string {
   const text = renderOne(v, depth, budget);
   budget.left -= text.length;

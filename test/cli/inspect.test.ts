@@ -119,3 +119,16 @@ test("one tensor is 1 tensor, in inspect, verify and convert", async () => {
   expect((await cli("convert", pt, join(dir, "one.safetensors"))).stdout).toMatch(/^1 tensor, 4 B in /);
   rmSync(dir, { recursive: true });
 });
+
+test("--json on PyTorch: data_offsets are absolute in the file, as --help says", async () => {
+  const path = fixture("torch/pytorch_model.bin");
+  const doc = JSON.parse((await cli("inspect", "--json", path)).stdout);
+  const bytes = readFileSync(path);
+  const file = await open(path);
+  for (const t of doc.tensors) {
+    const [begin, end] = t.data_offsets;
+    expect(new Uint8Array(bytes.subarray(begin, end))).toEqual(new Uint8Array(file.tensor(t.name).bytes));
+  }
+  file.close();
+  expect((await cli("inspect", "--help")).stdout.replace(/\s+/g, " ")).toContain("for PyTorch absolute in the file");
+});
