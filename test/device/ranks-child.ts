@@ -9,5 +9,5 @@ import { launchRank, loadToDevice, type TensorParallelPlan } from "../../src/ind
 
 const [path, plan] = process.argv.slice(2) as [string, TensorParallelPlan];
 using w = await loadToDevice(path, { device: "cpu", plan });
-const parts = Object.fromEntries([...w].map(([name, t]) => [name, createHash("sha256").update(w.toHost(name)).digest("hex")]));
+const parts = Object.fromEntries([...w.keys()].map((name) => [name, createHash("sha256").update(w.toHost(name)).digest("hex")]));
 console.log(JSON.stringify({ rank: launchRank(), parts }));
