@@ -50,6 +50,7 @@ export type ErrorCode =
   | "InvalidPickle"
   | "InvalidZip"
   | "PickleTooLarge"
+  | "NoTensors"
   // a failed system call: the errno name (ENOENT, EACCES, ENOMEM, …)
   | ErrnoCode;
 

@@ -38,7 +38,8 @@ const METADATA = { format: "pt" };
  * Converts a PyTorch checkpoint to safetensors. `inPath` a file → `outPath` is the `.safetensors` file to
  * write; `inPath` a folder or pickle index → `outPath` is the folder to write shards and
  * `model.safetensors.index.json` into. Tied weights are written as separate tensors; non-tensor values
- * (epoch, hyperparameters) are not written, and the result names them. A file OUT may not be IN itself.
+ * (epoch, hyperparameters) are not written, and the result names them. A file OUT may not be IN itself, and a
+ * checkpoint with no tensors at all is refused (`NoTensors`) rather than written as an empty file.
  *
  * @example
  * ```ts
@@ -56,6 +57,11 @@ export async function convert(inPath: string, outPath: string, opts: ConvertOpti
     if (model.format !== "pytorch") throw new SafetensorsError("InvalidArgument", `${inPath} is not a PyTorch checkpoint`);
     // Every shard opens (and is checked against the index) before anything is written.
     for (const file of model.files) model.shard(file);
+    // An empty safetensors file would pass for a converted model.
+    if (model.offsetKeys().length === 0) {
+      const others = model.leaves.size ? ` (only ${model.leaves.size} other value${model.leaves.size === 1 ? "" : "s"})` : "";
+      throw new SafetensorsError("NoTensors", `${inPath} holds no tensors${others}: nothing to convert`);
+    }
     return where.sharded ? await convertSharded(model, outPath, opts) : await convertFile(model, inPath, outPath, opts);
   } finally {
     model.close();

@@ -1,10 +1,11 @@
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, test } from "vitest";
 import { main } from "../../src/cli/main.ts";
 import { cli } from "../support/cli.ts";
 import { fixture } from "../support/fixtures.ts";
+import { Pickle, torchZip } from "../pickle/build.ts";
 
 test("convert writes a verified .safetensors that verify and inspect then accept", async () => {
   const dir = mkdtempSync(join(tmpdir(), "tensormap-cli-convert-"));
@@ -77,5 +78,22 @@ test("--quiet: no bar on a terminal and no note; the result line still on stdout
   const failed = await run("convert", "--quiet", fixture("malicious/builtins-exec.pt"), join(dir, "c.safetensors"));
   expect([failed.code, failed.stderr]).toEqual([1, "error: UnsafePickle: refused global __builtin__.exec\n"]);
   expect((await run("inspect", "--quiet", fixture("sharded"))).stderr).toMatch(/^error: unknown option --quiet/);
+  rmSync(dir, { recursive: true });
+});
+
+test("a checkpoint with no tensors at all is refused (NoTensors), and nothing is written", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-cli-convert-"));
+  const onlyEpoch = join(dir, "epoch.pt");
+  writeFileSync(onlyEpoch, torchZip(new Pickle().proto().emptyDict().mark().str("epoch").int(3).setitems().stop().bytes(), {}));
+  const empty = join(dir, "empty.pt");
+  writeFileSync(empty, torchZip(new Pickle().proto().emptyDict().stop().bytes(), {}));
+  const out = join(dir, "out");
+  mkdirSync(out);
+  const a = await cli("convert", onlyEpoch, join(out, "a.safetensors"));
+  expect([a.code, a.stdout, a.stderr]).toEqual([1, "", `error: NoTensors: ${onlyEpoch} holds no tensors (only 1 other value): nothing to convert\n`]);
+  const b = await cli("convert", empty, join(out, "b.safetensors"));
+  expect(b.code).toBe(1);
+  expect(b.stderr).toMatch(/^error: NoTensors: .*empty\.pt holds no tensors\b.*: nothing to convert\n$/);
+  expect(readdirSync(out)).toEqual([]);
   rmSync(dir, { recursive: true });
 });
