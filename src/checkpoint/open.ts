@@ -11,7 +11,7 @@ import { FOLDER_FILES, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../
 import { recoverFolder } from "../io/commit.ts";
 import { sourceOpener, type SourceOptions } from "../io/open-source.ts";
 import type { RemoteOptions } from "../io/remote/options.ts";
-import { isRemoteUrl, parseRemoteUrl } from "../io/remote/url.ts";
+import { isRemoteUrl, showUrl } from "../io/remote/url.ts";
 import { readSmallFile } from "../io/small-file.ts";
 import type { Checkpoint } from "./checkpoint.ts";
 import { fileFromSource, SafetensorsFile } from "./file.ts";
@@ -49,7 +49,7 @@ export type CheckpointPath = (
  * ```
  */
 export function resolveCheckpoint(path: string, format?: CheckpointFormat): CheckpointPath {
-  if (isRemoteUrl(path)) throw new SafetensorsError("InvalidArgument", `${parseRemoteUrl(path).shown}: a URL is resolved as it is opened (openCheckpoint, open)`);
+  if (isRemoteUrl(path)) throw new SafetensorsError("InvalidArgument", `${showUrl(path)}: a URL is resolved as it is opened (openCheckpoint, open)`);
   // A writer killed between setting a folder aside and moving its new version in left none: put the old one back.
   recoverFolder(path);
   if (statOf(path).isDirectory()) {

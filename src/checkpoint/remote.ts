@@ -1,5 +1,5 @@
 /**
- * What an `http(s)://` checkpoint URL means, and opening it: a URL ending in `/` is a model folder (its
+ * What an `http(s)://` (or `hf://`, see ../io/remote/hub.ts) checkpoint URL means, and opening it: a URL ending in `/` is a model folder (its
  * `model.safetensors.index.json`, then `model.safetensors`, then the PyTorch names, as for a local folder), one
  * ending in `.json` an index, anything else one file. Opening reads headers only; tensors come with `prefetch`.
  */
@@ -8,6 +8,7 @@ import { namingFile, SafetensorsError } from "../errors.ts";
 import { headerLength } from "../format/header.ts";
 import { FOLDER_FILES, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../format/sharded.ts";
 import { loadLibc } from "../io/libc.ts";
+import { hubHttpUrl, isHubUrl, pinRevision, withHubToken } from "../io/remote/hub.ts";
 import { openHttpSource, remoteTransfers, type HttpSource, type RemoteTransfers } from "../io/remote/http-source.ts";
 import { remoteStatus } from "../io/remote/http-object.ts";
 import type { RemoteOptions } from "../io/remote/options.ts";
@@ -66,6 +67,7 @@ async function fetchHeader(source: HttpSource): Promise<void> {
  * ```
  */
 export async function openRemoteCheckpoint(url: string, options: RemoteOptions = {}, format?: CheckpointFormat): Promise<Checkpoint> {
+  if (isHubUrl(url)) return openRemoteCheckpoint(hubHttpUrl(url), withHubToken(options), format);
   const ffi = await loadLibc();
   const transfers = remoteTransfers(options, "unavailable" in ffi ? undefined : ffi);
   const { href, shown } = parseRemoteUrl(url);
@@ -95,7 +97,8 @@ async function openRemoteIndex(url: string, transfers: RemoteTransfers): Promise
     source.close();
   }
   const format = indexFormat(new URL(url).pathname.split("/").at(-1)!, index.shards);
-  const opened = await Promise.allSettled(index.shards.map((shard) => openRemoteFile(siblingUrl(url, shard), transfers)));
+  // Every shard from the commit the index came from, should the hub's branch move meanwhile.
+  const opened = await Promise.allSettled(index.shards.map((shard) => openRemoteFile(pinRevision(siblingUrl(url, shard), source.commit), transfers)));
   const failed = opened.findIndex((r) => r.status === "rejected");
   if (failed >= 0) {
     for (const r of opened) if (r.status === "fulfilled") r.value.close();

@@ -1,7 +1,8 @@
-/** The pure parts of the remote sources: URLs and what may be shown of them, retry rules, options. */
+/** The pure parts of the remote sources: URLs and what may be shown of them, Hub addresses, retry rules, options. */
 import { expect, test } from "vitest";
 import { SafetensorsError } from "../../src/errors.ts";
 import { HeldRanges } from "../../src/io/remote/held-ranges.ts";
+import { hubHttpUrl, pinRevision } from "../../src/io/remote/hub.ts";
 import { partsInFlight, resolveRemoteOptions } from "../../src/io/remote/options.ts";
 import { backoffMs, retryableStatus, retryAfterMs } from "../../src/io/remote/retry.ts";
 import { isRemoteUrl, parseRemoteUrl, siblingUrl } from "../../src/io/remote/url.ts";
@@ -57,4 +58,16 @@ test("held ranges: a view from the one range holding all of it, overlaps allowed
   expect(Array.from(held.find(102, 2)!)).toEqual([3, 4]);
   expect(Array.from(held.find(16, 3)!)).toEqual([16, 17, 18]);
   expect([held.find(48, 4), held.find(103, 2), held.find(60, 1)]).toEqual([undefined, undefined, undefined]);
+});
+
+test("hf:// addresses: repository, revision (main by default), path, repo type; pinning swaps in the commit only", () => {
+  const at = (a: string) => hubHttpUrl(a, "https://hub.example/");
+  expect(at("hf://o/r")).toBe("https://hub.example/o/r/resolve/main/");
+  expect(at("hf://o/r@v1.0/sub dir/model.safetensors")).toBe("https://hub.example/o/r/resolve/v1.0/sub%20dir/model.safetensors");
+  expect(at("hf://o/r@refs%2Fpr%2F1/")).toBe("https://hub.example/o/r/resolve/refs%2Fpr%2F1/");
+  expect(at("hf://datasets/o/r/x.safetensors")).toBe("https://hub.example/datasets/o/r/resolve/main/x.safetensors");
+  for (const bad of ["hf://", "hf://o", "hf://o/r@", "hf://o/r@a@b/x"]) expect(() => at(bad)).toThrow(SafetensorsError);
+  const main = "https://hub.example/o/r/resolve/main/model-00001-of-00002.safetensors";
+  expect(pinRevision(main, "0123abcd")).toBe("https://hub.example/o/r/resolve/0123abcd/model-00001-of-00002.safetensors");
+  expect([pinRevision(main, undefined), pinRevision(main, "not a commit")]).toEqual([main, main]);
 });

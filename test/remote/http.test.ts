@@ -270,6 +270,31 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     expect([direct.code, direct.message.includes("HTTP 400")]).toEqual(["RemoteError", true]);
   });
 
+  test("hf:// addresses: the index at main, every shard at the commit it named, the token to the hub and not to its CDN", async () => {
+    const local = await localDigests(fixture("sharded"));
+    const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_TOKEN: process.env.HF_TOKEN };
+    Object.assign(process.env, { HF_ENDPOINT: nginx.url, HF_TOKEN: "hf_test" });
+    try {
+      for (const address of ["hf://o/r", "hf://o/r/", "hf://o/r@main/model.safetensors.index.json"]) {
+        const model = await openCheckpoint(address, SMALL);
+        try {
+          expect([address, await digests(model)]).toEqual([address, local]);
+        } finally {
+          model.close();
+        }
+      }
+      using shard = await open("hf://o/r@0123abcd0123abcd/model-00002-of-00003.safetensors");
+      expect(shard.keys().length).toBeGreaterThan(0);
+      process.env.HF_TOKEN = "hf_wrong";
+      expect((await failure(() => openCheckpoint("hf://o/r"))).message).toContain("HTTP 401");
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  });
+
   test("403 fails at once, naming the status, the URL without credentials and the request id", async () => {
     const e = await failure(() => openCheckpoint(`${proxy.url.replace("//", "//me:secret@")}/403/fixtures/sharded/?token=abc`));
     expect(e.code).toBe("RemoteError");

@@ -58,6 +58,17 @@ http {
     location /moved/ {
       rewrite ^/moved/(.*)$ http://localhost:${port}/cdn/$1 redirect;
     }
+    # A model hub (DESIGN §7): the index at main names its commit; files resolve at that commit only, with the
+    # token, and redirect to the CDN.
+    location = /o/r/resolve/main/model.safetensors.index.json {
+      if ($http_authorization != "Bearer hf_test") { return 401; }
+      add_header X-Repo-Commit 0123abcd0123abcd always;
+      alias ${root}/fixtures/sharded/model.safetensors.index.json;
+    }
+    location /o/r/resolve/0123abcd0123abcd/ {
+      if ($http_authorization != "Bearer hf_test") { return 401; }
+      rewrite ^/o/r/resolve/[^/]+/(.*)$ http://localhost:${port}/cdn/fixtures/sharded/$1 redirect;
+    }
     location /cdn/ {
       if ($http_authorization) { return 400; }
       alias ${root}/;

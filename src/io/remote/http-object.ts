@@ -50,6 +50,8 @@ export class HttpObject {
   readonly #opts: ResolvedRemoteOptions;
   /** Total size, from the first answer. */
   size = -1;
+  /** The commit a model hub named in its first answer (`X-Repo-Commit`), if it did. */
+  commit?: string;
   /** The server answered a ranged GET with the whole object (200): each request then costs the bytes up to its end. */
   ignoresRange = false;
   #etag?: string;
@@ -205,6 +207,7 @@ export class HttpObject {
     const etag = res.headers.get("etag") ?? undefined;
     if (this.size < 0) {
       this.size = total;
+      this.commit = res.headers.get("x-repo-commit") ?? undefined;
       // A weak ETag cannot be matched with If-Match (strong comparison only): the date pins the version then.
       if (etag && !etag.startsWith("W/")) this.#etag = etag;
       else this.#lastModified = res.headers.get("last-modified") ?? undefined;

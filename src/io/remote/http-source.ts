@@ -14,6 +14,8 @@ import { partsInFlight, resolveRemoteOptions, type RemoteOptions, type ResolvedR
 import { parseRemoteUrl } from "./url.ts";
 
 export interface HttpSource extends ByteSource {
+  /** The commit a model hub named in its first answer (`X-Repo-Commit`), if it did. */
+  readonly commit?: string;
   /** Fetches `[offset, offset + length)` into memory in parallel parts; rejects with the fetch's error. */
   prefetch(offset: number, length: number): Promise<void>;
 }
@@ -102,6 +104,7 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
     backend: "read",
     path,
     size,
+    commit: object.commit,
     zeroCopy: false,
     bytes: heldBytes,
     readInto(dst, offset) {

@@ -2,7 +2,7 @@
 import { SafetensorsError } from "../../errors.ts";
 
 /**
- * Whether a checkpoint path is an HTTP(S) URL rather than a local path.
+ * Whether a checkpoint path is remote: an HTTP(S) URL or a Hugging Face Hub address (`hf://`), not a local path.
  *
  * @example
  * ```ts
@@ -11,7 +11,19 @@ import { SafetensorsError } from "../../errors.ts";
  * ```
  */
 export function isRemoteUrl(path: string): boolean {
-  return /^https?:\/\//i.test(path);
+  return /^(https?|hf):\/\//i.test(path);
+}
+
+/**
+ * A remote path as it may be shown: an `hf://` address as it is, a URL as {@link parseRemoteUrl} shows it.
+ *
+ * @example
+ * ```ts
+ * showUrl("https://me:secret@example.com/m.safetensors"); // "https://example.com/m.safetensors"
+ * ```
+ */
+export function showUrl(path: string): string {
+  return /^hf:\/\//i.test(path) ? path : parseRemoteUrl(path).shown;
 }
 
 /** A parsed remote address: where to send requests, what to show, and the credentials it carried. */
