@@ -58,6 +58,10 @@ test("held ranges: a view from the one range holding all of it, overlaps allowed
   expect(Array.from(held.find(102, 2)!)).toEqual([3, 4]);
   expect(Array.from(held.find(16, 3)!)).toEqual([16, 17, 18]);
   expect([held.find(48, 4), held.find(103, 2), held.find(60, 1)]).toEqual([undefined, undefined, undefined]);
+  held.add(50, new Uint8Array([50, 51]));
+  held.add(52, new Uint8Array([52, 53, 54]));
+  expect(Array.from(held.find(47, 7)!)).toEqual([47, 48, 49, 50, 51, 52, 53]);
+  expect(held.find(47, 9)).toBeUndefined();
 });
 
 test("hf:// addresses: repository, revision (main by default), path, repo type; pinning swaps in the commit only", () => {

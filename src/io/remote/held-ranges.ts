@@ -19,7 +19,10 @@ export class HeldRanges {
     this.#ranges.splice(i, 0, { start, bytes });
   }
 
-  /** A view of `[offset, offset + length)` inside one held range, or undefined. */
+  /**
+   * `[offset, offset + length)`: a view where one held range has all of it, a copy gathered from ranges that
+   * meet or overlap end to end, or undefined where a byte is missing.
+   */
   find(offset: number, length: number): Uint8Array | undefined {
     // The last range starting at or before `offset`, then earlier ones (an earlier, longer range may hold it).
     let lo = 0;
@@ -32,6 +35,21 @@ export class HeldRanges {
     for (let i = lo - 1; i >= 0; i--) {
       const { start, bytes } = this.#ranges[i]!;
       if (offset + length <= start + bytes.byteLength) return bytes.subarray(offset - start, offset - start + length);
+    }
+    return this.#gather(offset, length);
+  }
+
+  /** Copies a range that no one held range covers from several, in start order; undefined at the first gap. */
+  #gather(offset: number, length: number): Uint8Array | undefined {
+    const out = new Uint8Array(length);
+    let at = offset;
+    for (const { start, bytes } of this.#ranges) {
+      if (start > at) break;
+      const end = Math.min(start + bytes.byteLength, offset + length);
+      if (end <= at) continue;
+      out.set(bytes.subarray(at - start, end - start), at - offset);
+      at = end;
+      if (at === offset + length) return out;
     }
     return undefined;
   }

@@ -13,6 +13,9 @@ import { Limiter } from "./limiter.ts";
 import { partsInFlight, resolveRemoteOptions, type RemoteOptions, type ResolvedRemoteOptions } from "./options.ts";
 import { parseRemoteUrl } from "./url.ts";
 
+/** What one held buffer spans at most: a prefetch of a whole large file is held in pieces (no runtime's limit). */
+const HELD_PIECE = 1 << 30;
+
 export interface HttpSource extends ByteSource {
   /** The commit a model hub named in its first answer (`X-Repo-Commit`), if it did. */
   readonly commit?: string;
@@ -128,9 +131,13 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
       live();
       checkRange(path, size, offset, length);
       if (length === 0 || held.find(offset, length)) return;
-      const bytes = new Uint8Array(length);
-      await fetchInto(offset, length, bytes);
-      held.add(offset, bytes);
+      const pieces: Promise<void>[] = [];
+      for (let at = 0; at < length; at += HELD_PIECE) {
+        const bytes = new Uint8Array(Math.min(HELD_PIECE, length - at));
+        pieces.push(fetchInto(offset + at, bytes.byteLength, bytes).then(() => held.add(offset + at, bytes)));
+      }
+      const failed = (await Promise.allSettled(pieces)).find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
     },
     close() {
       if (!open) return;
