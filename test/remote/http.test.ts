@@ -295,6 +295,15 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     }
   });
 
+  test("nothing listening: the connection refused is retried, then RemoteError naming the cause", async () => {
+    const closed = await startFaultProxy(nginx.url);
+    const url = `${closed.url}/none/fixtures/safetensors/tiny-gpt2.safetensors?sig=s3cret`;
+    await closed.stop();
+    const e = await failure(() => open(url, { remote: { retries: 2, backoffMs: 1 } }));
+    expect([e.code, /not fetched after 3 tries in .*(ECONNREFUSED|connection refused)/i.test(e.message)]).toEqual(["RemoteError", true]);
+    expect(e.message).not.toContain("s3cret");
+  });
+
   test("403 fails at once, naming the status, the URL without credentials and the request id", async () => {
     const e = await failure(() => openCheckpoint(`${proxy.url.replace("//", "//me:secret@")}/403/fixtures/sharded/?token=abc`));
     expect(e.code).toBe("RemoteError");

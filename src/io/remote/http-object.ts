@@ -225,11 +225,14 @@ function refusal(status: number): string {
   return status >= 300 && status < 400 ? "a redirect that was not followed" : "the request was refused";
 }
 
-/** A network failure in one line: fetch's "fetch failed" says little, its cause (ECONNRESET, …) says what. */
+/**
+ * A network failure in one line: fetch's "fetch failed" says little, its cause (ECONNRESET, …) says what. A URL in
+ * it (Deno names the one requested, query and all) is left out: the message names the URL as it may be shown.
+ */
 function describe(e: unknown): string {
   const err = e as { message?: string; cause?: { code?: string; message?: string } };
   const cause = err?.cause?.code ?? err?.cause?.message;
-  return `${err?.message ?? String(e)}${cause ? ` (${cause})` : ""}`.split("\n")[0]!;
+  return `${err?.message ?? String(e)}${cause ? ` (${cause})` : ""}`.split("\n")[0]!.replace(/\bhttps?:\/\/[^\s)]*/gi, "the URL");
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
