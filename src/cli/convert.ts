@@ -4,12 +4,13 @@ import { parseSize } from "../format/sharded.ts";
 import { convert as convertCheckpoint } from "../convert/convert.ts";
 import { type Command, UsageError } from "./command.ts";
 import { formatBytes, formatCount, formatDuration, plural, printable } from "./format.ts";
+import { filterArgs, nameFilter } from "./glob.ts";
 import { Progress } from "./progress.ts";
 
 export const convert: Command = {
   name: "convert",
   summary: "convert PyTorch .bin/.pt checkpoints to safetensors",
-  usage: "convert IN OUT [--max-shard-size SIZE]",
+  usage: "convert IN OUT [--max-shard-size SIZE] [--filter GLOB]...",
   help: [
     "Reads IN without executing it (an allowlisted unpickler) and writes safetensors with metadata",
     '{"format": "pt"}. IN a .bin/.pt file: OUT is the .safetensors file. IN a folder or a',
@@ -19,13 +20,17 @@ export const convert: Command = {
     "options:",
     '  --max-shard-size SIZE  largest shard (sharded output), bytes or "5GB"/"5GiB"; default 5GB; a',
     "                         tensor larger than SIZE gets a shard of its own (tensors are never split)",
+    "  --filter GLOB          only the tensors whose names match GLOB (* any run of characters, dots",
+    "                         included; ? one character); repeatable: any GLOB matches; !GLOB leaves",
+    "                         names out, e.g. --filter '!optimizer.*'",
   ].join("\n"),
-  options: { "max-shard-size": { type: "string" } },
+  options: { "max-shard-size": { type: "string" }, filter: { type: "string", multiple: true } },
   progress: true,
   positionals: { min: 2, max: 2 },
   async run({ values, positionals }, io) {
     const [inPath, outPath] = positionals as [string, string];
     const maxShardSize = values["max-shard-size"] as string | undefined;
+    const keep = nameFilter(filterArgs(values.filter));
     if (maxShardSize !== undefined) {
       try {
         parseSize(maxShardSize);
@@ -38,6 +43,7 @@ export const convert: Command = {
     let seen = 0;
     const result = await convertCheckpoint(inPath, outPath, {
       maxShardSize,
+      keep,
       onProgress: (done, total) => {
         // Every byte is counted twice: once written, once read back to verify.
         bar ??= new Progress(io.stderr, "convert + verify", total);

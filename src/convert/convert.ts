@@ -18,6 +18,8 @@ import { commit, discard, writeTemp } from "../io/commit.ts";
 export interface ConvertOptions extends OpenOptions {
   /** Sharded output only: the largest shard's data size, bytes or `"5GB"`/`"5GiB"`. Default `"5GB"`. */
   maxShardSize?: number | string;
+  /** Which tensors (and non-tensor values, for `dropped`) to take, by name (default: all). */
+  keep?: (name: string) => boolean;
   /** Called as bytes are converted and then verified; `done` reaches `total` at the end. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -28,7 +30,7 @@ export interface ConvertResult {
   tensors: number;
   /** Tensor data bytes written. */
   bytes: number;
-  /** The checkpoint's non-tensor values (epoch, hyperparameters, …) by dotted name: safetensors holds none of them. */
+  /** The checkpoint's non-tensor values (epoch, hyperparameters, …) that `keep` keeps, by dotted name: safetensors holds none of them. */
   dropped: string[];
 }
 
@@ -62,10 +64,16 @@ export async function convert(inPath: string, outPath: string, opts: ConvertOpti
       const others = model.leaves.size ? ` (only ${model.leaves.size} other value${model.leaves.size === 1 ? "" : "s"})` : "";
       throw new SafetensorsError("NoTensors", `${inPath} holds no tensors${others}: nothing to convert`);
     }
+    if (kept(model.offsetKeys(), opts).length === 0) throw new SafetensorsError("NoTensors", `none of the ${model.offsetKeys().length} tensors in ${inPath} is kept by the filter: nothing to convert`);
     return where.sharded ? await convertSharded(model, outPath, opts) : await convertFile(model, inPath, outPath, opts);
   } finally {
     model.close();
   }
+}
+
+/** The names `keep` keeps, in their order: the tensors to write, the values reported as `dropped`. */
+function kept(names: string[], opts: ConvertOptions): string[] {
+  return opts.keep ? names.filter(opts.keep) : names;
 }
 
 /** Dtype, shape and size of each tensor, for planning headers before any data is read. */
@@ -128,7 +136,7 @@ async function convertFile(model: Checkpoint, inPath: string, outPath: string, o
   try {
     // After the open: IN is known to be there when OUT is compared with it.
     requireWritableFile(inPath, outPath);
-    const names = model.offsetKeys();
+    const names = kept(model.offsetKeys(), opts);
     const bytes = totalBytes(model, names);
     const progress = new Progress(2 * bytes, opts.onProgress);
     const { header, order } = planHeader(shapesOf(model, names), METADATA);
@@ -137,7 +145,7 @@ async function convertFile(model: Checkpoint, inPath: string, outPath: string, o
     const verified = await verify(tmp, model, progress, opts);
     if (verified !== names.length) throw new SafetensorsError("VerifyFailed", `${tmp} holds ${verified} tensors, expected ${names.length}`);
     commit(tmp, outPath);
-    return { files: [outPath], tensors: names.length, bytes, dropped: [...model.leaves.keys()] };
+    return { files: [outPath], tensors: names.length, bytes, dropped: kept([...model.leaves.keys()], opts) };
   } catch (e) {
     if (tmp) discard(tmp);
     throw fromSystemError(e, `cannot convert ${inPath} to ${outPath}`);
@@ -145,7 +153,7 @@ async function convertFile(model: Checkpoint, inPath: string, outPath: string, o
 }
 
 async function convertSharded(model: Checkpoint, outDir: string, opts: ConvertOptions): Promise<ConvertResult> {
-  const names = model.offsetKeys();
+  const names = kept(model.offsetKeys(), opts);
   const bytes = totalBytes(model, names);
   const progress = new Progress(2 * bytes, opts.onProgress);
   // Written and checked in a hidden folder, then swapped in whole: on any error OUT stays as it was.
@@ -154,7 +162,7 @@ async function convertSharded(model: Checkpoint, outDir: string, opts: ConvertOp
     for (const shard of staged.filter((p) => p.endsWith(".safetensors"))) verified += await verify(shard, model, progress, opts);
     if (verified !== names.length) throw new SafetensorsError("VerifyFailed", `shards hold ${verified} tensors, expected ${names.length}`);
   });
-  return { files: written, tensors: names.length, bytes, dropped: [...model.leaves.keys()] };
+  return { files: written, tensors: names.length, bytes, dropped: kept([...model.leaves.keys()], opts) };
 }
 
 /** OUT must be a file path in an existing folder, and not IN itself (the rename would replace the checkpoint). */

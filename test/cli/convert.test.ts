@@ -97,3 +97,22 @@ test("a checkpoint with no tensors at all is refused (NoTensors), and nothing is
   expect(readdirSync(out)).toEqual([]);
   rmSync(dir, { recursive: true });
 });
+
+test("--filter writes only the tensors it keeps, notes only the values it keeps, and refuses a filter that keeps none", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensormap-cli-convert-"));
+  const ckpt = fixture("torch/training-checkpoint.pt");
+  const out = join(dir, "model.safetensors");
+  const r = await cli("convert", ckpt, out, "--filter", "!optimizer.*");
+  expect(r.code).toBe(0);
+  const all = JSON.parse((await cli("inspect", "--json", ckpt)).stdout);
+  const want = all.tensors.map((t: { name: string }) => t.name).filter((n: string) => !n.startsWith("optimizer."));
+  expect(want.length).toBeGreaterThan(0);
+  expect(want.length).toBeLessThan(all.tensors.length);
+  const written = JSON.parse((await cli("inspect", "--json", out)).stdout);
+  expect(written.tensors.map((t: { name: string }) => t.name).sort()).toEqual([...want].sort());
+  expect(r.stderr).not.toMatch(/optimizer/);
+  const none = await cli("convert", ckpt, join(dir, "none.safetensors"), "--filter", "nothing.*");
+  expect([none.code, none.stderr]).toEqual([1, `error: NoTensors: none of the 16 tensors in ${ckpt} is kept by the filter: nothing to convert\n`]);
+  expect(readdirSync(dir)).toEqual(["model.safetensors"]);
+  rmSync(dir, { recursive: true });
+});

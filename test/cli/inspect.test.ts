@@ -132,3 +132,20 @@ test("--json on PyTorch: data_offsets are absolute in the file, as --help says",
   file.close();
   expect((await cli("inspect", "--help")).stdout.replace(/\s+/g, " ")).toContain("for PyTorch absolute in the file");
 });
+
+test("--filter keeps the names any GLOB matches, less !GLOB ones, in the table, the totals and --json", async () => {
+  const r = await cli("inspect", SHARDED, "--filter", "h.0.*", "--filter=!*.bias");
+  expect(r.code).toBe(0);
+  const names = r.stdout.split("\n\n")[0]!.split("\n").slice(1).map((l) => l.split(" ")[0]);
+  const want = (await fileOrder()).filter((n) => n.startsWith("h.0.") && !n.endsWith(".bias"));
+  expect(names).toEqual(want);
+  expect(r.stdout).toContain(`${want.length} of 17 tensors (--filter), `);
+  const doc = JSON.parse((await cli("inspect", "--json", SHARDED, "--filter", "h.0.*", "--filter", "!*.bias")).stdout);
+  expect(doc.tensors.map((t: { name: string }) => t.name)).toEqual(want);
+  // Values are names too: leaving the optimizer out leaves its values out.
+  const ckpt = JSON.parse((await cli("inspect", "--json", fixture("torch/training-checkpoint.pt"), "--filter", "!optimizer.*")).stdout);
+  expect(Object.keys(ckpt.values).some((k) => k.startsWith("optimizer."))).toBe(false);
+  expect(ckpt.values.epoch).toBe(3);
+  expect(ckpt.tensors.some((t: { name: string }) => t.name.startsWith("optimizer."))).toBe(false);
+  expect((await cli("inspect", SHARDED, "--filter", "")).stderr).toMatch(/^error: --filter wants a non-empty GLOB\n/);
+});
