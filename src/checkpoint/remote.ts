@@ -1,5 +1,5 @@
 /**
- * What an `http(s)://` (or `hf://`, see ../io/remote/hub.ts) checkpoint URL means, and opening it: a URL ending in `/` is a model folder (its
+ * What an `http(s)://` (or `hf://`, `s3://`: see ../io/remote/hub.ts, s3.ts) checkpoint URL means, and opening it: a URL ending in `/` is a model folder (its
  * `model.safetensors.index.json`, then `model.safetensors`, then the PyTorch names, as for a local folder), one
  * ending in `.json` an index, anything else one file. Opening reads headers only; tensors come with `prefetch`.
  */
@@ -9,6 +9,7 @@ import { headerLength } from "../format/header.ts";
 import { FOLDER_FILES, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../format/sharded.ts";
 import { loadLibc } from "../io/libc.ts";
 import { hubHttpUrl, isHubUrl, pinRevision, withHubToken } from "../io/remote/hub.ts";
+import { isS3Url, s3HttpUrl, s3Signer } from "../io/remote/s3.ts";
 import { openHttpSource, remoteTransfers, type HttpSource, type RemoteTransfers } from "../io/remote/http-source.ts";
 import { remoteStatus } from "../io/remote/http-object.ts";
 import type { RemoteOptions } from "../io/remote/options.ts";
@@ -68,8 +69,10 @@ async function fetchHeader(source: HttpSource): Promise<void> {
  */
 export async function openRemoteCheckpoint(url: string, options: RemoteOptions = {}, format?: CheckpointFormat): Promise<Checkpoint> {
   if (isHubUrl(url)) return openRemoteCheckpoint(hubHttpUrl(url), withHubToken(options), format);
+  const sign = isS3Url(url) ? s3Signer() : undefined;
+  if (isS3Url(url)) url = s3HttpUrl(url);
   const ffi = await loadLibc();
-  const transfers = remoteTransfers(options, "unavailable" in ffi ? undefined : ffi);
+  const transfers = remoteTransfers(options, "unavailable" in ffi ? undefined : ffi, sign);
   const { href, shown } = parseRemoteUrl(url);
   const path = new URL(href).pathname;
   if (path.endsWith(".json")) return openRemoteIndex(url, transfers);

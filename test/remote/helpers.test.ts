@@ -5,6 +5,8 @@ import { HeldRanges } from "../../src/io/remote/held-ranges.ts";
 import { hubHttpUrl, pinRevision } from "../../src/io/remote/hub.ts";
 import { partsInFlight, resolveRemoteOptions } from "../../src/io/remote/options.ts";
 import { backoffMs, retryableStatus, retryAfterMs } from "../../src/io/remote/retry.ts";
+import { s3HttpUrl, s3Signer } from "../../src/io/remote/s3.ts";
+import { EMPTY_SHA256, signV4 } from "../../src/io/remote/sigv4.ts";
 import { isRemoteUrl, parseRemoteUrl, siblingUrl } from "../../src/io/remote/url.ts";
 
 test("credentials leave the URL for an Authorization header; what is shown has neither them nor the query", () => {
@@ -15,8 +17,9 @@ test("credentials leave the URL for an Authorization header; what is shown has n
   expect(parseRemoteUrl("http://example.com/a").authorization).toBeUndefined();
 });
 
-test("only http and https are remote; a bad URL is InvalidArgument without its credentials", () => {
-  expect([isRemoteUrl("HTTPS://x/y"), isRemoteUrl("http://x"), isRemoteUrl("s3://b/k"), isRemoteUrl("./http://x")]).toEqual([true, true, false, false]);
+test("http, https, s3 and hf are remote, nothing else; a bad URL is InvalidArgument without its credentials", () => {
+  const remote = ["HTTPS://x/y", "http://x", "s3://b/k", "hf://o/r", "./http://x", "file:///m", "gs://b/k", "checkpoints/gpt2"].map(isRemoteUrl);
+  expect(remote).toEqual([true, true, true, true, false, false, false, false]);
   try {
     parseRemoteUrl("http://me:secret@[bad/x");
     expect.unreachable();
@@ -74,4 +77,24 @@ test("hf:// addresses: repository, revision (main by default), path, repo type; 
   const main = "https://hub.example/o/r/resolve/main/model-00001-of-00002.safetensors";
   expect(pinRevision(main, "0123abcd")).toBe("https://hub.example/o/r/resolve/0123abcd/model-00001-of-00002.safetensors");
   expect([pinRevision(main, undefined), pinRevision(main, "not a commit")]).toEqual([main, main]);
+});
+
+test("SigV4: AWS's own GET Object example signs to the signature its documentation gives", async () => {
+  const credentials = { accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" };
+  const extra = await signV4("https://examplebucket.s3.amazonaws.com/test.txt", { range: "bytes=0-9" }, credentials, "us-east-1", "s3", new Date("2013-05-24T00:00:00Z"));
+  expect(extra.authorization).toBe(
+    "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41",
+  );
+  expect([extra["x-amz-date"], extra["x-amz-content-sha256"]]).toEqual(["20130524T000000Z", EMPTY_SHA256]);
+});
+
+test("s3:// addresses: virtual-hosted at AWS, path-style for a dotted bucket and at a custom endpoint", () => {
+  const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  expect(s3HttpUrl("s3://models/gpt2/model.safetensors", env({ AWS_REGION: "eu-west-1" }))).toBe("https://models.s3.eu-west-1.amazonaws.com/gpt2/model.safetensors");
+  expect(s3HttpUrl("s3://my.models/a b/", env({ AWS_DEFAULT_REGION: "us-west-2" }))).toBe("https://s3.us-west-2.amazonaws.com/my.models/a%20b/");
+  expect(s3HttpUrl("s3://models/x", env({ AWS_ENDPOINT_URL: "http://127.0.0.1:9000/" }))).toBe("http://127.0.0.1:9000/models/x");
+  expect(s3HttpUrl("s3://models/x", env({ AWS_ENDPOINT_URL: "http://other", AWS_ENDPOINT_URL_S3: "http://s3only" }))).toBe("http://s3only/models/x");
+  expect(s3HttpUrl("s3://models", env({}))).toBe("https://models.s3.us-east-1.amazonaws.com/");
+  for (const bad of ["s3://", "s3://Bad_Bucket/x"]) expect(() => s3HttpUrl(bad, env({}))).toThrow(SafetensorsError);
+  expect(s3Signer(env({ AWS_ACCESS_KEY_ID: "a" }))).toBeUndefined();
 });

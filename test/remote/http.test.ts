@@ -304,6 +304,28 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     expect(e.message).not.toContain("s3cret");
   });
 
+  test("s3:// addresses: path-style at AWS_ENDPOINT_URL_S3, every request SigV4-signed with the standard variables", async () => {
+    const local = await localDigests(fixture("sharded"));
+    const vars = { AWS_ENDPOINT_URL_S3: nginx.url, AWS_ACCESS_KEY_ID: "AKIDTEST", AWS_SECRET_ACCESS_KEY: "secret", AWS_SESSION_TOKEN: "tok", AWS_REGION: "eu-west-1" };
+    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, vars);
+    try {
+      const model = await openCheckpoint("s3://s3b/sharded/", SMALL);
+      try {
+        expect(await digests(model)).toEqual(local);
+      } finally {
+        model.close();
+      }
+      delete process.env.AWS_SECRET_ACCESS_KEY;
+      expect((await failure(() => openCheckpoint("s3://s3b/sharded/"))).message).toContain("HTTP 403");
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  });
+
   test("403 fails at once, naming the status, the URL without credentials and the request id", async () => {
     const e = await failure(() => openCheckpoint(`${proxy.url.replace("//", "//me:secret@")}/403/fixtures/sharded/?token=abc`));
     expect(e.code).toBe("RemoteError");

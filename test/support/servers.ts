@@ -69,6 +69,14 @@ http {
       if ($http_authorization != "Bearer hf_test") { return 401; }
       rewrite ^/o/r/resolve/[^/]+/(.*)$ http://localhost:${port}/cdn/fixtures/sharded/$1 redirect;
     }
+    # An S3-style bucket "s3b" (path-style, as at AWS_ENDPOINT_URL_S3): requests without a SigV4 header of the
+    # test's credentials and region are refused. The signature itself is checked against AWS's example in
+    # helpers.test.ts: nginx cannot.
+    location /s3b/ {
+      if ($http_authorization !~ "^AWS4-HMAC-SHA256 Credential=AKIDTEST/[0-9]{8}/eu-west-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date;x-amz-security-token, Signature=[0-9a-f]{64}$") { return 403; }
+      if ($http_x_amz_security_token != "tok") { return 403; }
+      alias ${root}/fixtures/;
+    }
     location /cdn/ {
       if ($http_authorization) { return 400; }
       alias ${root}/;

@@ -5,6 +5,7 @@
  */
 import { SafetensorsError } from "../../errors.ts";
 import type { ResolvedRemoteOptions } from "./options.ts";
+import type { RequestSigner } from "./s3.ts";
 import { backoffMs, retryableStatus, retryAfterMs } from "./retry.ts";
 import type { RemoteUrl } from "./url.ts";
 
@@ -48,6 +49,7 @@ export function remoteStatus(e: unknown): number | undefined {
 export class HttpObject {
   readonly url: RemoteUrl;
   readonly #opts: ResolvedRemoteOptions;
+  readonly #sign?: RequestSigner;
   /** Total size, from the first answer. */
   size = -1;
   /** The commit a model hub named in its first answer (`X-Repo-Commit`), if it did. */
@@ -57,9 +59,11 @@ export class HttpObject {
   #etag?: string;
   #lastModified?: string;
 
-  constructor(url: RemoteUrl, opts: ResolvedRemoteOptions) {
+  /** `sign`: adds a signature to each request (S3), from its URL and Range. */
+  constructor(url: RemoteUrl, opts: ResolvedRemoteOptions, sign?: RequestSigner) {
     this.url = url;
     this.#opts = opts;
+    this.#sign = sign;
   }
 
   /**
@@ -129,7 +133,10 @@ export class HttpObject {
     try {
       let res: Response;
       try {
-        res = await fetch(this.url.href, { headers: this.#headers(offset, length), signal: abort, redirect: "follow" });
+        const headers = this.#headers(offset, length);
+        // Only Range is signed: a header the runtime might rewrite (Accept-Encoding) must stay out of the signature.
+        if (this.#sign) Object.assign(headers, await this.#sign(this.url.href, { range: headers.range! }));
+        res = await fetch(this.url.href, { headers, signal: abort, redirect: "follow" });
       } catch (e) {
         if (signal?.aborted) throw signal.reason;
         throw idle.signal.aborted ? stalled() : new Transient(describe(e));

@@ -11,6 +11,7 @@ import { HeldRanges } from "./held-ranges.ts";
 import { HttpObject } from "./http-object.ts";
 import { Limiter } from "./limiter.ts";
 import { partsInFlight, resolveRemoteOptions, type RemoteOptions, type ResolvedRemoteOptions } from "./options.ts";
+import type { RequestSigner } from "./s3.ts";
 import { parseRemoteUrl } from "./url.ts";
 
 /** What one held buffer spans at most: a prefetch of a whole large file is held in pieces (no runtime's limit). */
@@ -29,6 +30,8 @@ export interface RemoteTransfers {
   parts: Limiter;
   /** Present where the runtime has FFI: `read()` then fetches straight into raw addresses (a pinned CUDA ring). */
   libc?: LibC;
+  /** Signs every request (S3 with credentials). */
+  sign?: RequestSigner;
 }
 
 /**
@@ -40,9 +43,9 @@ export interface RemoteTransfers {
  * const [a, b] = await Promise.all(urls.map((u) => openHttpSource(u, transfers)));
  * ```
  */
-export function remoteTransfers(options: RemoteOptions = {}, libc?: LibC): RemoteTransfers {
+export function remoteTransfers(options: RemoteOptions = {}, libc?: LibC, sign?: RequestSigner): RemoteTransfers {
   const opts = resolveRemoteOptions(options);
-  return { opts, parts: new Limiter(partsInFlight(opts)), libc };
+  return { opts, parts: new Limiter(partsInFlight(opts)), libc, sign };
 }
 
 /**
@@ -59,9 +62,9 @@ export function remoteTransfers(options: RemoteOptions = {}, libc?: LibC): Remot
  * ```
  */
 export async function openHttpSource(url: string, transfers: RemoteTransfers = remoteTransfers()): Promise<HttpSource> {
-  const { opts, parts, libc } = transfers;
+  const { opts, parts, libc, sign } = transfers;
   const remote = parseRemoteUrl(url);
-  const object = new HttpObject(remote, opts);
+  const object = new HttpObject(remote, opts, sign);
   const closing = new AbortController();
   const first = new Uint8Array(opts.probeBytes);
   const got = await parts.run(() => object.probe(first, closing.signal));

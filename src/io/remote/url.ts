@@ -2,7 +2,8 @@
 import { SafetensorsError } from "../../errors.ts";
 
 /**
- * Whether a checkpoint path is remote: an HTTP(S) URL or a Hugging Face Hub address (`hf://`), not a local path.
+ * Whether a checkpoint path is remote: an HTTP(S) URL, an S3 address (`s3://`) or a Hugging Face Hub address
+ * (`hf://`), not a local path.
  *
  * @example
  * ```ts
@@ -11,11 +12,11 @@ import { SafetensorsError } from "../../errors.ts";
  * ```
  */
 export function isRemoteUrl(path: string): boolean {
-  return /^(https?|hf):\/\//i.test(path);
+  return /^(https?|hf|s3):\/\//i.test(path);
 }
 
 /**
- * A remote path as it may be shown: an `hf://` address as it is, a URL as {@link parseRemoteUrl} shows it.
+ * A remote path as it may be shown: an `hf://` or `s3://` address as it is, a URL as {@link parseRemoteUrl} shows it.
  *
  * @example
  * ```ts
@@ -23,7 +24,7 @@ export function isRemoteUrl(path: string): boolean {
  * ```
  */
 export function showUrl(path: string): string {
-  return /^hf:\/\//i.test(path) ? path : parseRemoteUrl(path).shown;
+  return /^(hf|s3):\/\//i.test(path) ? path : parseRemoteUrl(path).shown;
 }
 
 /** A parsed remote address: where to send requests, what to show, and the credentials it carried. */
