@@ -165,6 +165,8 @@ export const demo: Command = {
             // Not empty (something else was put there meanwhile), or never made.
           }
         }
+        const files = `${formatCount(written.length)} ${plural(written.length, "file")}`;
+        say(existsSync(dir) ? `removed the ${files} it wrote in ${dir} (--keep keeps them)` : `removed ${dir} (${files}; --keep keeps them)`);
       }
     }
     return 0;

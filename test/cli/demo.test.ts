@@ -43,6 +43,8 @@ test("a small demo writes, inspects and loads, then removes only what it wrote",
   expect(r.stderr).toBe("");
   // No GPU on these machines: the device step falls back to cpu and says why.
   expect(r.stdout).toMatch(/--device auto\n {2}16 tensors, 31\.8 MB in .*\(device cpu\)\n {2}auto chose cpu: no usable GPU/);
+  // 1 single file, 4 shards and the index; the folders it made go too, the user's stay.
+  expect(r.stdout).toMatch(new RegExp(`\nremoved the 6 files it wrote in ${dir} \\(--keep keeps them\\)\n$`));
   expect(readdirSync(dir).sort()).toEqual(["keep-me.txt", "single"]);
   expect(readdirSync(join(dir, "single"))).toEqual(["notes.txt"]);
   rmSync(dir, { recursive: true });
@@ -64,5 +66,15 @@ test("--keep leaves a folder that verify accepts", async () => {
   expect(existsSync(join(dir, "single", "model.safetensors"))).toBe(true);
   const v = await cli("verify", join(dir, "single", "model.safetensors"), join(dir, "sharded"));
   expect(v.stdout).toBe(`${join(dir, "single", "model.safetensors")}: ok (16 tensors)\n${join(dir, "sharded")}: ok (16 tensors)\n`);
+  expect(r.stdout).toMatch(new RegExp(`\nkept ${dir}\n$`));
   rmSync(dirname(dir), { recursive: true });
+});
+
+test("without --dir the demo's own temporary folder goes, and it says so", async () => {
+  const r = await cli("demo", "--layers", "1", "--vocab", "100", "--max-shard-size", "20MB");
+  expect(r.code).toBe(0);
+  const m = /\nremoved (\S+) \(4 files; --keep keeps them\)\n$/.exec(r.stdout);
+  expect(m, r.stdout).not.toBeNull();
+  expect(m![1]!.startsWith(join(tmpdir(), "tensormap-demo-"))).toBe(true);
+  expect(existsSync(m![1]!)).toBe(false);
 });
