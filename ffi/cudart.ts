@@ -1,10 +1,10 @@
 /**
  * Finds and loads libcudart: the raw calls a loader needs (DESIGN §5, `CudaRuntime` in `types.ts`), with
- * pointers as `bigint` on every runtime. The per-runtime bindings live in `ffi/bun/cudart.ts` and
- * `ffi/deno/cudart.ts`; {@link loadCudart} picks one by dynamic import.
+ * pointers as `bigint` on every runtime. The per-runtime bindings live in `ffi/bun/cudart.ts`,
+ * `ffi/deno/cudart.ts` and `ffi/node/cudart.ts`; {@link loadCudart} picks one by dynamic import.
  */
 import { loadLibcBinding } from "./libc.ts";
-import { runtime } from "./runtime.ts";
+import { ffiUnavailable, runtime } from "./runtime.ts";
 import type { CudartBinding, CudartLoad } from "./types.ts";
 
 /** Library file names tried in each directory and then through the dynamic linker's search path. */
@@ -54,13 +54,15 @@ export function loadCudart(opts: { env?: Record<string, string | undefined> } = 
 }
 
 async function tryLoad(candidates: string[]): Promise<CudartLoad> {
-  if (runtime === "node") return { ok: false, reason: "no FFI on Node (use Bun or Deno for CUDA)" };
+  const unavailable = ffiUnavailable();
+  if (unavailable && runtime === "node") return { ok: false, reason: `no FFI on Node: ${unavailable}` };
   // A load reads files through libc too; and libc says why there is no FFI (Deno without --allow-ffi).
   const libc = await loadLibcBinding();
   if ("unavailable" in libc) return { ok: false, reason: `FFI unavailable: ${libc.unavailable}` };
   let binding: CudartBinding;
   try {
-    binding = runtime === "bun" ? await import("./bun/cudart.ts") : await import("./deno/cudart.ts");
+    binding =
+      runtime === "bun" ? await import("./bun/cudart.ts") : runtime === "deno" ? await import("./deno/cudart.ts") : await import("./node/cudart.ts");
   } catch (e) {
     return { ok: false, reason: `FFI unavailable: ${(e instanceof Error ? e.message : String(e)).split("\n")[0]}` };
   }

@@ -1,3 +1,5 @@
+import { builtinModules } from "node:module";
+
 /** Which JavaScript runtime is running us. The core asks only this; `ffi/` does the runtime-specific work. */
 export type RuntimeName = "bun" | "deno" | "node";
 
@@ -7,6 +9,47 @@ export const runtime: RuntimeName =
     : typeof (globalThis as { Deno?: unknown }).Deno !== "undefined"
       ? "deno"
       : "node";
+
+/** The first Node release with `node:ffi`. */
+const NODE_FFI_MAJOR = 26;
+
+/**
+ * Why this runtime cannot call C for tensormap, in one line, or undefined where it can: Bun always, Deno with
+ * `--allow-ffi`, Node from 26 on through `node:ffi` (unless switched off or denied). Asks without loading it.
+ *
+ * @example
+ * ```ts
+ * ffiUnavailable(); // Node 20: "Node 20.20.2 has no FFI (node:ffi came in Node 26)"; Bun: undefined
+ * ```
+ */
+export function ffiUnavailable(): string | undefined {
+  if (runtime === "bun") return undefined;
+  if (runtime === "deno") return denoFfiGranted() ? undefined : "Deno runs without --allow-ffi";
+  const version = process.versions.node;
+  if (Number(version.split(".")[0]) < NODE_FFI_MAJOR) return `Node ${version} has no FFI (node:ffi came in Node ${NODE_FFI_MAJOR})`;
+  if (!builtinModules.includes("node:ffi")) return `Node ${version} runs without node:ffi (--no-experimental-ffi)`;
+  const permission = (process as { permission?: { has(scope: string): boolean } }).permission;
+  if (permission && !permission.has("ffi")) return `Node ${version} runs with --permission and without --allow-ffi`;
+  return undefined;
+}
+
+/**
+ * Whether this runtime can call C for tensormap (see {@link ffiUnavailable}): where it can, `open()` maps files.
+ *
+ * @example
+ * ```ts
+ * const backend = hasFfi() ? "mmap" : "read";
+ * ```
+ */
+export function hasFfi(): boolean {
+  return ffiUnavailable() === undefined;
+}
+
+function denoFfiGranted(): boolean {
+  const deno = (globalThis as { Deno?: { permissions?: { querySync?(d: { name: string }): { state: string } } } })
+    .Deno;
+  return deno?.permissions?.querySync?.({ name: "ffi" }).state === "granted";
+}
 
 /**
  * An environment variable, or undefined where reading it is not allowed: under Deno without `--allow-env` for it,

@@ -36,8 +36,8 @@ export const STATX_BYTES = 256;
 
 /** What a runtime binding of libc provides: the raw calls (−1 / `MAP_FAILED` plus errno on failure) and views. */
 export interface LibCBinding {
-  readonly runtime: "bun" | "deno";
-  /** Largest ArrayBuffer a zero-copy view may span in this runtime (Bun: 4 GiB). */
+  readonly runtime: "bun" | "deno" | "node";
+  /** Largest ArrayBuffer a zero-copy view may span in this runtime (Bun: 4 GiB; V8, in Deno and Node: far more). */
   readonly maxView: number;
   open(path: string, flags: number): number;
   close(fd: number): number;
@@ -45,8 +45,9 @@ export interface LibCBinding {
   lseek(fd: number, offset: number, whence: number): number;
   /**
    * `pread(fd, dst, length, offset)` with up to `threads` running at once, off the JS thread where the runtime
-   * allows (Bun: a Worker pool, or this thread when `threads` is 1; Deno: its FFI thread pool). Resolves to the
-   * count read or −1 (errno is lost: the call ran on another thread); rejects only once the pread cannot run.
+   * allows (Bun: a Worker pool, or this thread when `threads` is 1; Deno: its FFI thread pool; Node: this thread).
+   * Resolves to the count read or −1 (errno is lost: the call may run on another thread); rejects only once the
+   * pread cannot run.
    */
   pread(fd: number, dst: bigint, length: number, offset: number, threads: number): Promise<number>;
   /** `statx(fd, "", AT_EMPTY_PATH, mask, out)`: the open file's attributes into `out` ({@link STATX_BYTES}); 0 or −1. */

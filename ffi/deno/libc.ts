@@ -1,6 +1,6 @@
 /** libc through `Deno.dlopen`. Thin: declares the symbols and converts values; `src/io/libc.ts` checks errors. */
 import { AT_EMPTY_PATH, type LibCBinding } from "../types.ts";
-import { detach } from "../detach.ts";
+import { ownedViews } from "../owned-views.ts";
 import { deno } from "./api.ts";
 
 /** V8 takes ArrayBuffers far past 4 GiB; keep views within what a typed array can index exactly. */
@@ -34,9 +34,6 @@ export function bindLibc(): LibCBinding {
     strerror: { parameters: ["i32"], result: "pointer" },
   });
   const { UnsafePointer, UnsafePointerView } = deno();
-  // getArrayBuffer has no free hook: the registry unmaps once the buffer is collected, and releaseView at once.
-  const unmapper = new FinalizationRegistry<[bigint, number]>(([addr, length]) => c.munmap(addr, length));
-  const mappings = new WeakMap<ArrayBuffer, [bigint, number]>();
   const encoder = new TextEncoder();
   const emptyPath = new Uint8Array(1);
   const num = (v: unknown): number => Number(v as number | bigint);
@@ -60,20 +57,7 @@ export function bindLibc(): LibCBinding {
     strerror: (errno) => UnsafePointerView.getCString(c.strerror(errno)!),
     address: (bytes) => BigInt(UnsafePointer.value(UnsafePointer.of(bytes))),
     view,
-    viewOwningMapping(addr, length) {
-      const buffer = view(addr, length);
-      unmapper.register(buffer, [addr, length], buffer);
-      mappings.set(buffer, [addr, length]);
-      return buffer;
-    },
-    releaseView(buffer) {
-      const range = mappings.get(buffer);
-      if (!range || !detach(buffer)) return false;
-      // Detached, nothing in JavaScript reaches the memory: unmapped now, and never again by the registry.
-      unmapper.unregister(buffer);
-      mappings.delete(buffer);
-      c.munmap(...range);
-      return true;
-    },
+    // getArrayBuffer has no free hook: unmapped once collected, or at once by releaseView.
+    ...ownedViews(view, (addr, length) => c.munmap(addr, length)),
   };
 }

@@ -14,12 +14,17 @@ import { DTYPES, type DType, type TypedArray } from "../format/dtypes.ts";
  * ```
  */
 export class Tensor {
-  constructor(
-    readonly name: string,
-    readonly dtype: DType,
-    readonly shape: readonly number[],
-    readonly bytes: Uint8Array,
-  ) {}
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly bytes: Uint8Array;
+
+  constructor(name: string, dtype: DType, shape: readonly number[], bytes: Uint8Array) {
+    this.name = name;
+    this.dtype = dtype;
+    this.shape = shape;
+    this.bytes = bytes;
+  }
 
   /**
    * Number of elements (1 for a scalar).

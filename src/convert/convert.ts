@@ -120,7 +120,12 @@ async function verify(path: string, model: Checkpoint, progress: Progress, opts:
 
 class Progress {
   done = 0;
-  constructor(readonly total: number, readonly report?: (done: number, total: number) => void) {}
+  readonly total: number;
+  readonly report?: (done: number, total: number) => void;
+  constructor(total: number, report?: (done: number, total: number) => void) {
+    this.total = total;
+    this.report = report;
+  }
   add(n: number): void {
     this.done += n;
     this.report?.(this.done, this.total);

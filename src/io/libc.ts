@@ -25,7 +25,7 @@ export type { LibCUnavailable } from "../../ffi/types.ts";
 
 /** libc with checked calls: every failure throws a {@link SafetensorsError} whose code is the errno name. */
 export interface LibC {
-  readonly runtime: "bun" | "deno";
+  readonly runtime: LibCBinding["runtime"];
   readonly pageSize: number;
   readonly maxView: number;
   /** Opens read-only (`O_RDONLY | O_CLOEXEC`) and returns the descriptor. */

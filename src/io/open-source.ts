@@ -26,7 +26,7 @@ export interface BackendChoice {
  * ```ts
  * import { chooseBackend } from "tensormap";
  * const { backend, reason } = await chooseBackend("auto");
- * console.error(`backend ${backend}: ${reason}`); // Bun and Deno: "mmap"; Node 20: "read", no FFI
+ * console.error(`backend ${backend}: ${reason}`); // Bun, Deno, Node 26+: "mmap"; Node 20–25: "read", no FFI
  * ```
  */
 export async function chooseBackend(requested: Backend | "auto" = "auto"): Promise<BackendChoice> {
@@ -39,7 +39,7 @@ export async function chooseBackend(requested: Backend | "auto" = "auto"): Promi
     if (requested === "mmap") throw new SafetensorsError("FfiUnavailable", `no mmap backend: ${libc.unavailable}`);
     return { backend: "read", reason: `auto: ${libc.unavailable}` };
   }
-  const how = runtime === "bun" ? "bun:ffi" : "Deno.dlopen";
+  const how = runtime === "bun" ? "bun:ffi" : runtime === "deno" ? "Deno.dlopen" : "node:ffi";
   return { backend: "mmap", reason: `${requested === "auto" ? "auto" : "asked for"}: libc through ${how}`, libc };
 }
 

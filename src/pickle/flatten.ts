@@ -194,5 +194,10 @@ function* dictItems(d: PyDict): Generator<DictItem> {
 
 /** One `key: value` of a dict being described. */
 class DictItem {
-  constructor(readonly key: unknown, readonly value: unknown) {}
+  readonly key: unknown;
+  readonly value: unknown;
+  constructor(key: unknown, value: unknown) {
+    this.key = key;
+    this.value = value;
+  }
 }

@@ -11,17 +11,30 @@ import { ITEM_BYTES, PyDict, PySet, PyTuple, type PickleBudget, type PickleHooks
 
 /** A storage type named in a persistent id (`torch.FloatStorage`, `torch.UntypedStorage`, …). */
 export class StorageType {
-  constructor(readonly name: string, readonly dtype: DType | undefined) {}
+  readonly name: string;
+  readonly dtype: DType | undefined;
+  constructor(name: string, dtype: DType | undefined) {
+    this.name = name;
+    this.dtype = dtype;
+  }
 }
 
 /** A `torch.<dtype>` object; `dtype` is undefined where safetensors has no equivalent (complex128, …). */
 export class TorchDtype {
-  constructor(readonly name: string, readonly dtype: DType | undefined) {}
+  readonly name: string;
+  readonly dtype: DType | undefined;
+  constructor(name: string, dtype: DType | undefined) {
+    this.name = name;
+    this.dtype = dtype;
+  }
 }
 
 /** Any other allowlisted global: a function or class, identified by its qualified name. */
 export class TorchGlobal {
-  constructor(readonly qualname: string) {}
+  readonly qualname: string;
+  constructor(qualname: string) {
+    this.qualname = qualname;
+  }
 }
 
 /** A storage as the pickle refers to it: raw bytes stored under `key` (zip `data/<key>`, or a legacy record). */
@@ -38,14 +51,19 @@ export interface StorageRef {
 /** A tensor as the pickle describes it: a strided view into a storage. Offsets and strides are in elements. */
 export class TorchTensor {
   #extent: Extent | undefined;
+  readonly storage: StorageRef;
+  readonly dtype: DType;
+  readonly offset: number;
+  readonly shape: readonly number[];
+  readonly stride: readonly number[];
 
-  constructor(
-    readonly storage: StorageRef,
-    readonly dtype: DType,
-    readonly offset: number,
-    readonly shape: readonly number[],
-    readonly stride: readonly number[],
-  ) {}
+  constructor(storage: StorageRef, dtype: DType, offset: number, shape: readonly number[], stride: readonly number[]) {
+    this.storage = storage;
+    this.dtype = dtype;
+    this.offset = offset;
+    this.shape = shape;
+    this.stride = stride;
+  }
 
   /** What the view covers, worked out once: one memoized tensor can stand under many names. */
   get extent(): Extent {

@@ -48,7 +48,10 @@ export class PickleBudget {
   readonly limit: number;
   #spent = 0;
 
-  constructor(readonly pickleBytes: number) {
+  readonly pickleBytes: number;
+
+  constructor(pickleBytes: number) {
+    this.pickleBytes = pickleBytes;
     this.limit = PickleBudget.FLOOR + PickleBudget.PER_BYTE * pickleBytes;
   }
 
@@ -67,12 +70,18 @@ export class PickleBudget {
 
 /** A Python tuple (lists are plain arrays). */
 export class PyTuple {
-  constructor(readonly items: readonly unknown[]) {}
+  readonly items: readonly unknown[];
+  constructor(items: readonly unknown[]) {
+    this.items = items;
+  }
 }
 
 /** A Python set or frozenset, kept as its items in order. */
 export class PySet {
-  constructor(readonly items: unknown[]) {}
+  readonly items: unknown[];
+  constructor(items: unknown[]) {
+    this.items = items;
+  }
 }
 
 /**

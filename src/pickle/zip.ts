@@ -34,8 +34,10 @@ export interface ZipEntry {
  */
 export class ZipArchive {
   readonly #byName = new Map<string, ZipEntry>();
+  readonly entries: readonly ZipEntry[];
 
-  constructor(readonly entries: readonly ZipEntry[]) {
+  constructor(entries: readonly ZipEntry[]) {
+    this.entries = entries;
     for (const e of entries) {
       const folded = foldCase(e.name);
       const earlier = this.#byName.get(folded);

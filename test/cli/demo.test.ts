@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { expect, test } from "vitest";
 import { gpt2Shapes, randomTensors } from "../../src/cli/demo.ts";
-import { runtime } from "../../ffi/runtime.ts";
+import { hasFfi } from "../../ffi/runtime.ts";
 import { cli } from "../support/cli.ts";
 
 test("the demo model has GPT-2 small's 148 tensors and 124,439,808 parameters", () => {
@@ -38,7 +38,7 @@ test("a small demo writes, inspects and loads, then removes only what it wrote",
   expect(r.stdout).toContain("16 tensors, 7,952,640 parameters, 31.8 MB (31,810,560 bytes) in 4 shards");
   expect(r.stdout).toMatch(/… 8 more tensors/);
   // A default open maps the file wherever there is FFI.
-  expect(r.stdout).toMatch(new RegExp(`^ {2}16 tensors, 31\\.8 MB in .*\\(backend ${runtime === "node" ? "read" : "mmap"}\\)$`, "m"));
+  expect(r.stdout).toMatch(new RegExp(`^ {2}16 tensors, 31\\.8 MB in .*\\(backend ${hasFfi() ? "mmap" : "read"}\\)$`, "m"));
   // Piped: no bars, and each load's result only once, on stdout.
   expect(r.stderr).toBe("");
   // No GPU on these machines: the device step falls back to cpu and says why.

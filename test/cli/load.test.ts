@@ -1,13 +1,13 @@
 import { expect, test } from "vitest";
 import { touchAll } from "../../src/cli/load.ts";
 import { openCheckpoint } from "../../src/checkpoint/open.ts";
-import { runtime } from "../../ffi/runtime.ts";
+import { hasFfi } from "../../ffi/runtime.ts";
 import { cli } from "../support/cli.ts";
 import { fixture } from "../support/fixtures.ts";
 
 const quiet = { write: () => {} };
 /** The backend a default open must choose here: mmap wherever there is FFI. */
-const BACKEND = runtime === "node" ? "read" : "mmap";
+const BACKEND = hasFfi() ? "mmap" : "read";
 
 test("load reads every tensor of a sharded checkpoint and reports the totals", async () => {
   const r = await cli("load", fixture("sharded"));

@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { loadToDevice, openCheckpoint, releasePinnedRings, SafetensorsError, toDevice, type DeviceLoadOptions, type DeviceTensors, type LoadProgress } from "../../src/index.ts";
 import { runtime } from "../../ffi/runtime.ts";
 import { deno } from "../../ffi/deno/api.ts";
+import { nodeFfi } from "../../ffi/node/api.ts";
 
 /** One load: which checkpoint, how, and what to do with the tensors afterwards. */
 export interface LoadSpec {
@@ -83,6 +84,9 @@ async function pointerDeviceQuery(): Promise<(ptr: bigint) => number> {
     const { dlopen } = await import("bun:ffi");
     const lib = dlopen(path, { cudaPointerGetAttributes: { args: ["ptr", "u64"], returns: "i32" } });
     call = (ptr) => lib.symbols.cudaPointerGetAttributes(attrs, ptr);
+  } else if (runtime === "node") {
+    const lib = nodeFfi().dlopen(path, { cudaPointerGetAttributes: { arguments: ["pointer", "uint64"], return: "int32" } });
+    call = (ptr) => lib.functions.cudaPointerGetAttributes(attrs, ptr) as number;
   } else {
     const lib = deno().dlopen(path, { cudaPointerGetAttributes: { parameters: ["buffer", "u64"], result: "i32" } });
     call = (ptr) => lib.symbols.cudaPointerGetAttributes(attrs, ptr) as number;

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { runtime } from "../../ffi/runtime.ts";
+import { ffiUnavailable, runtime } from "../../ffi/runtime.ts";
 import { save } from "../../src/format/writer.ts";
 import { buildFakeCudart, runUnderFakeCudart, type FakeCudartReport } from "../support/fakecudart.ts";
 import { expected, fixture, sha256, type Expected } from "../support/fixtures.ts";
@@ -80,7 +80,7 @@ function pattern(n: number, seed: number): Uint8Array {
   return out;
 }
 
-const whyNot = runtime === "node" ? "Node 20 has no FFI" : "";
+const whyNot = ffiUnavailable() ?? "";
 
 describe.skipIf(whyNot !== "")(`CUDA loads through the checking libcudart stand-in${whyNot && ` (skipped: ${whyNot})`}`, { concurrent: true }, () => {
   let lib: string;

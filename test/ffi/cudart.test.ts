@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { cudartCandidates, loadCudart } from "../../ffi/cudart.ts";
 import { CUDA } from "../../ffi/types.ts";
-import { runtime } from "../../ffi/runtime.ts";
+import { hasFfi, runtime } from "../../ffi/runtime.ts";
 
 const MISSING = { TENSORMAP_CUDART: "/nonexistent/libcudart.so" };
 
@@ -29,7 +29,7 @@ describe("cudartCandidates", () => {
   });
 });
 
-describe.skipIf(runtime !== "node")("loadCudart on Node", () => {
+describe.skipIf(runtime !== "node" || hasFfi())("loadCudart on a Node without FFI", () => {
   test("says there is no FFI", async () => {
     const lib = await loadCudart();
     expect(lib.ok).toBe(false);
@@ -43,15 +43,15 @@ describe.skipIf(runtime !== "node")("loadCudart on Node", () => {
  * tests that need it skip and their title says why.
  */
 const DEFAULT_DIR = "/usr/local/cuda/lib64";
-const lib = runtime === "node" ? undefined : await loadCudart({ env: {} });
+const lib = !hasFfi() ? undefined : await loadCudart({ env: {} });
 const cuda = lib?.ok ? lib.cuda : undefined;
 const deviceCount = new Int32Array([-1]);
 const countError = cuda?.cudaGetDeviceCount(deviceCount);
 const whyNot = {
-  ffi: runtime === "node" ? "Node has no FFI" : "",
-  defaultDir: runtime === "node" ? "Node has no FFI" : existsSync(`${DEFAULT_DIR}/libcudart.so`) ? "" : `no libcudart.so in ${DEFAULT_DIR}`,
-  noDriver: !lib ? "Node has no FFI" : !lib.ok ? lib.reason : countError === CUDA.errorInsufficientDriver ? "" : `cudaGetDeviceCount gave ${countError}: a driver is here`,
-  driver: !lib ? "Node has no FFI" : !lib.ok ? lib.reason : countError === CUDA.success ? "" : `cudaGetDeviceCount gave ${countError}: no usable driver here`,
+  ffi: !hasFfi() ? "no FFI here" : "",
+  defaultDir: !hasFfi() ? "no FFI here" : existsSync(`${DEFAULT_DIR}/libcudart.so`) ? "" : `no libcudart.so in ${DEFAULT_DIR}`,
+  noDriver: !lib ? "no FFI here" : !lib.ok ? lib.reason : countError === CUDA.errorInsufficientDriver ? "" : `cudaGetDeviceCount gave ${countError}: a driver is here`,
+  driver: !lib ? "no FFI here" : !lib.ok ? lib.reason : countError === CUDA.success ? "" : `cudaGetDeviceCount gave ${countError}: no usable driver here`,
 };
 const skipped = (why: string) => (why ? ` (skipped: ${why})` : "");
 

@@ -1,6 +1,6 @@
 /**
  * Run by lifetime.test.ts in a child process of the same runtime, so that a crash shows as an exit status
- * and the collector can be driven (`Bun.gc`, Deno with `--v8-flags=--expose-gc`). Prints one JSON line.
+ * and the collector can be driven (`Bun.gc`, Deno with `--v8-flags=--expose-gc`, Node with `--expose-gc`). Prints one JSON line.
  */
 import { readFileSync, statSync, truncateSync } from "node:fs";
 import { writeFile } from "node:fs/promises";

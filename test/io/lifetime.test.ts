@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
 import { planHeader } from "../../src/format/writer.ts";
-import { runtime } from "../../ffi/runtime.ts";
+import { ffiUnavailable, runtime } from "../../ffi/runtime.ts";
 import { BLOCK_SLOTS } from "../../ffi/sigbus-guard.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
 
@@ -15,7 +15,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Runs the child script under this runtime; `denoFlags` replaces Deno's permissions. */
 function run(args: string[], denoFlags = ["-A", "--v8-flags=--expose-gc"]) {
-  const argv = runtime === "deno" ? ["run", ...denoFlags, child, ...args] : [child, ...args];
+  const argv = runtime === "deno" ? ["run", ...denoFlags, child, ...args] : runtime === "node" ? ["--expose-gc", child, ...args] : [child, ...args];
   const r = spawnSync(process.execPath, argv, { encoding: "utf8", env: { ...process.env, TENSORMAP_DEBUG: "1" } });
   const last = r.stdout.trim().split("\n").pop() ?? "";
   return { status: r.status, signal: r.signal, stderr: r.stderr, out: last.startsWith("{") ? JSON.parse(last) : undefined };
@@ -39,7 +39,7 @@ function sparseModel(n: number): string {
   return path;
 }
 
-describe.skipIf(runtime === "node")(`mmap lifetime, in a child process${runtime === "node" ? " (skipped: Node has no FFI)" : ""}`, () => {
+describe.skipIf(ffiUnavailable() !== undefined)(`mmap lifetime, in a child process${ffiUnavailable() ? ` (skipped: ${ffiUnavailable()})` : ""}`, () => {
   test("views written, and used after close, never fault: close detaches them and unmaps; the file is untouched", () => {
     const path = fixture("safetensors/tiny-gpt2.safetensors");
     const hash = sha256(readFileSync(path));
@@ -126,7 +126,7 @@ describe.skipIf(runtime === "node")(`mmap lifetime, in a child process${runtime 
     const r = run(["debug", fixture("safetensors/all-dtypes.safetensors")]);
     expect(r.status).toBe(0);
     expect(r.out.backend).toBe("mmap");
-    expect(r.stderr).toMatch(/all-dtypes\.safetensors: mmap backend \(auto: libc through (bun:ffi|Deno\.dlopen)\)/);
+    expect(r.stderr).toMatch(/all-dtypes\.safetensors: mmap backend \(auto: libc through (bun:ffi|Deno\.dlopen|node:ffi)\)/);
   });
 
   test.skipIf(runtime !== "deno")("Deno without --allow-ffi keeps the read backend and says why", () => {

@@ -6,7 +6,7 @@ import { save } from "../../src/format/writer.ts";
 import { chooseBackend, openSource } from "../../src/io/open-source.ts";
 import type { MmapSource } from "../../src/io/mmap.ts";
 import { open } from "../../src/checkpoint/open.ts";
-import { runtime } from "../../ffi/runtime.ts";
+import { ffiUnavailable, hasFfi, runtime } from "../../ffi/runtime.ts";
 import { mappedBytes } from "../support/proc.ts";
 import { fixture } from "../support/fixtures.ts";
 
@@ -24,19 +24,19 @@ describe("backend choice", () => {
     await expect(chooseBackend("fast" as never)).rejects.toMatchObject({ code: "InvalidArgument" });
   });
 
-  test.skipIf(runtime !== "node")("Node: auto reads and says why; mmap is refused", async () => {
-    expect(await chooseBackend("auto")).toEqual({ backend: "read", reason: "auto: Node has no FFI" });
+  test.skipIf(hasFfi())("Node 20–25: auto reads and says why; mmap is refused", async () => {
+    expect(await chooseBackend("auto")).toEqual({ backend: "read", reason: `auto: ${ffiUnavailable()}` });
     expect((await openSource(tiny)).backend).toBe("read");
     await expect(openSource(tiny, { backend: "mmap" })).rejects.toMatchObject({
       code: "FfiUnavailable",
-      message: "no mmap backend: Node has no FFI",
+      message: `no mmap backend: Node ${process.versions.node} has no FFI (node:ffi came in Node 26)`,
     });
   });
 
-  test.skipIf(runtime === "node")("Bun and Deno: auto maps, through the runtime's FFI", async () => {
+  test.skipIf(!hasFfi())("Bun, Deno and Node 26+: auto maps, through the runtime's FFI", async () => {
     const auto = await chooseBackend();
     expect(auto.backend).toBe("mmap");
-    expect(auto.reason).toBe(`auto: libc through ${runtime === "bun" ? "bun:ffi" : "Deno.dlopen"}`);
+    expect(auto.reason).toBe(`auto: libc through ${{ bun: "bun:ffi", deno: "Deno.dlopen", node: "node:ffi" }[runtime]}`);
     expect((await chooseBackend("mmap")).reason).toMatch(/^asked for: libc through/);
     const src = await openSource(tiny, { advice: "willneed", populate: true });
     expect(src.backend).toBe("mmap");
@@ -60,7 +60,7 @@ describe("prefetch", () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const MiB = 2 ** 20;
 
-  test.skipIf(runtime === "node")("reads and maps the chosen tensors on a kernel thread, and not the others", async () => {
+  test.skipIf(!hasFfi())("reads and maps the chosen tensors on a kernel thread, and not the others", async () => {
     const path = join(dir, "four.safetensors");
     // Four 1 MiB tensors of distinct bytes: far larger than the kernel's 64 KiB fault-around.
     const tensors = Object.fromEntries(
