@@ -5,7 +5,7 @@
 import { copyFileSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { open, openCheckpoint, type OpenOptions } from "../../src/checkpoint/open.ts";
+import { open, openCheckpoint, openSharded, resolveCheckpoint, type OpenOptions } from "../../src/checkpoint/open.ts";
 import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import { SafetensorsError } from "../../src/errors.ts";
 import { loadLibc } from "../../src/io/libc.ts";
@@ -324,6 +324,13 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
         else process.env[k] = v;
       }
     }
+  });
+
+  test("open() of a sharded URL, and resolveCheckpoint or openSharded of any URL, are InvalidArgument naming what to use", async () => {
+    const e = await failure(() => open(at("sharded/")));
+    expect([e.code, e.message.includes("open it with openCheckpoint")]).toEqual(["InvalidArgument", true]);
+    expect((await failure(() => resolveCheckpoint(at("sharded/")))).code).toBe("InvalidArgument");
+    expect((await failure(() => openSharded(at("sharded/model.safetensors.index.json")))).code).toBe("InvalidArgument");
   });
 
   test("403 fails at once, naming the status, the URL without credentials and the request id", async () => {
