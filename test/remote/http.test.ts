@@ -216,7 +216,7 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
 
   test("Retry-After is honoured: a wait past the part deadline gives up at once rather than retrying sooner", async () => {
     const url = `${proxy.url}/503/fixtures/safetensors/all-dtypes.safetensors`;
-    const e = await failure(() => open(url, { remote: { backoffMs: 1, partDeadlineMs: 500 } }));
+    const e = await failure(() => open(url, { remote: { backoffMs: 1, partDeadlineMs: 950 } }));
     expect([e.code, /not fetched after 1 try in .*: HTTP 503$/.test(e.message)]).toEqual(["RemoteError", true]);
   });
 
