@@ -51,7 +51,7 @@ export interface HeaderPlan {
  * @example
  * ```ts
  * const { header, order } = planHeader([["w", { dtype: "F32", shape: [2], byteLength: 8 }]], { format: "pt" });
- * order; // ["w"], the order to write tensors in after `header` (see writeStreamed)
+ * order; // ["w"], the order to write tensors in after `header` (see streamed)
  * ```
  */
 export function planHeader(tensors: Iterable<readonly [string, TensorShape]>, metadata?: Record<string, string> | null): HeaderPlan {
