@@ -45,7 +45,7 @@ export interface LibCBinding {
   lseek(fd: number, offset: number, whence: number): number;
   /**
    * `pread(fd, dst, length, offset)` with up to `threads` running at once, off the JS thread where the runtime
-   * allows (Bun: a Worker pool, or this thread when `threads` is 1; Deno: its FFI thread pool; Node: this thread).
+   * allows (Bun: a Worker pool, or this thread when `threads` is 1; Deno: its FFI thread pool; Node: libuv's).
    * Resolves to the count read or −1 (errno is lost: the call may run on another thread); rejects only once the
    * pread cannot run.
    */

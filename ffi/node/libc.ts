@@ -1,4 +1,5 @@
 /** libc through Node's `node:ffi`. Thin: declares the symbols and converts values; `src/io/libc.ts` checks errors. */
+import { read } from "node:fs";
 import { AT_EMPTY_PATH, type LibCBinding } from "../types.ts";
 import { ownedViews } from "../owned-views.ts";
 import { nodeFfi } from "./api.ts";
@@ -13,8 +14,8 @@ const U64 = "uint64";
 const PTR = "pointer";
 
 /**
- * Opens glibc and returns the raw binding (Node 26+). Calls run on the JS thread; `uint64`/`int64` arguments
- * are bigint in `node:ffi`, so sizes and offsets are converted here.
+ * Opens glibc and returns the raw binding (Node 26+). Calls run on the JS thread, but for preads on several
+ * threads; `uint64`/`int64` arguments are bigint in `node:ffi`, so sizes and offsets are converted here.
  *
  * @example
  * ```ts
@@ -55,12 +56,14 @@ export function bindLibc(): LibCBinding {
     open: (path, flags) => num(c.open(encoder.encode(`${path}\0`), flags)),
     close: (fd) => num(c.close(fd)),
     lseek: (fd, offset, whence) => num(c.lseek(fd, big(offset), whence)),
-    // On this thread (node:ffi calls block); a throw (a bad address) becomes the rejection.
-    pread: (fd, dst, length, offset) =>
+    // One thread reads here (node:ffi calls block); more go to libuv's thread pool, fs.read into a view of the
+    // memory that no JavaScript touches (a bad address is the kernel's EFAULT there, −1 like the pread here).
+    pread: (fd, dst, length, offset, threads) =>
       new Promise((resolve) => {
         // A pointer argument takes strings and buffers too: only an address may reach pread here.
         if (typeof dst !== "bigint") throw new TypeError(`pread: the destination is not an address (${typeof dst})`);
-        resolve(num(c.pread(fd, dst, big(length), big(offset))));
+        if (threads <= 1) return resolve(num(c.pread(fd, dst, big(length), big(offset))));
+        read(fd, new Uint8Array(view(dst, length)), 0, length, offset, (err, n) => resolve(err ? -1 : n));
       }),
     fstatx: (fd, mask, out) => num(c.statx(fd, emptyPath, AT_EMPTY_PATH, mask, out)),
     mmap: (addr, length, prot, flags, fd, offset) => c.mmap(addr, big(length), prot, flags, fd, big(offset)) as bigint,
