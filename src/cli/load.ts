@@ -1,12 +1,14 @@
 /** `tensormap load PATH`: reads every tensor the way a program would, with a progress bar and the rate. */
+import { createHash } from "node:crypto";
 import { loadToDevice } from "../device/load.ts";
+import type { DeviceTensors } from "../device/tensors.ts";
 import { rankOf, type RankLoadOptions } from "../device/rank-load.ts";
 import { DTYPES } from "../format/dtypes.ts";
 import { parseDevice } from "../device/spec.ts";
 import { touchPages } from "../io/mmap.ts";
 import type { Backend } from "../io/source.ts";
 import { type Command, type Output, UsageError } from "./command.ts";
-import { formatBytes, formatCount, formatDuration, formatRate } from "./format.ts";
+import { formatBytes, formatCount, formatDuration, formatRate, printableJson } from "./format.ts";
 import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { withCheckpoint } from "../checkpoint/open.ts";
 import { Progress } from "./progress.ts";
@@ -65,7 +67,7 @@ export function loadReport(r: Pick<LoadResult, "tensors" | "bytes" | "seconds">,
 /**
  * Loads onto a device through the CUDA pipeline (or its CPU fallback under `auto`), with the bar fed by its
  * progress; returns the totals line and the line saying which device and why. With `ranks`, this rank's parts
- * only, and a line saying how much of the checkpoint that is.
+ * only, and a line saying how much of the checkpoint that is (or, with `json`, the {@link rankJson} document).
  *
  * @example
  * ```ts
@@ -73,7 +75,13 @@ export function loadReport(r: Pick<LoadResult, "tensors" | "bytes" | "seconds">,
  * console.log(await loadDevice("checkpoints/gpt2", "cpu", false, io, { rank: 1, worldSize: 2, plan: "gpt2" }));
  * ```
  */
-export async function loadDevice(path: string, device: string, hostRegister: boolean, io: Parameters<Command["run"]>[1], ranks?: RankLoadOptions): Promise<string> {
+export async function loadDevice(
+  path: string,
+  device: string,
+  hostRegister: boolean,
+  io: Parameters<Command["run"]>[1],
+  ranks?: RankLoadOptions & { json?: boolean },
+): Promise<string> {
   let bar: Progress | undefined;
   const started = performance.now();
   using tensors = await loadToDevice(path, {
@@ -87,6 +95,7 @@ export async function loadDevice(path: string, device: string, hostRegister: boo
   });
   // From before the open, as for cpu loads.
   const seconds = bar?.finish() ?? (performance.now() - started) / 1000;
+  if (ranks?.json) return printableJson(rankJson(tensors, rankOf(ranks), ranks.plan as string, seconds));
   const lines = [loadReport({ tensors: tensors.size, bytes: tensors.bytes, seconds }, `device ${tensors.device}`), tensors.reason];
   if (ranks) {
     const all = [...tensors].map(([, t]) => t);
@@ -98,10 +107,35 @@ export async function loadDevice(path: string, device: string, hostRegister: boo
   return lines.join("\n");
 }
 
+/**
+ * What `load --plan … --json` prints: this rank, and each tensor's part (shape, full shape, split, bytes, and the
+ * sha256 of the part's bytes, copied back from the device on CUDA), so that ranks started by a launcher can be
+ * checked against the whole tensors.
+ *
+ * @example
+ * ```ts
+ * printableJson(rankJson(tensors, { rank: 1, worldSize: 2 }, "gpt2", 0.02));
+ * ```
+ */
+export function rankJson(tensors: DeviceTensors, at: { rank: number; worldSize: number }, plan: string, seconds: number) {
+  return {
+    rank: at.rank,
+    world_size: at.worldSize,
+    plan,
+    device: tensors.device,
+    bytes: tensors.bytes,
+    seconds,
+    tensors: tensors.keys().map((name) => {
+      const t = tensors.get(name);
+      return { name, dtype: t.dtype, shape: t.shape, full_shape: t.fullShape, split: t.split, byte_length: t.byteLength, sha256: createHash("sha256").update(tensors.toHost(name)).digest("hex") };
+    }),
+  };
+}
+
 export const load: Command = {
   name: "load",
   summary: "read every tensor (or load it onto a GPU) and report the throughput",
-  usage: "load PATH [--device cpu|auto|cuda|cuda:N] [--backend auto|mmap|read] [--host-register] [--plan llama|gpt2 --rank R --world-size N]",
+  usage: "load PATH [--device cpu|auto|cuda|cuda:N] [--backend auto|mmap|read] [--host-register] [--plan llama|gpt2 --rank R --world-size N [--json]]",
   help: [
     "Opens PATH (a safetensors or PyTorch .bin/.pt file, or a sharded checkpoint's folder or index) and",
     "reads every tensor in file order, touching each 4 KiB page, with a progress bar on stderr; then prints",
@@ -118,6 +152,8 @@ export const load: Command = {
     "  --rank R         this rank (default: the launcher's RANK, OMPI_COMM_WORLD_RANK, PMI_RANK or",
     "                   SLURM_PROCID; else 0)",
     "  --world-size N   how many ranks share the model (default: the launcher's; else 1)",
+    "  --json           with --plan: print {rank, world_size, plan, device, bytes, seconds, tensors: [{name,",
+    "                   dtype, shape, full_shape, split, byte_length, sha256}]} instead of the totals",
   ].join("\n"),
   options: {
     backend: { type: "string" },
@@ -126,6 +162,7 @@ export const load: Command = {
     plan: { type: "string" },
     rank: { type: "string" },
     "world-size": { type: "string" },
+    json: { type: "boolean" },
   },
   positionals: { min: 1, max: 1 },
   async run({ values, positionals }, io) {
@@ -139,6 +176,7 @@ export const load: Command = {
     }
     const path = positionals[0]!;
     const ranks = rankOptions(values);
+    if (values.json && !ranks) throw new UsageError("--json needs --plan (a whole load prints its totals)");
     if (ranks) {
       if (values.backend !== undefined) throw new UsageError("--backend applies to whole loads; --plan reads its parts as it needs");
       io.stdout.write((await loadDevice(path, device, values["host-register"] === true, io, ranks)) + "\n");
@@ -163,7 +201,7 @@ export const load: Command = {
 };
 
 /** `--plan`, `--rank` and `--world-size`, checked; undefined when none is given. */
-function rankOptions(values: Record<string, unknown>): (RankLoadOptions & { plan: (typeof PLANS)[number] }) | undefined {
+function rankOptions(values: Record<string, unknown>): (RankLoadOptions & { plan: (typeof PLANS)[number]; json: boolean }) | undefined {
   const { plan, rank, "world-size": worldSize } = values as Record<string, string | undefined>;
   if (plan === undefined && rank === undefined && worldSize === undefined) return undefined;
   if (plan === undefined) throw new UsageError("--rank and --world-size need --plan llama|gpt2");
@@ -173,5 +211,5 @@ function rankOptions(values: Record<string, unknown>): (RankLoadOptions & { plan
     if (!/^(0|[1-9][0-9]{0,8})$/.test(v)) throw new UsageError(`${flag} wants a non-negative integer, got '${v}'`);
     return Number(v);
   };
-  return { plan: plan as (typeof PLANS)[number], rank: int(rank, "--rank"), worldSize: int(worldSize, "--world-size") };
+  return { plan: plan as (typeof PLANS)[number], rank: int(rank, "--rank"), worldSize: int(worldSize, "--world-size"), json: values.json === true };
 }

@@ -2,7 +2,7 @@ import { expect, test } from "vitest";
 import { formatBytes } from "../../src/cli/format.ts";
 import { loadToDevice } from "../../src/device/load.ts";
 import { cli, oneErrorLine } from "../support/cli.ts";
-import { fixture } from "../support/fixtures.ts";
+import { fixture, sha256 } from "../support/fixtures.ts";
 
 const SHARDED = fixture("sharded");
 
@@ -19,6 +19,20 @@ test("load --plan --rank --world-size reads this rank's parts and says how much 
   expect(api.bytes).toBeLessThan(whole);
 });
 
+test("--json: this rank and every part, with the sha256 of its bytes", async () => {
+  using api = await loadToDevice(SHARDED, { device: "cpu", rank: 0, worldSize: 2, plan: "gpt2" });
+  const r = await cli("load", SHARDED, "--plan", "gpt2", "--rank", "0", "--world-size", "2", "--json");
+  expect(r.code, r.stderr).toBe(0);
+  const doc = JSON.parse(r.stdout);
+  expect([doc.rank, doc.world_size, doc.plan, doc.device, doc.bytes]).toEqual([0, 2, "gpt2", "cpu", api.bytes]);
+  expect(doc.tensors).toEqual(
+    api.keys().map((name) => {
+      const t = api.get(name);
+      return { name, dtype: t.dtype, shape: t.shape, full_shape: t.fullShape, split: t.split, byte_length: t.byteLength, sha256: sha256(api.toHost(name)) };
+    }),
+  );
+});
+
 test("an uneven split is one error line; bad flags are usage errors", async () => {
   const uneven = await cli("load", SHARDED, "--plan", "gpt2", "--rank", "0", "--world-size", "3");
   expect(uneven.code).toBe(1);
@@ -29,6 +43,7 @@ test("an uneven split is one error line; bad flags are usage errors", async () =
     [["--plan", "gpt2", "--rank", "1.5"], /--rank wants a non-negative integer, got '1\.5'/],
     [["--plan", "gpt2", "--world-size", "2x"], /--world-size wants a non-negative integer, got '2x'/],
     [["--plan", "gpt2", "--backend", "read"], /--backend applies to whole loads/],
+    [["--json"], /--json needs --plan/],
   ];
   for (const [args, message] of usage) {
     const r = await cli("load", SHARDED, ...args);
