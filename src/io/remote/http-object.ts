@@ -14,11 +14,12 @@ const MAX_BACKOFF_MS = 10_000;
 
 /** A failure worth another try, with how long the server asked to wait. Never leaves this module. */
 class Transient extends Error {
-  constructor(
-    message: string,
-    readonly waitMs?: number,
-  ) {
+  readonly waitMs: number | undefined;
+
+  // Written out, not a parameter property: Node 26 runs the sources by stripping types only.
+  constructor(message: string, waitMs?: number) {
     super(message);
+    this.waitMs = waitMs;
   }
 }
 
