@@ -6,14 +6,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { runtime } from "../../ffi/runtime.ts";
+import { ffiUnavailable } from "../../ffi/runtime.ts";
 import { openCheckpoint } from "../../src/checkpoint/open.ts";
 import { buildFakeCudart, runUnderFakeCudart } from "../support/fakecudart.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
 import { bigFile } from "./big-file.ts";
 import { NGINX, startNginx, type Nginx } from "../support/servers.ts";
 
-const whyNot = runtime === "node" ? "Node 20 has no FFI" : !NGINX ? "nginx is not installed" : "";
+const whyNot = ffiUnavailable() ?? (!NGINX ? "nginx is not installed" : "");
 
 describe.skipIf(whyNot !== "")(`remote loads onto CUDA through the stand-in${whyNot && ` (skipped: ${whyNot})`}`, () => {
   let nginx: Nginx;
