@@ -59,7 +59,10 @@ export class ShardedFile implements Checkpoint {
     this.#openShard = openShard;
     for (const file of index.shards) this.#indexed.set(file, []);
     for (const [name, file] of index.weightMap) this.#indexed.get(file)!.push(name);
-    for (const [file, shard] of opened ?? []) this.#adopt(file, shard);
+    for (const [file, shard] of opened ?? []) {
+      this.#adopt(file, shard);
+      this.#open.set(file, shard);
+    }
   }
 
   /**

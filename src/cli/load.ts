@@ -191,7 +191,9 @@ export const load: Command = {
     // Timed from before the open, as a program loading the checkpoint would see it; the open is also shown alone.
     const started = performance.now();
     // populate: the kernel maps each file's pages on its own thread while this one walks the tensors.
-    const report = await withCheckpoint(path, { backend, populate: true }, (file) => {
+    const report = await withCheckpoint(path, { backend, populate: true }, async (file) => {
+      // A copying source (a remote one; a no-op for local reads) serves only the bytes it has fetched.
+      if (file.backend === "read") await file.prefetch();
       const r = touchAll(file, io.stderr, "load", started);
       return loadReport(r, `backend ${file.backend}, open ${formatDuration(r.ready)}`);
     });

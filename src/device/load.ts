@@ -158,6 +158,8 @@ async function load(target: DeviceTarget, checkpoint: Checkpoint, owned: Cleanup
     for (const { file, names } of plans) ahead = ahead.then(() => file.prefetch(names)).catch(() => {});
     const tensors = new Map<string, DeviceTensor>();
     for (const { file, names } of plans) {
+      // A copying source (remote) serves only what it has fetched: fetch this file's tensors before walking them.
+      if (!file.source.zeroCopy) await file.prefetch(names);
       for (const name of names) {
         const t = file.tensor(name);
         // Loaded means in memory: fault in every page of a mapped view now, not on first use.

@@ -176,3 +176,13 @@ test("a folder whose writer died between setting it aside and moving the new one
   expect(model.verify()).toBe(17);
   expect(readdirSync(dir)).toEqual(["model"]);
 });
+
+test("openSharded of one file keeps the handle it opened as its one shard, and close releases it", async () => {
+  const fds = () => readdirSync("/proc/self/fd").length;
+  const before = fds();
+  const model = await openSharded(fixture("safetensors/tiny-gpt2.safetensors"), { backend: "read" });
+  expect(model.tensor("wte.weight").bytes.byteLength).toBeGreaterThan(0);
+  expect(fds() - before).toBe(1);
+  model.close();
+  expect(fds()).toBe(before);
+});

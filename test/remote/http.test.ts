@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { open, openCheckpoint, openSharded, resolveCheckpoint, type OpenOptions } from "../../src/checkpoint/open.ts";
 import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import { SafetensorsError } from "../../src/errors.ts";
+import { loadToDevice } from "../../src/device/load.ts";
 import { loadLibc } from "../../src/io/libc.ts";
 import { cli } from "../support/cli.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
@@ -56,6 +57,17 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     await nginx?.stop();
   });
   const at = (path: string) => `${nginx.url}/fixtures/${path}`;
+
+  test("a cpu load and tensormap load of a remote file larger than the first read fetch every tensor", async () => {
+    const bytes = bigFile(3 << 20);
+    writeFileSync(join(nginx.scratch, "cpu-load.safetensors"), bytes);
+    const url = `${nginx.url}/scratch/cpu-load.safetensors`;
+    using w = await loadToDevice(url, { device: "cpu" });
+    const t = w.get("big");
+    expect(t.device === "cpu" && sha256(t.bytes)).toBe(sha256(bytes.subarray(bytes.length - (3 << 20))));
+    const r = await cli("load", url);
+    expect([r.code, r.stdout]).toEqual([0, expect.stringMatching(/^1 tensor/)]);
+  });
 
   const singleFiles = ["safetensors", "torch"].flatMap((dir) =>
     readdirSync(fixture(dir)).filter((f) => /\.(safetensors|pt|bin)$/.test(f)).map((f) => `${dir}/${f}`),
