@@ -7,7 +7,7 @@ import { statSync, type Stats } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
 import type { CheckpointFormat } from "../format/layout.ts";
-import { FOLDER_FILES, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../format/sharded.ts";
+import { folderFiles, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../format/sharded.ts";
 import { recoverFolder } from "../io/commit.ts";
 import { sourceOpener, type SourceOptions } from "../io/open-source.ts";
 import type { RemoteOptions } from "../io/remote/options.ts";
@@ -50,10 +50,8 @@ export type CheckpointPath = (
  */
 export function resolveCheckpoint(path: string, format?: CheckpointFormat): CheckpointPath {
   if (isRemoteUrl(path)) throw new SafetensorsError("InvalidArgument", `${showUrl(path)}: a URL is resolved as it is opened (openCheckpoint, open)`);
-  // A writer killed between setting a folder aside and moving its new version in left none: put the old one back.
-  recoverFolder(path);
   if (statOf(path).isDirectory()) {
-    const names = FOLDER_FILES.filter(([, f]) => !format || f === format).map(([name]) => name);
+    const names = folderFiles(format);
     const found = names.find((f) => exists(join(path, f)));
     if (!found) throw new SafetensorsError("ENOENT", `${path} holds no checkpoint (none of ${names.join(", ")})`);
     return { ...resolveCheckpoint(join(path, found)), sharded: true };
@@ -164,10 +162,13 @@ function readIndex(path: string): ShardIndex {
   return index;
 }
 
+/** One stat per path; only a missing one is looked for among the folders a dead writer set aside. */
 function statOf(path: string): Stats {
   try {
     return statSync(path);
   } catch (e) {
+    // A writer killed between setting a folder aside and moving its new version in left none: put the old one back.
+    if ((e as { code?: string }).code === "ENOENT" && recoverFolder(path)) return statOf(path);
     throw fromSystemError(e, `cannot open ${path}`);
   }
 }

@@ -6,7 +6,7 @@
 import { basename } from "node:path";
 import { namingFile, SafetensorsError } from "../errors.ts";
 import { headerLength } from "../format/header.ts";
-import { FOLDER_FILES, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../format/sharded.ts";
+import { folderFiles, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../format/sharded.ts";
 import { loadLibc } from "../io/libc.ts";
 import { hubHttpUrl, isHubUrl, pinRevision, withHubToken } from "../io/remote/hub.ts";
 import { isS3Url, s3HttpUrl, s3Signer } from "../io/remote/s3.ts";
@@ -77,7 +77,7 @@ export async function openRemoteCheckpoint(url: string, options: RemoteOptions =
   const path = new URL(href).pathname;
   if (path.endsWith(".json")) return openRemoteIndex(url, transfers);
   if (!path.endsWith("/")) return openRemoteFile(url, transfers);
-  const names = FOLDER_FILES.filter(([, f]) => !format || f === format).map(([name]) => name);
+  const names = folderFiles(format);
   for (const name of names) {
     try {
       const file = siblingUrl(url, name);

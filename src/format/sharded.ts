@@ -29,6 +29,18 @@ export const FOLDER_FILES: ReadonlyArray<readonly [name: string, format: Checkpo
   [PICKLE_INDEX_FILE, "pytorch"],
   [PICKLE_SINGLE_FILE, "pytorch"],
 ];
+/**
+ * The names a model folder is searched for, in order; only `format`'s when given.
+ *
+ * @example
+ * ```ts
+ * folderFiles("pytorch"); // ["pytorch_model.bin.index.json", "pytorch_model.bin"]
+ * ```
+ */
+export function folderFiles(format?: CheckpointFormat): string[] {
+  return FOLDER_FILES.filter(([, f]) => !format || f === format).map(([name]) => name);
+}
+
 /** Largest index (or other side file) read: the header's limit, far above any real index's size. */
 export const MAX_INDEX_BYTES = 100_000_000;
 /** How deep the index's `metadata` may nest (real ones are flat): deeper is refused, not walked. */
