@@ -12,7 +12,7 @@ type TensorFacts = Pick<TensorInfo, "dtype" | "shape" | "byteLength"> & {
   split?: Split | null;
 };
 
-/** A tensor in GPU memory: `ptr` is a device address (valid until `free()`), usable by any CUDA code in this process. */
+/** A tensor in GPU memory: `ptr` is a device address (valid until `close()`), usable by any CUDA code in this process. */
 export interface CudaTensor extends TensorFacts {
   device: `cuda:${number}`;
   ptr: bigint;
@@ -43,7 +43,7 @@ export interface DeviceTensorsInit {
 
 /**
  * Tensors loaded onto a device: name → {@link DeviceTensor}, in file order. On CUDA every `ptr` points into
- * device memory this object owns; `free()` (or `using`) releases it, and nothing else does: no finalizer frees it
+ * device memory this object owns; `close()` (or `using`) releases it, and nothing else does: no finalizer frees it
  * when this object is collected, since the `ptr`s handed out are plain bigints the collector cannot follow. On
  * the CPU fallback entries carry `bytes` instead of `ptr` (check `device`).
  *
@@ -64,7 +64,7 @@ export class DeviceTensors implements Iterable<[string, DeviceTensor]> {
   #tensors: Map<string, DeviceTensor>;
   #cleanup: Cleanup;
   #copyBack: ((t: CudaTensor) => Uint8Array) | undefined;
-  #freed = false;
+  #closed = false;
 
   constructor(init: DeviceTensorsInit) {
     this.device = init.device;
@@ -130,7 +130,7 @@ export class DeviceTensors implements Iterable<[string, DeviceTensor]> {
    * ```
    */
   get(name: string): DeviceTensor {
-    if (this.#freed) throw new SafetensorsError("Closed", `tensors on ${this.device} were freed`);
+    if (this.#closed) throw new SafetensorsError("Closed", `tensors on ${this.device} were closed`);
     const t = this.#tensors.get(name);
     if (!t) throw new SafetensorsError("TensorNotFound", `no tensor named ${JSON.stringify(name)} was loaded`);
     return t;
@@ -157,24 +157,38 @@ export class DeviceTensors implements Iterable<[string, DeviceTensor]> {
   }
 
   /**
-   * Releases the device memory; pointers handed out become invalid. Idempotent; `using` calls it at the end
-   * of the scope.
+   * Releases the device memory (and closes files the load opened); pointers handed out become invalid.
+   * Idempotent; `using` calls it at the end of the scope, as for every other resource tensormap hands out.
    *
    * @example
    * ```ts
    * import { loadToDevice } from "tensormap";
    * const weights = await loadToDevice("model.safetensors", { device: "auto" });
    * const wte = weights.toHost("wte.weight");
-   * weights.free(); // from here on weights.get(…) throws SafetensorsError Closed
+   * weights.close(); // from here on weights.get(…) throws SafetensorsError Closed
    * ```
    */
-  free(): void {
-    if (this.#freed) return;
-    this.#freed = true;
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     this.#cleanup.run();
   }
 
+  /**
+   * The same as {@link close}, by the name earlier releases had.
+   *
+   * @example
+   * ```ts
+   * import { loadToDevice } from "tensormap";
+   * const weights = await loadToDevice("model.safetensors", { device: "auto" });
+   * weights.free(); // as weights.close()
+   * ```
+   */
+  free(): void {
+    this.close();
+  }
+
   [Symbol.dispose](): void {
-    this.free();
+    this.close();
   }
 }
