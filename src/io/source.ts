@@ -29,7 +29,11 @@ export interface ByteSource {
    * settles (also on rejection). A raw address where there is no FFI rejects with `FfiUnavailable`.
    */
   read(offset: number, length: number, into: Uint8Array | bigint): Promise<void>;
-  /** Reads a range ahead in the background, where the backend can (mmap); settles when done, never rejects. */
+  /**
+   * Brings a range in ahead of use. A local file (mmap) reads its pages ahead in the background and never
+   * rejects (a page it missed is read on first touch); a remote file fetches the bytes into memory, which
+   * `bytes()` needs, and rejects with the fetch's error (`RemoteError`, `FileChanged`, `Closed`).
+   */
   prefetch?(offset: number, length: number): Promise<void>;
   /** Settles once a background populate asked for at open is over (mmap). */
   readonly populated?: Promise<void>;

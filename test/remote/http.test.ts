@@ -10,6 +10,7 @@ import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import { SafetensorsError } from "../../src/errors.ts";
 import { loadToDevice } from "../../src/device/load.ts";
 import { loadLibc } from "../../src/io/libc.ts";
+import type { RemoteProgress } from "../../src/io/remote/options.ts";
 import { cli } from "../support/cli.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
 import { bigFile } from "./big-file.ts";
@@ -83,6 +84,42 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
       } finally {
         model.close();
       }
+    }
+  });
+
+  test("onProgress fires as each part lands, per file: only growing, the event loop turning meanwhile, the last equal to the bytes sent", async () => {
+    writeFileSync(join(nginx.scratch, "progress.safetensors"), bigFile(256 << 10));
+    const url = `${proxy.url.replace("//", "//me:secret@")}/none/scratch/progress.safetensors?sig=s3cret`;
+    const events: Array<RemoteProgress & { ticks: number }> = [];
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 0);
+    try {
+      using file = await open(url, { remote: { probeBytes: 4096, partBytes: 16 << 10, concurrency: 2, onProgress: (p) => events.push({ ...p, ticks }) } });
+      await file.prefetch();
+    } finally {
+      clearInterval(ticker);
+    }
+    expect(new Set(events.map((e) => e.url))).toEqual(new Set([`${proxy.url}/none/scratch/progress.safetensors?…`]));
+    for (const [i, e] of events.entries()) {
+      const before = events[i - 1] ?? { bytesDone: 0, bytesTotal: 0 };
+      expect([e.bytesDone >= before.bytesDone, e.bytesTotal >= before.bytesTotal, e.bytesDone <= e.bytesTotal]).toEqual([true, true, true]);
+    }
+    // The first read, then 16 parts of 16 KiB (and one for the last bytes past them).
+    expect(events.length).toBeGreaterThanOrEqual(17);
+    const last = events.at(-1)!;
+    expect([last.bytesDone, last.bytesTotal]).toEqual([proxy.sent.get("none /scratch/progress.safetensors?sig=s3cret"), last.bytesDone]);
+    expect(last.ticks).toBeGreaterThan(events[1]!.ticks);
+
+    // Through openCheckpoint: each shard of a folder reports on its own.
+    const shards: RemoteProgress[] = [];
+    const model = await openCheckpoint(at("sharded/"), { remote: { ...SMALL.remote, onProgress: (p) => shards.push(p) } });
+    await model.prefetch();
+    model.close();
+    const lastOf = new Map(shards.map((p) => [p.url.split("/").at(-1), p]));
+    expect([...lastOf.keys()].sort()).toEqual(["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors", "model.safetensors.index.json"]);
+    for (const [name, p] of lastOf) {
+      const size = statSync(fixture("sharded", name!)).size;
+      expect([name, p.bytesDone === p.bytesTotal, p.bytesDone >= size]).toEqual([name, true, true]);
     }
   });
 

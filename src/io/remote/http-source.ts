@@ -74,6 +74,12 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
   const path = remote.shown;
   const size = object.size;
   let open = true;
+  const progress = { asked: got, landed: got };
+  const landed = (n: number) => {
+    progress.landed += n;
+    opts.onProgress?.({ url: path, bytesDone: progress.landed, bytesTotal: progress.asked });
+  };
+  landed(0);
 
   const live = () => {
     if (!open) throw closedError(path);
@@ -93,11 +99,16 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
     const failed = new AbortController();
     const signal = AbortSignal.any([closing.signal, failed.signal]);
     const jobs: Promise<void>[] = [];
+    progress.asked += length;
     // Parts from a server that ignores Range would each send everything before them: one request then.
     const step = object.ignoresRange ? length : opts.partBytes;
     for (let at = 0; at < length; at += step) {
       const n = Math.min(step, length - at);
-      const job = parts.run(() => (signal.aborted ? Promise.reject(signal.reason) : object.get(offset + at, n, into.subarray(at, at + n), signal)));
+      const job = parts.run(async () => {
+        if (signal.aborted) throw signal.reason;
+        await object.get(offset + at, n, into.subarray(at, at + n), signal);
+        landed(n);
+      });
       jobs.push(job.catch((e) => (failed.abort(e), Promise.reject(e))));
     }
     const results = await Promise.allSettled(jobs);

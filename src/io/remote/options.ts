@@ -23,9 +23,22 @@ export interface RemoteOptions {
    * Node, Bun and Deno; other headers follow it.
    */
   headers?: Record<string, string>;
+  /**
+   * Called as each part of a file lands (the first, speculative read included), on the event loop, never more
+   * than once per part. Per file: `bytesDone` of the `bytesTotal` bytes asked of it so far, both only growing
+   * (`bytesTotal` grows as a prefetch or a read starts); the two are equal once nothing is in flight.
+   */
+  onProgress?: (progress: RemoteProgress) => void;
 }
 
-export type ResolvedRemoteOptions = Required<RemoteOptions>;
+/** One file's progress: `url` as it may be shown (no credentials, no query), bytes landed, bytes asked for. */
+export interface RemoteProgress {
+  url: string;
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export type ResolvedRemoteOptions = Required<Omit<RemoteOptions, "onProgress">> & Pick<RemoteOptions, "onProgress">;
 
 const DEFAULTS: ResolvedRemoteOptions = {
   partBytes: 8 << 20,
@@ -37,6 +50,7 @@ const DEFAULTS: ResolvedRemoteOptions = {
   retries: 8,
   backoffMs: 200,
   headers: {},
+  onProgress: undefined,
 };
 
 /**
@@ -55,6 +69,7 @@ export function resolveRemoteOptions(opts: RemoteOptions = {}): ResolvedRemoteOp
   for (const key of ["timeoutMs", "partDeadlineMs", "retries", "backoffMs"] as const) {
     if (!(out[key] >= 0)) throw new SafetensorsError("InvalidArgument", `remote option ${key} must be a number ≥ 0, got ${out[key]}`);
   }
+  if (out.onProgress !== undefined && typeof out.onProgress !== "function") throw new SafetensorsError("InvalidArgument", "remote option onProgress must be a function");
   return out;
 }
 
