@@ -17,8 +17,17 @@ export interface Nginx {
   /** `http://127.0.0.1:PORT`: `/fixtures/…` is ../shared/fixtures, `/scratch/…` the writable folder `scratch`. */
   url: string;
   port: number;
+  /** `https://127.0.0.1:TLS_PORT`, the same folders over TLS, where `tls` was given. */
+  httpsUrl?: string;
   scratch: string;
   stop(): Promise<void>;
+}
+
+export interface NginxOptions {
+  /** Also listen with TLS, presenting this certificate (PEM files, as `selfSigned()` in tls.ts makes). */
+  tls?: { cert: string; key: string };
+  /** More nginx directives for the server block (`limit_rate 80m;`, locations); `root` is the served folder. */
+  extra?: (root: string) => string;
 }
 
 /**
@@ -31,7 +40,7 @@ export interface Nginx {
  * await nginx.stop();
  * ```
  */
-export async function startNginx(): Promise<Nginx> {
+export async function startNginx(opts: NginxOptions = {}): Promise<Nginx> {
   if (!NGINX) throw new Error("nginx is not installed (apt-get install -y nginx-light)");
   const dir = mkdtempSync(join(tmpdir(), "tensormap-nginx-"));
   const root = join(dir, "root");
@@ -39,6 +48,8 @@ export async function startNginx(): Promise<Nginx> {
   mkdirSync(scratch, { recursive: true });
   symlinkSync(FIXTURES, join(root, "fixtures"));
   const port = await freePort();
+  const tlsPort = opts.tls ? await freePort() : undefined;
+  const tls = opts.tls ? `listen 127.0.0.1:${tlsPort} ssl; ssl_certificate ${opts.tls.cert}; ssl_certificate_key ${opts.tls.key};` : "";
   const conf = join(dir, "nginx.conf");
   writeFileSync(
     conf,
@@ -51,7 +62,9 @@ http {
   default_type application/octet-stream;
   server {
     listen 127.0.0.1:${port};
+    ${tls}
     root ${root};
+    ${opts.extra?.(root) ?? ""}
     add_header X-Request-Id $request_id always;
     # A redirect to another origin (localhost, not 127.0.0.1), where a request carrying Authorization is refused:
     # what a model hub's redirect to its CDN looks like.
@@ -92,6 +105,7 @@ http {
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    httpsUrl: opts.tls ? `https://127.0.0.1:${tlsPort}` : undefined,
     scratch,
     async stop() {
       await stopChild(child);
