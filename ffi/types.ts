@@ -142,6 +142,7 @@ export interface CudaRuntime {
   cudaHostUnregister(ptr: bigint): number;
   cudaMemcpy(dst: bigint, src: bigint, count: bigint, kind: number): number;
   cudaMemcpyAsync(dst: bigint, src: bigint, count: bigint, kind: number, stream: bigint): number;
+  cudaMemcpy2DAsync(dst: bigint, dpitch: bigint, src: bigint, spitch: bigint, width: bigint, height: bigint, kind: number, stream: bigint): number;
   cudaStreamCreateWithFlags(stream: BigUint64Array, flags: number): number;
   cudaStreamSynchronize(stream: bigint): number;
   cudaStreamDestroy(stream: bigint): number;

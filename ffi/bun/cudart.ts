@@ -29,6 +29,7 @@ export function openCudart(path: string): CudaRuntime {
     cudaHostUnregister: { args: ["u64"], returns: "i32" },
     cudaMemcpy: { args: ["u64", "u64", "u64", "i32"], returns: "i32" },
     cudaMemcpyAsync: { args: ["u64", "u64", "u64", "i32", "u64"], returns: "i32" },
+    cudaMemcpy2DAsync: { args: ["u64", "u64", "u64", "u64", "u64", "u64", "i32", "u64"], returns: "i32" },
     cudaStreamCreateWithFlags: { args: ["ptr", "u32"], returns: "i32" },
     cudaStreamSynchronize: { args: ["u64"], returns: "i32" },
     cudaStreamDestroy: { args: ["u64"], returns: "i32" },

@@ -39,6 +39,7 @@ export function openCudart(path: string): CudaRuntime {
     cudaHostUnregister: f([PTR]),
     cudaMemcpy: f([PTR, PTR, U64, I32]),
     cudaMemcpyAsync: f([PTR, PTR, U64, I32, PTR]),
+    cudaMemcpy2DAsync: f([PTR, U64, PTR, U64, U64, U64, I32, PTR]),
     cudaStreamCreateWithFlags: f([PTR, U32]),
     cudaStreamSynchronize: f([PTR]),
     cudaStreamDestroy: f([PTR]),

@@ -7,15 +7,16 @@ import { dirname } from "node:path";
 import { CUDA } from "../../ffi/types.ts";
 import { loadLibc, type LibC } from "../io/libc.ts";
 import { SafetensorsError } from "../errors.ts";
+import { DTYPES } from "../format/dtypes.ts";
 import type { Checkpoint, CheckpointFile } from "../checkpoint/checkpoint.ts";
 import { openCheckpoint } from "../checkpoint/open.ts";
 import { openMmap, touchPages } from "../io/mmap.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
-import { quietly, yieldToLoop, type ChunkSource, type RingOptions } from "./pipeline.ts";
+import { quietly, yieldToLoop, type RingOptions } from "./pipeline.ts";
 import { loadSlices, planParts, rankOf, ReadAhead, type RankLoadOptions, type RankPart } from "./rank-load.ts";
-import { planGatherChunks } from "./tp-plan.ts";
+import { planGatherChunks, planPitchedCopies, splitBlocks } from "./tp-plan.ts";
 import { withRing } from "./ring-cache.ts";
-import { layoutDevice, mappedRange, planChunks, type Chunk, type Extent } from "./plan.ts";
+import { layoutDevice, mappedRange, mappedSpans, planChunks, type Extent } from "./plan.ts";
 import { parseDevice } from "./spec.ts";
 import { DeviceTensors, type CudaTensor, type DeviceTensor } from "./tensors.ts";
 
@@ -95,9 +96,9 @@ export async function toDevice(checkpoint: Checkpoint, opts: DeviceLoadOptions =
  *
  * With a `plan` (tensor parallelism), this rank (`rank`/`worldSize`, default the launcher's) reads only its part of
  * each tensor ({@link planSplit}): `get(name)` then has the part's `shape`, the `fullShape` and the `split` (null:
- * replicated); on cpu `bytes` holds the part contiguous in row-major order, on CUDA `ptr` does (its runs gathered
- * in the pinned ring; `device: "cuda"` is then the local rank's GPU). Head counts come from `config.json` beside
- * the weights, or `config`.
+ * replicated); on cpu `bytes` holds the part contiguous in row-major order, on CUDA `ptr` does (its runs packed
+ * into the pinned ring, or with `hostRegister` gathered by `cudaMemcpy2DAsync` straight from the pinned mapping;
+ * `device: "cuda"` is then the local rank's GPU). Head counts come from `config.json` beside the weights, or `config`.
  *
  * @example
  * ```ts
@@ -141,8 +142,6 @@ async function load(target: DeviceTarget, checkpoint: Checkpoint, owned: Cleanup
   let plans = pick(checkpoint, opts.names, target.kind === "cpu");
   if (opts.plan !== undefined) {
     if (target.kind === "cpu") return loadSlices(plans, dirname(checkpoint.path), { ...opts, plan: opts.plan }, target.reason, owned);
-    // A part is gathered from runs read into the ring: a pinned mapping would copy whole rows.
-    if (opts.hostRegister) throw new SafetensorsError("InvalidArgument", "hostRegister does not apply to tensor-parallel loads (plan): their parts are read through the pinned ring");
     plans = planParts(plans, dirname(checkpoint.path), { ...opts, plan: opts.plan }).map((p, i) => ({ ...plans[i]!, parts: p.parts }));
   }
   const total = plans.reduce((a, p) => a + (p.parts ?? p.extents).reduce((b, e) => b + e.byteLength, 0), 0);
@@ -225,16 +224,24 @@ async function upload(
         check(cuda, cuda.cudaSetDevice(device.index), `cudaSetDevice(${device.index})`);
         const targets = allocate(device, (parts ?? extents).map((e) => e.byteLength), opts.perTensor === true, memory);
         const fileRuns = parts?.map((p, i) => p.runs.map(([offset, length]): [number, number] => [extents[i]!.start + offset, length]));
-        const chunks = fileRuns ? planGatherChunks(fileRuns, ring.slotBytes) : planChunks(extents, ring.slotBytes);
         // A rank's runs are scattered: their pages asked for exactly, so the ring's reads start no read-ahead.
         if (fileRuns) ahead ??= await ReadAhead.open();
         ahead?.advise(file.path, fileRuns?.flat() ?? []);
+        const onBytes = (n: number) => report(file.path, n);
         const release = new Cleanup();
         try {
-          // Only empty tensors: nothing to read, no mapping to pin.
-          if (chunks.length) {
-            const from: ChunkSource = opts.hostRegister ? registerMapping(device, await hostLibc(), file.path, chunks, release) : { source: file.source };
-            await ring.upload(chunks, targets, from, (n) => report(file.path, n));
+          if (opts.hostRegister && parts) {
+            // The copy engine gathers each part's rows from the pinned mapping (source pitch: the full row), no CPU copy.
+            const copies = planPitchedCopies(parts.map((p, i) => ({ start: extents[i]!.start, blocks: splitBlocks(p.name, p.info.shape, DTYPES.get(p.info.dtype)!.bits, p.split) })), ring.slotBytes);
+            // Each part's pages from its first run to its last (a dim-1 part's rows whole: its columns share their pages).
+            const spans = fileRuns!.filter((r) => r.length).map((r): [number, number] => [r[0]![0], r.at(-1)![0] + r.at(-1)![1]]).sort((a, b) => a[0] - b[0]);
+            if (copies.length) await ring.uploadPitched(copies, targets, registerMapping(device, await hostLibc(), file.path, (page, max) => mappedSpans(spans, page, max, file.path), release), onBytes);
+          } else {
+            // Packed runs, not a pitched slot: the reads fetch exactly the part's bytes, the slot holds nothing else, and the 1-D copy lands them in order.
+            const chunks = fileRuns ? planGatherChunks(fileRuns, ring.slotBytes) : planChunks(extents, ring.slotBytes);
+            const registered = (page: number, max: number) => [mappedRange(chunks, page, max, file.path)!];
+            // Only empty tensors: nothing to read, no mapping to pin.
+            if (chunks.length) await ring.upload(chunks, targets, opts.hostRegister ? { mapped: registerMapping(device, await hostLibc(), file.path, registered, release) } : { source: file.source }, onBytes);
           }
           release.run();
         } catch (e) {
@@ -286,10 +293,17 @@ async function hostLibc(): Promise<LibC> {
 }
 
 /**
- * Pins the part of the file's mapping the chunks read (read-only) so the copy engine reads its pages; unregistered
- * by `release`. That range must lie in one mapping (on Bun at most 4 GiB).
+ * Pins the spans of the file's mapping the copies read (read-only) so the copy engine reads its pages; unregistered
+ * by `release`. `spansOf` gives them, each within one mapping (on Bun at most 4 GiB), from the page and view sizes.
+ * Returns the address at which the copy engine reads a file offset.
  */
-function registerMapping(device: CudaDevice, libc: LibC, path: string, chunks: Chunk[], release: Cleanup): ChunkSource {
+function registerMapping(
+  device: CudaDevice,
+  libc: LibC,
+  path: string,
+  spansOf: (page: number, maxView: number) => Array<{ start: number; length: number }>,
+  release: Cleanup,
+): (fileOffset: number) => bigint {
   const { cuda } = device;
   const attr = new Int32Array(1);
   for (const [id, what] of [[CUDA.attrHostRegisterSupported, "cudaHostRegister"], [CUDA.attrHostRegisterReadOnlySupported, "cudaHostRegisterReadOnly"]] as const) {
@@ -300,13 +314,23 @@ function registerMapping(device: CudaDevice, libc: LibC, path: string, chunks: C
   // mapping would copy every page. It is never handed out, so nothing can write into it.
   const mapping = openMmap(libc, path, { shared: true });
   release.add(() => mapping.close());
-  const { start, length } = mappedRange(chunks, libc.pageSize, mapping.maxView, path)!;
-  const base = mapping.pointer(start, length);
-  const size = BigInt(Math.ceil(length / libc.pageSize) * libc.pageSize);
-  check(cuda, cuda.cudaHostRegister(base, size, CUDA.hostRegisterPortable | CUDA.hostRegisterReadOnly), `cudaHostRegister(${path})`);
-  release.add(() => check(cuda, cuda.cudaHostUnregister(base), "cudaHostUnregister"));
-  // The ring reads file offset x at mapped + x; only offsets inside the registered range are ever used.
-  return { mapped: base - BigInt(start) };
+  const spans = spansOf(libc.pageSize, mapping.maxView).map(({ start, length }) => {
+    const base = mapping.pointer(start, length);
+    const size = BigInt(Math.ceil(length / libc.pageSize) * libc.pageSize);
+    check(cuda, cuda.cudaHostRegister(base, size, CUDA.hostRegisterPortable | CUDA.hostRegisterReadOnly), `cudaHostRegister(${path})`);
+    release.add(() => check(cuda, cuda.cudaHostUnregister(base), "cudaHostUnregister"));
+    return { start, base };
+  });
+  // File offset x is read at its span's base + (x − span start); only offsets inside a registered span are ever used.
+  return (fileOffset) => {
+    let lo = 0;
+    for (let hi = spans.length; hi - lo > 1; ) {
+      const mid = (lo + hi) >>> 1;
+      if (spans[mid]!.start <= fileOffset) lo = mid;
+      else hi = mid;
+    }
+    return spans[lo]!.base + BigInt(fileOffset - spans[lo]!.start);
+  };
 }
 
 /** 13000 → "13.0", 12040 → "12.4"; 0 (no driver) → "none". */

@@ -10,7 +10,7 @@ import { SafetensorsError } from "../errors.ts";
 import type { ByteSource } from "../io/source.ts";
 import { check, Cleanup, hostAlloc, type CudaDevice } from "./cuda.ts";
 import type { Chunk } from "./plan.ts";
-import type { GatherChunk } from "./tp-plan.ts";
+import type { GatherChunk, PitchedCopy } from "./tp-plan.ts";
 
 export interface RingOptions {
   /** Pinned slots in the ring (default 4). */
@@ -19,8 +19,8 @@ export interface RingOptions {
   slotBytes?: number;
 }
 
-/** Where chunk bytes come from: a byte source read into the ring, or a registered mapping (address of file offset 0). */
-export type ChunkSource = { source: ByteSource } | { mapped: bigint };
+/** Where chunk bytes come from: a byte source read into the ring, or a registered mapping (the address of a file offset). */
+export type ChunkSource = { source: ByteSource } | { mapped: (fileOffset: number) => bigint };
 
 /** Lets timers, I/O and progress callbacks run between slots (FFI calls block the thread). */
 export const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -113,21 +113,9 @@ export class PinnedRing {
    */
   async upload(chunks: Array<Chunk | GatherChunk>, targets: bigint[], from: ChunkSource, onBytes: (n: number) => void): Promise<void> {
     const { cuda } = this.#dev;
-    const inFlight: (Chunk | undefined)[] = new Array(this.slots);
-    const settle = async (slot: number) => {
-      const c = inFlight[slot];
-      if (!c) return;
-      await this.#wait(this.#events[slot]!);
-      inFlight[slot] = undefined;
-      onBytes(c.length);
-    };
-    for (let i = 0; i < chunks.length; i++) {
-      const c = chunks[i]!;
-      if (c.length > this.slotBytes) throw new RangeError(`chunk of ${c.length} bytes exceeds the slot size ${this.slotBytes}`);
-      const slot = i % this.slots;
-      await settle(slot);
+    await this.#paced(chunks, onBytes, async (c, slot) => {
       let src: bigint;
-      if ("mapped" in from) src = from.mapped + BigInt(c.fileOffset);
+      if ("mapped" in from) src = from.mapped(c.fileOffset);
       else {
         src = this.#base + BigInt(slot * this.slotBytes);
         await readChunk(from.source, c, src);
@@ -139,12 +127,49 @@ export class PinnedRing {
         const err = cuda.cudaMemcpyAsync(dst, src + BigInt(p.chunkOffset), BigInt(p.length), CUDA.memcpyHostToDevice, this.#stream);
         check(cuda, err, `cudaMemcpyAsync(${p.length} bytes to ${this.#dev.name})`);
       }
+    });
+  }
+
+  /**
+   * Gathers strided parts in the copy engine: each copy is one `cudaMemcpy2DAsync` from the registered mapping
+   * `mapped` to `targets[copy.tensor] + copy.dstOffset`, paced by the ring's events like {@link upload}.
+   */
+  async uploadPitched(copies: PitchedCopy[], targets: bigint[], mapped: (fileOffset: number) => bigint, onBytes: (n: number) => void): Promise<void> {
+    const { cuda } = this.#dev;
+    await this.#paced(copies, onBytes, (c) => {
+      check(cuda, cuda.cudaSetDevice(this.#dev.index), `cudaSetDevice(${this.#dev.index})`);
+      const dst = targets[c.tensor]! + BigInt(c.dstOffset);
+      const err = cuda.cudaMemcpy2DAsync(dst, BigInt(c.dstPitch), mapped(c.offset), BigInt(c.pitch), BigInt(c.width), BigInt(c.height), CUDA.memcpyHostToDevice, this.#stream);
+      check(cuda, err, `cudaMemcpy2DAsync(${c.height} rows of ${c.width} bytes to ${this.#dev.name})`);
+    });
+  }
+
+  /**
+   * Queues each item's copies on slot `i % slots` once that slot's last copies have run, records the slot's event,
+   * and tells `onBytes` each item's length, in order, as it lands. Resolves when all have landed.
+   */
+  async #paced<T extends { length: number }>(items: T[], onBytes: (n: number) => void, queue: (item: T, slot: number) => void | Promise<void>): Promise<void> {
+    const { cuda } = this.#dev;
+    const inFlight: (T | undefined)[] = new Array(this.slots);
+    const settle = async (slot: number) => {
+      const c = inFlight[slot];
+      if (!c) return;
+      await this.#wait(this.#events[slot]!);
+      inFlight[slot] = undefined;
+      onBytes(c.length);
+    };
+    for (let i = 0; i < items.length; i++) {
+      const c = items[i]!;
+      if (c.length > this.slotBytes) throw new RangeError(`chunk of ${c.length} bytes exceeds the slot size ${this.slotBytes}`);
+      const slot = i % this.slots;
+      await settle(slot);
+      await queue(c, slot);
       check(cuda, cuda.cudaEventRecord(this.#events[slot]!, this.#stream), "cudaEventRecord");
       inFlight[slot] = c;
       await yieldToLoop();
     }
     // Drain in issue order so progress stays monotonic.
-    for (let i = chunks.length; i < chunks.length + this.slots; i++) await settle(i % this.slots);
+    for (let i = items.length; i < items.length + this.slots; i++) await settle(i % this.slots);
   }
 
   /** Waits until every copy queued on the ring's stream has run. */

@@ -94,13 +94,36 @@ export function planChunks(tensors: Extent[], chunkBytes: number): Chunk[] {
  */
 export function mappedRange(chunks: Chunk[], page: number, maxView: number, path: string): { start: number; length: number } | null {
   if (chunks.length === 0) return null;
-  const start = Math.floor(Math.min(...chunks.map((c) => c.fileOffset)) / page) * page;
-  const end = Math.max(...chunks.map((c) => c.fileOffset + c.length));
-  if (end - start > maxView) {
-    throw new SafetensorsError(
-      "InvalidArgument",
-      `hostRegister pins the loaded bytes as one mapping, but ${path} needs ${end - start} bytes and one mapping holds at most ${maxView} here; load without hostRegister, or fewer tensors at a time (names)`,
-    );
+  return mappedSpans([[Math.min(...chunks.map((c) => c.fileOffset)), Math.max(...chunks.map((c) => c.fileOffset + c.length))]], page, maxView, path)[0]!;
+}
+
+/**
+ * The file ranges to pin for copies that read `ranges` (`[start, end)`, in file order), each starting on a page:
+ * ranges that share a page are one (registrations may not overlap), ranges apart stay apart (their gaps are not
+ * read, so not pinned). Each must lie in one mapping, at most `maxView` bytes, else `InvalidArgument` as in
+ * {@link mappedRange}.
+ *
+ * @example
+ * ```ts
+ * mappedSpans([[100, 200], [4000, 4100], [20000, 20010]], 4096, 2 ** 32, "m.safetensors");
+ * // [{ start: 0, length: 4100 }, { start: 16384, length: 3626 }]
+ * ```
+ */
+export function mappedSpans(ranges: ReadonlyArray<readonly [number, number]>, page: number, maxView: number, path: string): Array<{ start: number; length: number }> {
+  const spans: Array<{ start: number; end: number }> = [];
+  for (const [from, to] of ranges) {
+    const start = Math.floor(from / page) * page;
+    const last = spans.at(-1);
+    if (last && start < Math.ceil(last.end / page) * page) last.end = Math.max(last.end, to);
+    else spans.push({ start, end: to });
   }
-  return { start, length: end - start };
+  return spans.map(({ start, end }) => {
+    if (end - start > maxView) {
+      throw new SafetensorsError(
+        "InvalidArgument",
+        `hostRegister pins the loaded bytes as one mapping, but ${path} needs ${end - start} bytes and one mapping holds at most ${maxView} here; load without hostRegister, or fewer tensors at a time (names)`,
+      );
+    }
+    return { start, length: end - start };
+  });
 }

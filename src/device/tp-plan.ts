@@ -260,7 +260,10 @@ export function planGatherChunks(parts: ReadonlyArray<ReadonlyArray<readonly [nu
         const last = cur.pieces.at(-1);
         if (last?.tensor === tensor) last.length += take;
         else cur.pieces.push({ tensor, tensorOffset: done, chunkOffset: cur.length, length: take });
-        cur.runs.push([offset + at, take]);
+        // Runs that touch in the file are one read (one ranged GET, remotely): the slot holds them packed anyway.
+        const run = cur.runs.at(-1);
+        if (run && run[0] + run[1] === offset + at) run[1] += take;
+        else cur.runs.push([offset + at, take]);
         cur.length += take;
         done += take;
         at += take;
@@ -268,4 +271,84 @@ export function planGatherChunks(parts: ReadonlyArray<ReadonlyArray<readonly [nu
     }
   });
   return chunks;
+}
+
+/**
+ * A strided block of a rank's part, one `cudaMemcpy2DAsync`: `height` rows of `width` bytes starting at `offset`
+ * in the tensor, `pitch` apart there, landing `dstPitch` apart from `dstOffset` in the part.
+ */
+export interface PitchedBlock {
+  offset: number;
+  pitch: number;
+  width: number;
+  height: number;
+  dstOffset: number;
+  dstPitch: number;
+}
+
+/**
+ * A rank's part of a tensor as 2-D blocks, one per piece of the split dimension (GPT-2's fused q, k and v: three):
+ * a dim-0 part is one row, a dim-1 part a row per outer index, the full row's bytes apart.
+ *
+ * @example
+ * ```ts
+ * splitBlocks("w", [4, 6], 8, { dim: 1, start: 3, end: 6 });
+ * // [{ offset: 3, pitch: 6, width: 3, height: 4, dstOffset: 0, dstPitch: 3 }]
+ * ```
+ */
+export function splitBlocks(name: string, shape: readonly number[], bits: number, split: Split | null): PitchedBlock[] {
+  const pieces = split ? splitPieces(shape, split) : [null];
+  // Each piece's runs are one per outer index, equally long and equally far apart: the rows of one block.
+  const rows = pieces.map((p) => planSlice(name, shape, bits, shape.map((_, d) => (p && d === split!.dim ? p : null))).runs).filter((r) => r.length > 0);
+  const dstPitch = rows.reduce((a, r) => a + r[0]![1], 0);
+  let dstOffset = 0;
+  return rows.map((runs) => {
+    const [offset, width] = runs[0]!;
+    const block = { offset, pitch: runs.length > 1 ? runs[1]![0] - offset : width, width, height: runs.length, dstOffset, dstPitch };
+    dstOffset += width;
+    return block;
+  });
+}
+
+/** One 2-D copy of at most a slot's bytes: rows of a {@link PitchedBlock} of tensor `tensor`, `offset` absolute in the file. */
+export interface PitchedCopy extends PitchedBlock {
+  tensor: number;
+  /** `width × height`: the bytes it lands. */
+  length: number;
+}
+
+/**
+ * Cuts tensors' blocks (tensor `i` starting at file offset `parts[i].start`) into 2-D copies of at most `maxBytes`
+ * each: as many whole rows as fit, or a row in pieces where one row is longer.
+ *
+ * @example
+ * ```ts
+ * planPitchedCopies([{ start: 100, blocks: splitBlocks("w", [4, 6], 8, { dim: 1, start: 3, end: 6 }) }], 6);
+ * // rows 0–1 and rows 2–3: [{ tensor: 0, offset: 103, pitch: 6, width: 3, height: 2, dstOffset: 0, dstPitch: 3, length: 6 }, { … offset: 115, dstOffset: 6 … }]
+ * ```
+ */
+export function planPitchedCopies(parts: ReadonlyArray<{ start: number; blocks: readonly PitchedBlock[] }>, maxBytes: number): PitchedCopy[] {
+  if (!(maxBytes >= 1)) throw new RangeError(`copy size must be positive, got ${maxBytes}`);
+  const copies: PitchedCopy[] = [];
+  parts.forEach(({ start, blocks }, tensor) => {
+    for (const b of blocks) {
+      const row = (r: number) => ({ offset: start + b.offset + r * b.pitch, dstOffset: b.dstOffset + r * b.dstPitch });
+      const perCopy = Math.floor(maxBytes / b.width);
+      if (perCopy >= 1) {
+        for (let r = 0; r < b.height; r += perCopy) {
+          const height = Math.min(perCopy, b.height - r);
+          copies.push({ tensor, ...row(r), pitch: b.pitch, dstPitch: b.dstPitch, width: b.width, height, length: b.width * height });
+        }
+        continue;
+      }
+      for (let r = 0; r < b.height; r++) {
+        for (let at = 0; at < b.width; at += maxBytes) {
+          const width = Math.min(maxBytes, b.width - at);
+          const { offset, dstOffset } = row(r);
+          copies.push({ tensor, offset: offset + at, pitch: width, dstOffset: dstOffset + at, dstPitch: width, width, height: 1, length: width });
+        }
+      }
+    }
+  });
+  return copies;
 }

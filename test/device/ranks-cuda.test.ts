@@ -1,116 +1,123 @@
 /**
  * Tensor-parallel loads onto CUDA through the checking libcudart stand-in (DESIGN §9; see fakecudart.test.ts): each
- * rank's parts, gathered from their runs into the pinned ring, copied back must equal the cpu load's parts, with
- * no violation and nothing left allocated.
+ * rank's parts, gathered from their runs into the pinned ring or by 2-D copies from a registered mapping, copied
+ * back must equal the cpu load's parts, with no violation and nothing left allocated.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { runtime } from "../../ffi/runtime.ts";
+import { ffiUnavailable } from "../../ffi/runtime.ts";
 import { loadToDevice } from "../../src/device/load.ts";
-import { save, type TensorData } from "../../src/format/writer.ts";
+import { save } from "../../src/format/writer.ts";
 import { buildFakeCudart, runUnderFakeCudart, type FakeCudartReport } from "../support/fakecudart.ts";
 import { sha256 } from "../support/fixtures.ts";
-import type { ChildSpec, LoadSeen } from "./fakecudart-child.ts";
+import { GPT2_CONFIG, gpt2Tensors, LLAMA_CONFIG, llamaTensors } from "../support/tp-models.ts";
+import type { ChildSpec, ErrorSeen, LoadSeen, LoadSpec } from "./fakecudart-child.ts";
 
-const CONFIG = { hidden_size: 128, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 1024, vocab_size: 300 };
+const whyNot = ffiUnavailable() ?? "";
 
-function noise(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) out[i] = (x = (x * 1103515245 + 12345) % 2 ** 31) >>> 16;
-  return out;
-}
+/** Small slots: parts straddle chunks, chunks hold runs of several tensors, long rows are cut. */
+const RING = { slots: 2, slotBytes: 16 << 10 };
+const MODES = { ring: RING, hostRegister: { ...RING, hostRegister: true } } as const;
 
-function tensors(): Record<string, TensorData> {
-  const h = CONFIG.hidden_size;
-  const kv = (h / CONFIG.num_attention_heads) * CONFIG.num_key_value_heads;
-  const shapes: Record<string, number[]> = {
-    "model.embed_tokens.weight": [CONFIG.vocab_size, h],
-    "model.layers.0.input_layernorm.weight": [h],
-    "model.layers.0.self_attn.q_proj.weight": [h, h],
-    "model.layers.0.self_attn.k_proj.weight": [kv, h],
-    "model.layers.0.self_attn.v_proj.weight": [kv, h],
-    "model.layers.0.self_attn.o_proj.weight": [h, h],
-    "model.layers.0.mlp.gate_proj.weight": [CONFIG.intermediate_size, h],
-    "model.layers.0.mlp.down_proj.weight": [h, CONFIG.intermediate_size],
-    "lm_head.weight": [CONFIG.vocab_size, h],
-  };
-  let seed = 0;
-  return Object.fromEntries(Object.entries(shapes).map(([name, shape]) => [name, { dtype: "BF16" as const, shape, data: noise(2 * shape.reduce((a, b) => a * b, 1), ++seed) }]));
-}
-
-// The stand-in runs in a child of this runtime, a TypeScript script: Node 20 runs none.
-const whyNot = runtime === "node" ? "Node 20 runs no TypeScript child" : "";
-
-describe.skipIf(whyNot !== "")(`tensor-parallel CUDA loads through the checking stand-in${whyNot && ` (skipped: ${whyNot})`}`, () => {
+describe.skipIf(whyNot !== "")(`tensor-parallel CUDA loads through the checking stand-in${whyNot && ` (skipped: ${whyNot})`}`, { concurrent: true }, () => {
   let lib: string;
   let dir: string;
-  let path: string;
+  const paths = { llama: "", gpt2: "" };
   beforeAll(async () => {
     lib = buildFakeCudart();
     dir = mkdtempSync(join(tmpdir(), "tensormap-ranks-cuda-"));
-    mkdirSync(join(dir, "llama"));
-    path = join(dir, "llama", "model.safetensors");
-    await save(path, tensors());
-    writeFileSync(join(dir, "llama", "config.json"), JSON.stringify(CONFIG));
+    for (const [plan, tensors, config] of [["llama", llamaTensors(2), LLAMA_CONFIG], ["gpt2", gpt2Tensors(), GPT2_CONFIG]] as const) {
+      mkdirSync(join(dir, plan));
+      paths[plan] = join(dir, plan, "model.safetensors");
+      await save(paths[plan], tensors);
+      writeFileSync(join(dir, plan, "config.json"), JSON.stringify(config));
+    }
   });
   afterAll(() => dir && rmSync(dir, { recursive: true, force: true }));
 
   function expectClean(r: FakeCudartReport) {
-    const { violations, first, pending_ops, races, faults, leaked_device_bytes, leaked_pinned_bytes, live_streams, live_events, pageable_async_copies } = r;
-    expect({ violations, first, pending_ops, races, faults, leaked_device_bytes, leaked_pinned_bytes, live_streams, live_events, pageable_async_copies }).toEqual({
+    const { violations, first, pending_ops, races, faults, source_modified_in_flight, leaked_device_bytes, leaked_pinned_bytes, leaked_registered, live_streams, live_events, pageable_async_copies } = r;
+    expect({ violations, first, pending_ops, races, faults, source_modified_in_flight, leaked_device_bytes, leaked_pinned_bytes, leaked_registered, live_streams, live_events, pageable_async_copies }).toEqual({
       violations: 0,
       first: [],
       pending_ops: 0,
       races: 0,
       faults: 0,
+      source_modified_in_flight: 0,
       leaked_device_bytes: 0,
       leaked_pinned_bytes: 0,
+      leaked_registered: 0,
       live_streams: 0,
       live_events: 0,
       pageable_async_copies: 0,
     });
   }
 
-  test.each([2, 4])("world size %i: every rank's parts copied back equal its cpu parts", async (worldSize) => {
-    // Small slots: parts straddle chunks and chunks hold runs of several tensors.
-    const loads = Array.from({ length: worldSize }, (_, rank) => ({
-      path,
-      release: "free" as const,
-      options: { device: "cuda:0", rank, worldSize, plan: "llama" as const, slots: 2, slotBytes: 16 << 10 },
-    }));
-    const r = await runUnderFakeCudart(lib, dir, "test/device/fakecudart-child.ts", [JSON.stringify({ loads } satisfies ChildSpec)]);
+  async function run(loads: LoadSpec[], settings: Record<string, string> = {}): Promise<{ seen: LoadSeen[]; report: FakeCudartReport }> {
+    const r = await runUnderFakeCudart(lib, dir, "test/device/fakecudart-child.ts", [JSON.stringify({ loads } satisfies ChildSpec)], settings);
     expect(r.status, r.stderr).toBe(0);
-    expectClean(r.reports[0]!);
-    const seen = JSON.parse(r.stdout.trim().split("\n").at(-1)!).loads as LoadSeen[];
-    for (let rank = 0; rank < worldSize; rank++) {
-      const load = seen[rank]!;
-      if (!load.ok) throw new Error(`rank ${rank}: ${load.error.code}: ${load.error.message}`);
-      using cpu = await loadToDevice(path, { device: "cpu", rank, worldSize, plan: "llama" });
-      expect(load.bytes).toBe(cpu.bytes);
-      expect(load.tensors.map((t) => t.name)).toEqual(cpu.keys());
-      for (const t of load.tensors) {
-        const want = cpu.get(t.name);
-        expect({ name: t.name, shape: t.shape, byteLength: t.byteLength, sha256: t.sha256 }).toEqual({ name: t.name, shape: want.shape, byteLength: want.byteLength, sha256: sha256(cpu.toHost(t.name)) });
+    expect(r.reports.length, r.stderr).toBe(1);
+    return { seen: JSON.parse(r.stdout.trim().split("\n").at(-1)!).loads as LoadSeen[], report: r.reports[0]! };
+  }
+
+  describe.each([2, 4])("world size %i", (worldSize) => {
+    test.each(["llama", "gpt2"] as const)("%s: every rank's parts copied back equal its cpu parts, through the ring and by 2-D copies from a registered mapping", async (plan) => {
+      const path = paths[plan];
+      for (const [mode, options] of Object.entries(MODES)) {
+        const loads = Array.from({ length: worldSize }, (_, rank) => ({ path, release: "free" as const, options: { device: "cuda:0", rank, worldSize, plan, ...options } }));
+        const { seen, report } = await run(loads);
+        expectClean(report);
+        let split = 0;
+        for (let rank = 0; rank < worldSize; rank++) {
+          const load = seen[rank]!;
+          if (!load.ok) throw new Error(`${mode}, rank ${rank}: ${load.error.code}: ${load.error.message}`);
+          using cpu = await loadToDevice(path, { device: "cpu", rank, worldSize, plan });
+          expect(load.bytes).toBe(cpu.bytes);
+          expect(load.tensors.map((t) => t.name)).toEqual(cpu.keys());
+          for (const t of load.tensors) {
+            const want = cpu.get(t.name);
+            if (want.split?.dim === 1) split++;
+            expect({ mode, name: t.name, shape: t.shape, byteLength: t.byteLength, sha256: t.sha256 }).toEqual({ mode, name: t.name, shape: want.shape, byteLength: want.byteLength, sha256: sha256(cpu.toHost(t.name)) });
+          }
+        }
+        // Strided (dim-1) parts were among them.
+        expect(split).toBeGreaterThanOrEqual(worldSize * 4);
+        // Bytes copied to the device: each rank's share, not the whole tensors.
+        expect(report.bytes_h2d).toBe(seen.reduce((a, l) => a + (l.ok ? l.bytes : 0), 0));
+        if (mode === "hostRegister") {
+          // No pinned ring (no CPU copy at all); the parts' spans pinned apart, several per file.
+          expect(report.pinned_allocs_total).toBe(0);
+          expect(report.registrations_total).toBeGreaterThan(2 * worldSize);
+        }
       }
-    }
-    // Bytes copied to the device: each rank's share, not the whole tensors.
-    expect(r.reports[0]!.bytes_h2d).toBe(seen.reduce((a, l) => a + (l.ok ? l.bytes : 0), 0));
+    });
   });
 
-  test('device "cuda" is the local rank\'s GPU; hostRegister is refused', async () => {
-    const loads = [
-      { path, release: "free" as const, options: { device: "cuda", rank: 1, worldSize: 2, plan: "llama" as const } },
-      { path, options: { device: "cuda:0", rank: 0, worldSize: 2, plan: "llama" as const, hostRegister: true } },
-    ];
-    const r = await runUnderFakeCudart(lib, dir, "test/device/fakecudart-child.ts", [JSON.stringify({ loads } satisfies ChildSpec)], { FAKECUDART_DEVICES: "2" });
-    expect(r.status, r.stderr).toBe(0);
-    expectClean(r.reports[0]!);
-    const [onLocal, registered] = JSON.parse(r.stdout.trim().split("\n").at(-1)!).loads as LoadSeen[];
+  test('device "cuda" is the local rank\'s GPU', async () => {
+    const { seen, report } = await run([{ path: paths.llama, release: "free", options: { device: "cuda", rank: 1, worldSize: 2, plan: "llama" } }], { FAKECUDART_DEVICES: "2" });
+    expectClean(report);
+    const [onLocal] = seen;
     expect(onLocal!.ok && onLocal!.device).toBe("cuda:1");
     expect(onLocal!.ok && onLocal!.tensors.every((t) => t.ptrDevice === (t.byteLength ? 1 : null))).toBe(true);
-    expect(!registered!.ok && [registered!.error.code, registered!.error.message]).toEqual(["InvalidArgument", expect.stringMatching(/^hostRegister does not apply to tensor-parallel loads/)]);
+  });
+
+  function expectCudaError(e: ErrorSeen, call: RegExp) {
+    expect([e.isSafetensorsError, e.code]).toEqual([true, "CudaError"]);
+    expect(e.message).not.toMatch(/\n/);
+    expect(e.call).toMatch(call);
+    expect(e.message.startsWith(`${e.call} failed: `)).toBe(true);
+  }
+
+  test.each([0, 5])("a cudaMemcpy2DAsync failing (call %i, copies still queued) is a clean CudaError, everything freed", async (k) => {
+    const options = { device: "cuda:0", rank: 1, worldSize: 2, plan: "llama" as const, ...MODES.hostRegister };
+    const { seen, report } = await run([{ path: paths.llama, options }], { FAKECUDART_FAIL: `cudaMemcpy2DAsync:${k}`, FAKECUDART_DELAY_MIN_US: "1000" });
+    const load = seen[0]!;
+    if (load.ok) throw new Error("the load succeeded");
+    expectCudaError(load.error, /^cudaMemcpy2DAsync\(/);
+    expect(report.injected_failures).toBe(1);
+    expectClean(report);
+    expect([report.leaked_device_allocs, report.leaked_registered_bytes]).toEqual([0, 0]);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { planGatherChunks, planSplit, splitPieces, splitRuns, type ModelConfig, type Split, type TensorParallelPlan } from "../../src/device/tp-plan.ts";
+import { mappedSpans } from "../../src/device/plan.ts";
+import { planGatherChunks, planPitchedCopies, planSplit, splitBlocks, splitPieces, splitRuns, type ModelConfig, type Split, type TensorParallelPlan } from "../../src/device/tp-plan.ts";
 import { assemble } from "../support/assemble.ts";
 
 const LLAMA: ModelConfig = { hidden_size: 256, num_attention_heads: 8, num_key_value_heads: 2, intermediate_size: 512 };
@@ -35,6 +36,20 @@ function reassembles(shape: number[], splits: Array<Split | null>, what: string)
 
 const replays = (name: string, shape: number[], worldSize: number, plan: TensorParallelPlan, config: ModelConfig | null = LLAMA) =>
   reassembles(shape, all(name, shape, worldSize, plan, config), name);
+
+/** 40 random 3-D tensors, each split among a random world (fused pieces and all): `each(shape, every rank's split)`. */
+function randomSplits(seed: number, each: (shape: number[], splits: Split[]) => void) {
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  for (let round = 0; round < 40; round++) {
+    const w = 1 + rand(4);
+    const parts = 1 + rand(3);
+    const dim = rand(3);
+    const shape = [1 + rand(4), 1 + rand(4), 1 + rand(4)];
+    shape[dim] = parts * w * (1 + rand(3));
+    const per = shape[dim]! / parts / w;
+    each(shape, Array.from({ length: w }, (_, r) => ({ dim, start: r * per, end: (r + 1) * per, ...(parts > 1 ? { parts } : {}) })));
+  }
+}
 
 describe("llama rules (vLLM's)", () => {
   test("q/k/v/gate/up split dim 0, o/down dim 1, norms replicated", () => {
@@ -178,18 +193,7 @@ describe("splitRuns", () => {
   });
 
   test("random 3-D splits replay element by element", () => {
-    let seed = 11;
-    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
-    for (let round = 0; round < 40; round++) {
-      const w = 1 + rand(4);
-      const parts = 1 + rand(3);
-      const dim = rand(3);
-      const shape = [1 + rand(4), 1 + rand(4), 1 + rand(4)];
-      shape[dim] = parts * w * (1 + rand(3));
-      const per = shape[dim]! / parts / w;
-      const splits = Array.from({ length: w }, (_, r) => ({ dim, start: r * per, end: (r + 1) * per, ...(parts > 1 ? { parts } : {}) }));
-      reassembles(shape, splits, `[${shape}] dim ${dim}, ${parts} parts, ${w} ranks`);
-    }
+    randomSplits(11, (shape, splits) => reassembles(shape, splits, `[${shape}] split ${JSON.stringify(splits[0])}, ${splits.length} ranks`));
   });
 });
 
@@ -228,5 +232,64 @@ describe("planGatherChunks", () => {
     }
     expect(() => planGatherChunks([[[0, 1]]], 0)).toThrow(RangeError);
     expect(planGatherChunks([[], []], 8)).toEqual([]);
+  });
+});
+
+describe("planGatherChunks: touching runs", () => {
+  test("runs of neighbouring tensors that touch in the file are one read", () => {
+    expect(planGatherChunks([[[0, 4]], [[4, 4]], [[10, 2]]], 64).map((c) => c.runs)).toEqual([[[0, 8], [10, 2]]]);
+  });
+});
+
+
+/** Where each byte of a part comes from (its offset in the tensor), by 2-D copies of `height` rows of `width`. */
+function replay(copies: Array<{ src: number; srcPitch: number; dst: number; dstPitch: number; width: number; height: number }>, byteLength: number): number[] {
+  const from = new Array<number>(byteLength).fill(-1);
+  for (const c of copies) {
+    expect(c.width).toBeLessThanOrEqual(c.srcPitch);
+    for (let r = 0; r < c.height; r++) {
+      for (let k = 0; k < c.width; k++) {
+        expect(from[c.dst + r * c.dstPitch + k]).toBe(-1);
+        from[c.dst + r * c.dstPitch + k] = c.src + r * c.srcPitch + k;
+      }
+    }
+  }
+  return from;
+}
+
+const byRuns = (runs: Array<[number, number]>) => runs.flatMap(([offset, length]) => Array.from({ length }, (_, k) => offset + k));
+
+describe("splitBlocks and planPitchedCopies (2-D copies from a registered mapping)", () => {
+  test("a dim-1 part is one block per piece, the full row apart; a dim-0 part one row", () => {
+    expect(splitBlocks("w", [4, 6], 8, { dim: 1, start: 3, end: 6 })).toEqual([{ offset: 3, pitch: 6, width: 3, height: 4, dstOffset: 0, dstPitch: 3 }]);
+    expect(splitBlocks("w", [2, 6], 16, { dim: 1, start: 0, end: 1, parts: 3 })).toEqual([0, 1, 2].map((p) => ({ offset: 4 * p, pitch: 12, width: 2, height: 2, dstOffset: 2 * p, dstPitch: 6 })));
+    expect(splitBlocks("w", [4, 6], 8, { dim: 0, start: 1, end: 3 })).toEqual([{ offset: 6, pitch: 12, width: 12, height: 1, dstOffset: 0, dstPitch: 12 }]);
+    expect(splitBlocks("w", [5, 3], 8, { dim: 0, start: 5, end: 5 })).toEqual([]);
+  });
+
+  test("random 3-D splits: the blocks, cut into copies of at most a slot, move the bytes the runs gather, each once", () => {
+    let sizes = 3;
+    randomSplits(23, (shape, splits) => splits.forEach((s) => {
+      const { runs, byteLength } = splitRuns("t", shape, 8, s);
+      const blocks = splitBlocks("t", shape, 8, s);
+      const direct = replay(blocks.map((b) => ({ src: b.offset, srcPitch: b.pitch, dst: b.dstOffset, dstPitch: b.dstPitch, width: b.width, height: b.height })), byteLength);
+      expect(direct).toEqual(byRuns(runs));
+      const maxBytes = 1 + (sizes++ % 9);
+      const copies = planPitchedCopies([{ start: 1000, blocks }], maxBytes);
+      for (const c of copies) expect([c.tensor, c.length <= maxBytes, c.length]).toEqual([0, true, c.width * c.height]);
+      const cut = replay(copies.map((c) => ({ src: c.offset - 1000, srcPitch: c.pitch, dst: c.dstOffset, dstPitch: c.dstPitch, width: c.width, height: c.height })), byteLength);
+      expect(cut).toEqual(byRuns(runs));
+    }));
+    expect(() => planPitchedCopies([], 0)).toThrow(RangeError);
+  });
+});
+
+describe("mappedSpans", () => {
+  test("ranges sharing a page are one span, ranges apart stay apart; each span at most one mapping", () => {
+    expect(mappedSpans([[100, 200], [4000, 4100], [20000, 20010]], 4096, 2 ** 32, "m.safetensors")).toEqual([{ start: 0, length: 4100 }, { start: 16384, length: 3626 }]);
+    // A range ending on a page boundary and the next starting on it share no page.
+    expect(mappedSpans([[0, 4096], [4096, 5000]], 4096, 2 ** 32, "m.safetensors")).toEqual([{ start: 0, length: 4096 }, { start: 4096, length: 904 }]);
+    expect(mappedSpans([], 4096, 2 ** 32, "m.safetensors")).toEqual([]);
+    expect(() => mappedSpans([[0, 100], [5000, 9000]], 4096, 4096, "/ckpt/m.safetensors")).toThrow(expect.objectContaining({ code: "InvalidArgument" }));
   });
 });
