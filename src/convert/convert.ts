@@ -1,6 +1,7 @@
 /**
- * PyTorch checkpoints → safetensors. A `.bin`/`.pt` file becomes one `.safetensors` file; a folder or a
- * `pytorch_model.bin.index.json` of pickle shards becomes a folder of shards named by the Hugging Face
+ * Checkpoints → safetensors: PyTorch pickles converted, safetensors re-sharded, either cast to another
+ * floating-point dtype on the way (`src/format/cast.ts`). A file becomes one `.safetensors` file; a folder or an
+ * index of shards (or any input given a shard size) becomes a folder of shards named by the Hugging Face
  * convention. Output is written under temporary names, verified by re-reading every tensor, and only then
  * renamed into place: on any error no output file is left behind. Tensors are read, written and verified
  * one at a time, so converting needs memory for the largest tensor, not the checkpoint.
@@ -12,12 +13,19 @@ import type { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { open, openCheckpoint, resolveCheckpoint, type OpenOptions } from "../checkpoint/open.ts";
 import { writeShards } from "../checkpoint/save.ts";
 import { fromSystemError, SafetensorsError } from "../errors.ts";
+import { castBytes, castDtype, type CastTarget } from "../format/cast.ts";
+import { DTYPES } from "../format/dtypes.ts";
 import { planHeader, streamed, type TensorShape } from "../format/writer.ts";
 import { commit, discard, writeTemp } from "../io/commit.ts";
 
 export interface ConvertOptions extends OpenOptions {
-  /** Sharded output only: the largest shard's data size, bytes or `"5GB"`/`"5GiB"`. Default `"5GB"`. */
+  /**
+   * The largest shard's data size, bytes or `"5GB"`/`"5GiB"`; default `"5GB"` for sharded input. Given for a
+   * single file, the output is a folder of shards too.
+   */
   maxShardSize?: number | string;
+  /** Casts every F64, F32, F16 and BF16 tensor to this dtype as torch's `.to()` does; other dtypes are kept. */
+  dtype?: CastTarget;
   /** Which tensors (and non-tensor values, for `dropped`) to take, by name (default: all). */
   keep?: (name: string) => boolean;
   /** Called as bytes are converted and then verified; `done` reaches `total` at the end. */
@@ -30,18 +38,22 @@ export interface ConvertResult {
   tensors: number;
   /** Tensor data bytes written. */
   bytes: number;
+  /** How many tensors `dtype` changed the dtype of. */
+  cast: number;
   /** The checkpoint's non-tensor values (epoch, hyperparameters, …) that `keep` keeps, by dotted name: safetensors holds none of them. */
   dropped: string[];
 }
 
-const METADATA = { format: "pt" };
+/** What converted pickles say of themselves, as the reference's converter writes; safetensors input keeps its own. */
+const PICKLE_METADATA = { format: "pt" };
 
 /**
- * Converts a PyTorch checkpoint to safetensors. `inPath` a file → `outPath` is the `.safetensors` file to
- * write; `inPath` a folder or pickle index → `outPath` is the folder to write shards and
- * `model.safetensors.index.json` into. Tied weights are written as separate tensors; non-tensor values
- * (epoch, hyperparameters) are not written, and the result names them. A file OUT may not be IN itself, and a
- * checkpoint with no tensors at all is refused (`NoTensors`) rather than written as an empty file.
+ * Converts a PyTorch or safetensors checkpoint to safetensors. `inPath` a file → `outPath` is the `.safetensors`
+ * file to write; `inPath` a folder or index (or `maxShardSize` given) → `outPath` is the folder to write shards
+ * and `model.safetensors.index.json` into (a folder of safetensors may be re-sharded in place). Tied weights are
+ * written as separate tensors; non-tensor values (epoch, hyperparameters) are not written, and the result names
+ * them. Safetensors input keeps its `__metadata__`; pickles get `{"format": "pt"}`. A file OUT may not be IN
+ * itself, and a checkpoint with no tensors at all is refused (`NoTensors`) rather than written as an empty file.
  *
  * @example
  * ```ts
@@ -50,13 +62,14 @@ const METADATA = { format: "pt" };
  * console.log(one.tensors, one.dropped); // 16, ["optimizer.param_groups.0.lr", …, "epoch", …]: not tensors, not written
  * const folder = await convert("checkpoints/pytorch", "out/pytorch", { maxShardSize: "2GB" });
  * console.log(folder.files); // ["out/pytorch/model.safetensors"]: one shard is written without an index
+ * const bf16 = await convert("model.safetensors", "out/bf16", { dtype: "BF16", maxShardSize: "10kB" });
+ * console.log(bf16.cast, bf16.files.at(-1)); // 17 "out/bf16/model.safetensors.index.json"
  * ```
  */
 export async function convert(inPath: string, outPath: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
-  const where = resolveCheckpoint(inPath, "pytorch");
+  const where = resolveInput(inPath);
   const model = await openCheckpoint(where, opts);
   try {
-    if (model.format !== "pytorch") throw new SafetensorsError("InvalidArgument", `${inPath} is not a PyTorch checkpoint`);
     // Every shard opens (and is checked against the index) before anything is written.
     for (const file of model.files) model.shard(file);
     // An empty safetensors file would pass for a converted model.
@@ -65,9 +78,28 @@ export async function convert(inPath: string, outPath: string, opts: ConvertOpti
       throw new SafetensorsError("NoTensors", `${inPath} holds no tensors${others}: nothing to convert`);
     }
     if (kept(model.offsetKeys(), opts).length === 0) throw new SafetensorsError("NoTensors", `none of the ${model.offsetKeys().length} tensors in ${inPath} is kept by the filter: nothing to convert`);
-    return where.sharded ? await convertSharded(model, outPath, opts) : await convertFile(model, inPath, outPath, opts);
+    const plan = new Plan(model, opts);
+    return where.sharded || opts.maxShardSize !== undefined ? await convertSharded(plan, outPath, opts) : await convertFile(plan, inPath, outPath, opts);
   } finally {
     model.close();
+  }
+}
+
+/** A folder holding pickles converts them (as it always did); a folder of safetensors only is re-sharded. */
+function resolveInput(inPath: string) {
+  try {
+    return resolveCheckpoint(inPath, "pytorch");
+  } catch (e) {
+    if (e instanceof SafetensorsError && e.code === "ENOENT" && isFolder(inPath)) return resolveCheckpoint(inPath);
+    throw e;
+  }
+}
+
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
 
@@ -76,37 +108,82 @@ function kept(names: string[], opts: ConvertOptions): string[] {
   return opts.keep ? names.filter(opts.keep) : names;
 }
 
-/** Dtype, shape and size of each tensor, for planning headers before any data is read. */
-function shapesOf(model: Checkpoint, names: readonly string[]): Array<[string, TensorShape]> {
-  return names.map((name) => {
-    const { dtype, shape, byteLength } = model.info(name);
-    return [name, { dtype, shape, byteLength }];
-  });
+/**
+ * What is written: the kept tensors, each with its output dtype and size (cast or not), their bytes on demand,
+ * and the metadata. Planned before any data is read, so every header is checked first.
+ */
+class Plan {
+  readonly model: Checkpoint;
+  readonly names: string[];
+  readonly metadata: Record<string, string> | undefined;
+  readonly #target: CastTarget | undefined;
+  readonly #keep: ConvertOptions;
+
+  constructor(model: Checkpoint, opts: ConvertOptions) {
+    this.model = model;
+    this.#keep = opts;
+    this.names = kept(model.offsetKeys(), opts);
+    this.metadata = model.format === "pytorch" ? PICKLE_METADATA : model.metadata ?? undefined;
+    this.#target = opts.dtype;
+  }
+
+  /** Dtype, shape and size of a tensor as written. */
+  shape(name: string): TensorShape {
+    const { dtype, shape, byteLength } = this.model.info(name);
+    const to = this.#target ? castDtype(dtype, this.#target) : dtype;
+    return { dtype: to, shape, byteLength: (byteLength / DTYPES.get(dtype)!.bits) * DTYPES.get(to)!.bits };
+  }
+
+  shapes(): Array<[string, TensorShape]> {
+    return this.names.map((name) => [name, this.shape(name)]);
+  }
+
+  get bytes(): number {
+    return this.names.reduce((n, name) => n + this.shape(name).byteLength, 0);
+  }
+
+  /** How many tensors change dtype. */
+  get cast(): number {
+    return this.names.filter((name) => this.shape(name).dtype !== this.model.info(name).dtype).length;
+  }
+
+  /** A tensor's bytes as written: a view or copy of the checkpoint's, or cast from them a piece at a time. */
+  bytesOf(name: string): Uint8Array {
+    const { dtype, byteLength } = this.model.info(name);
+    if (!this.#target || castDtype(dtype, this.#target) === dtype) return this.model.tensor(name).bytes;
+    return castBytes(this.model.chunks(name), dtype, this.#target, byteLength);
+  }
+
+  result(files: string[]): ConvertResult {
+    return { files, tensors: this.names.length, bytes: this.bytes, cast: this.cast, dropped: kept([...this.model.leaves.keys()], this.#keep) };
+  }
 }
 
-/** Reads one tensor from its checkpoint as it is about to be written (a copy under the read backend). */
-function reader(model: Checkpoint, progress: Progress): (name: string) => Uint8Array {
+/** Reads one tensor as it is about to be written. */
+function reader(plan: Plan, progress: Progress): (name: string) => Uint8Array {
   return (name) => {
-    const bytes = model.tensor(name).bytes;
+    const bytes = plan.bytesOf(name);
     progress.add(bytes.byteLength);
     return bytes;
   };
 }
 
 /**
- * Re-reads a written file and checks every tensor against the checkpoint it came from, one tensor at a
- * time, so verifying needs no more memory than writing. Returns how many tensors it held.
+ * Re-reads a written file and checks every tensor against what the plan says it should hold (cast again from
+ * the checkpoint), one tensor at a time, so verifying needs no more memory than writing. Returns how many
+ * tensors it held.
  */
-async function verify(path: string, model: Checkpoint, progress: Progress, opts: OpenOptions): Promise<number> {
+async function verify(path: string, plan: Plan, progress: Progress, opts: OpenOptions): Promise<number> {
   const file = await open(path, { backend: opts.backend });
   try {
     const names = file.offsetKeys();
     for (const name of names) {
-      if (!model.has(name)) throw new SafetensorsError("VerifyFailed", `${path} holds ${JSON.stringify(name)}, which the checkpoint does not`);
-      const want = model.tensor(name);
+      if (!plan.model.has(name)) throw new SafetensorsError("VerifyFailed", `${path} holds ${JSON.stringify(name)}, which the checkpoint does not`);
+      const want = plan.shape(name);
       const got = file.tensor(name);
+      const wanted = plan.bytesOf(name);
       const a = Buffer.from(got.bytes.buffer, got.bytes.byteOffset, got.bytes.byteLength);
-      const b = Buffer.from(want.bytes.buffer, want.bytes.byteOffset, want.bytes.byteLength);
+      const b = Buffer.from(wanted.buffer, wanted.byteOffset, wanted.byteLength);
       if (got.dtype !== want.dtype || got.shape.join() !== want.shape.join() || !a.equals(b)) {
         throw new SafetensorsError("VerifyFailed", `${path}: tensor ${name} did not read back as written`);
       }
@@ -132,42 +209,34 @@ class Progress {
   }
 }
 
-function totalBytes(model: Checkpoint, names: readonly string[]): number {
-  return names.reduce((n, name) => n + model.info(name).byteLength, 0);
-}
-
-async function convertFile(model: Checkpoint, inPath: string, outPath: string, opts: ConvertOptions): Promise<ConvertResult> {
+async function convertFile(plan: Plan, inPath: string, outPath: string, opts: ConvertOptions): Promise<ConvertResult> {
   let tmp: string | undefined;
   try {
     // After the open: IN is known to be there when OUT is compared with it.
     requireWritableFile(inPath, outPath);
-    const names = kept(model.offsetKeys(), opts);
-    const bytes = totalBytes(model, names);
-    const progress = new Progress(2 * bytes, opts.onProgress);
-    const { header, order } = planHeader(shapesOf(model, names), METADATA);
+    const progress = new Progress(2 * plan.bytes, opts.onProgress);
+    const { header, order } = planHeader(plan.shapes(), plan.metadata);
     // Beside OUT under a name a later write recognises (and removes, if this process dies), with OUT's mode.
-    tmp = writeTemp(outPath, streamed(header, order, reader(model, progress)));
-    const verified = await verify(tmp, model, progress, opts);
-    if (verified !== names.length) throw new SafetensorsError("VerifyFailed", `${tmp} holds ${verified} tensors, expected ${names.length}`);
+    tmp = writeTemp(outPath, streamed(header, order, reader(plan, progress)));
+    const verified = await verify(tmp, plan, progress, opts);
+    if (verified !== plan.names.length) throw new SafetensorsError("VerifyFailed", `${tmp} holds ${verified} tensors, expected ${plan.names.length}`);
     commit(tmp, outPath);
-    return { files: [outPath], tensors: names.length, bytes, dropped: kept([...model.leaves.keys()], opts) };
+    return plan.result([outPath]);
   } catch (e) {
     if (tmp) discard(tmp);
     throw fromSystemError(e, `cannot convert ${inPath} to ${outPath}`);
   }
 }
 
-async function convertSharded(model: Checkpoint, outDir: string, opts: ConvertOptions): Promise<ConvertResult> {
-  const names = kept(model.offsetKeys(), opts);
-  const bytes = totalBytes(model, names);
-  const progress = new Progress(2 * bytes, opts.onProgress);
+async function convertSharded(plan: Plan, outDir: string, opts: ConvertOptions): Promise<ConvertResult> {
+  const progress = new Progress(2 * plan.bytes, opts.onProgress);
   // Written and checked in a hidden folder, then swapped in whole: on any error OUT stays as it was.
-  const written = await writeShards(outDir, shapesOf(model, names), reader(model, progress), { maxShardSize: opts.maxShardSize, metadata: METADATA }, async (staged) => {
+  const written = await writeShards(outDir, plan.shapes(), reader(plan, progress), { maxShardSize: opts.maxShardSize, metadata: plan.metadata }, async (staged) => {
     let verified = 0;
-    for (const shard of staged.filter((p) => p.endsWith(".safetensors"))) verified += await verify(shard, model, progress, opts);
-    if (verified !== names.length) throw new SafetensorsError("VerifyFailed", `shards hold ${verified} tensors, expected ${names.length}`);
+    for (const shard of staged.filter((p) => p.endsWith(".safetensors"))) verified += await verify(shard, plan, progress, opts);
+    if (verified !== plan.names.length) throw new SafetensorsError("VerifyFailed", `shards hold ${verified} tensors, expected ${plan.names.length}`);
   });
-  return { files: written, tensors: names.length, bytes, dropped: kept([...model.leaves.keys()], opts) };
+  return plan.result(written);
 }
 
 /** OUT must be a file path in an existing folder, and not IN itself (the rename would replace the checkpoint). */
