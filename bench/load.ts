@@ -1,15 +1,17 @@
 /**
  * How fast does a checkpoint load? Open + every tensor's bytes + one byte touched per 4 KiB page, warm and
- * cold (evicted with posix_fadvise(DONTNEED)), for tensormap under Bun and Deno and for the peers, each timed
- * inside its own process, all in one run: the best of 7 warm and 5 cold runs each, taken in interleaved rounds.
- * Closing the file is not part of the load (the Python peers free theirs at exit) and is shown apart. Not a test.
+ * cold (evicted with posix_fadvise(DONTNEED)), for tensormap under Bun, Deno, Node 26 (node:ffi) and an older
+ * Node (read backend only: it has no FFI) and for the peers, each timed inside its own process, all in one run:
+ * the median of 7 warm and 5 cold runs each, taken in interleaved rounds. Closing the file is not part of the
+ * load (the Python peers free theirs at exit) and is shown apart. Not a test.
  *
  *   bun bench/load.ts            # or: deno run -A bench/load.ts
  *   bun bench/load.ts --quick    # fewer repetitions
  *   bun bench/load.ts --clean    # delete the generated checkpoints afterwards
  *
  * Files go to bench/data/ (git-ignored): a Llama-shaped 1.1B-parameter bf16 checkpoint (~2.2 GB, 201 tensors)
- * and a 20,000-tensor file. Python peers run through bench/peers.py with /usr/bin/python3 when torch imports.
+ * and a 20,000-tensor file. Python peers run through bench/peers.py with $PYTHON, else /usr/bin/python3, when
+ * torch imports there (`bash ../shared/tools/peers-venv` makes one).
  */
 import { spawnSync } from "node:child_process";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
@@ -21,8 +23,7 @@ import { fillRandom } from "../src/cli/random.ts";
 import { planHeader } from "../src/format/writer.ts";
 import { touchPages } from "../src/io/mmap.ts";
 import { open } from "../src/checkpoint/open.ts";
-import { runtime } from "../ffi/runtime.ts";
-import { tinyLlamaShapes } from "./support.ts";
+import { jsRuntimes, tinyLlamaShapes } from "./support.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
@@ -108,38 +109,30 @@ async function work(contender: Contender, path: string): Promise<{ seconds: numb
   return { seconds: (t2 - t0) / 1000, open: (t1 - t0) / 1000, close: (performance.now() - t2) / 1000, checksum };
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[s.length >> 1]! : 0;
+}
+
 // ---- the orchestra --------------------------------------------------------------------------------------
 
 interface Runner {
   label: string;
-  argv: (path: string, pt: string) => string[] | undefined;
+  argv: (path: string, pt: string) => string[];
   /** The file the contender reads (the .pt copy for torch.load). */
   pt?: boolean;
   /** Timed from outside (a tool that cannot time itself); process start-up is then included. */
   wall?: boolean;
 }
 
-function tool(name: string): string | undefined {
-  const local = join(root, "node_modules/.bin", name);
-  if (existsSync(local)) return local;
-  const r = spawnSync("which", [name], { encoding: "utf8" });
-  return r.status === 0 ? r.stdout.trim() : undefined;
-}
+const MMAP_CONTENDERS = ["mmap", "mmap-sequential", "mmap-populate"] as const;
 
 function runners(python: string | undefined, pyInfo: { safetensors: string; torchLoad: string }): Runner[] {
-  const bun = runtime === "bun" ? process.execPath : tool("bun");
-  const deno = runtime === "deno" ? process.execPath : tool("deno");
-  const js = (rt: "bun" | "deno", contender: Contender): Runner => ({
-    label: `tensormap ${contender} (${rt})`,
-    argv: (path) => {
-      const bin = rt === "bun" ? bun : deno;
-      if (!bin) return undefined;
-      return rt === "bun" ? [bin, self, "--worker", contender, path] : [bin, "run", "-A", self, "--worker", contender, path];
-    },
-  });
   const out: Runner[] = [];
-  for (const rt of ["bun", "deno"] as const) {
-    for (const c of ["mmap", "mmap-sequential", "mmap-populate", "read", "seqread"] as const) out.push(js(rt, c));
+  for (const rt of jsRuntimes()) {
+    // A runtime without FFI (Node before 26) has the read backend only.
+    const contenders: Contender[] = rt.backend === "mmap" ? [...MMAP_CONTENDERS, "read", "seqread"] : ["read", "seqread"];
+    for (const c of contenders) out.push({ label: `tensormap ${c} (${rt.name})`, argv: (path) => rt.argv(self, ["--worker", c, path]) });
   }
   out.push({ label: "cat FILE > /dev/null (wall clock)", argv: (path) => ["sh", "-c", `cat '${path}' > /dev/null`], wall: true });
   if (python) {
@@ -183,7 +176,7 @@ async function main(): Promise<void> {
     libc.close(fd);
   };
   mkdirSync(data, { recursive: true });
-  const python = ["/usr/bin/python3", "python3"].find((p) => spawnSync(p, ["-c", "import torch"]).status === 0);
+  const python = [process.env.PYTHON, "/usr/bin/python3", "python3"].find((p) => p !== undefined && spawnSync(p, ["-c", "import torch"]).status === 0);
   const info = python
     ? JSON.parse(spawnSync(python, [join(here, "peers.py"), "info"], { encoding: "utf8" }).stdout)
     : { safetensors: "", torchLoad: "" };
@@ -208,10 +201,7 @@ async function main(): Promise<void> {
     const size = statSync(path).size;
     console.log(`\n${f.label}: ${f.specs.length} tensors, ${(size / 1e9).toFixed(2)} GB`);
     console.log(`${"".padEnd(48)} ${"warm s".padStart(8)} ${"GB/s".padStart(6)} ${"cold s".padStart(8)} ${"GB/s".padStart(6)}`);
-    const runs = contenders.flatMap((c) => {
-      const argv = c.argv(path, pt);
-      return argv ? [{ c, argv, file: c.pt ? pt : path, warm: Infinity, opening: Infinity, closing: Infinity, cold: Infinity }] : [];
-    });
+    const runs = contenders.map((c) => ({ c, argv: c.argv(path, pt), file: c.pt ? pt : path, warm: [] as number[], opening: [] as number[], closing: [] as number[], cold: [] as number[] }));
     // One page-cache state for every warm run (reading does not change it), then rounds that run each contender
     // once, each round starting one further along: a shared machine's drift falls on all of them alike.
     for (const file of new Set(runs.map((r) => r.file))) rewarm(evict, file);
@@ -221,34 +211,39 @@ async function main(): Promise<void> {
     };
     rounds(quick ? 3 : 7, (r) => {
       const m = measure(r.argv, r.c.wall);
-      r.warm = Math.min(r.warm, m.seconds);
-      r.opening = Math.min(r.opening, m.open ?? Infinity);
-      r.closing = Math.min(r.closing, m.close ?? Infinity);
+      r.warm.push(m.seconds);
+      if (m.open !== undefined) r.opening.push(m.open);
+      if (m.close !== undefined) r.closing.push(m.close);
     });
     rounds(quick ? 1 : 5, (r) => {
       evict(r.file);
-      r.cold = Math.min(r.cold, measure(r.argv, r.c.wall).seconds);
+      r.cold.push(measure(r.argv, r.c.wall).seconds);
     });
     const row: Record<string, { warm: number; cold: number }> = {};
-    for (const { c, warm, opening, closing, cold } of runs) {
-      row[c.label] = { warm, cold };
+    for (const r of runs) {
+      const [warm, cold, opening, closing] = [median(r.warm), median(r.cold), median(r.opening), median(r.closing)];
+      row[r.c.label] = { warm, cold };
       const gbs = (s: number) => (size / 1e9 / s).toFixed(2).padStart(6);
       const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
-      const opened = opening > 0 && opening < Infinity ? `   (warm: open + header ${ms(opening)}, then close ${ms(closing)})` : "";
-      console.log(`${c.label.padEnd(48)} ${warm.toFixed(3).padStart(8)} ${gbs(warm)} ${cold.toFixed(3).padStart(8)} ${gbs(cold)}${opened}`);
+      const opened = opening > 0 ? `   (warm: open + header ${ms(opening)}, then close ${ms(closing)})` : "";
+      console.log(`${r.c.label.padEnd(48)} ${warm.toFixed(3).padStart(8)} ${gbs(warm)} ${cold.toFixed(3).padStart(8)} ${gbs(cold)}${opened}`);
     }
     results[f.label] = row;
   }
 
-  console.log("\nratios (targets: warm ≤ 0.80 × Python safetensors; cold ≤ 1.10 × sequential read; Bun/Deno within 15%)");
+  console.log("\nratios (targets: warm ≤ 0.80 × Python safetensors; cold ≤ 1.10 × sequential read; Bun/Deno within 15%; Node 26/Bun within 15%)");
   const r2 = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  const rts = jsRuntimes();
+  const names = rts.map((rt) => rt.name);
+  const node = (backend: string) => rts.find((rt) => rt.name.startsWith("Node") && rt.backend === backend)?.name;
+  const [nodeFfi, nodeRead] = [node("mmap"), node("read")];
   for (const [label, row] of Object.entries(results)) {
     const py = row[info.safetensors];
     const torch = row[info.torchLoad];
     const seqs = Object.entries(row).filter(([k]) => k.includes("seqread") || k.startsWith("cat "));
     const bestSeq = Math.min(...seqs.map(([, v]) => v.cold));
-    for (const c of ["mmap", "mmap-populate", "mmap-sequential"]) {
-      for (const rt of ["bun", "deno"]) {
+    for (const c of MMAP_CONTENDERS) {
+      for (const rt of names) {
         const mine = row[`tensormap ${c} (${rt})`];
         const seq = row[`tensormap seqread (${rt})`];
         if (!mine) continue;
@@ -258,10 +253,15 @@ async function main(): Promise<void> {
         if (seq) parts.push(`cold ${r2(mine.cold, seq.cold)} ${rt} sequential read, ${r2(mine.cold, bestSeq)} the fastest`);
         console.log(parts.join("  "));
       }
-      const b = row[`tensormap ${c} (bun)`];
-      const d = row[`tensormap ${c} (deno)`];
-      if (b && d) console.log(`${`${label} ${c} bun/deno:`.padEnd(48)}  warm ${r2(b.warm, d.warm)}  cold ${r2(b.cold, d.cold)}`);
+      const b = row[`tensormap ${c} (Bun)`];
+      for (const other of ["Deno", nodeFfi]) {
+        const o = other && row[`tensormap ${c} (${other})`];
+        if (b && o) console.log(`${`${label} ${c} ${other}/Bun:`.padEnd(48)}  warm ${r2(o.warm, b.warm)}  cold ${r2(o.cold, b.cold)}`);
+      }
     }
+    const ffi = nodeFfi && row[`tensormap mmap (${nodeFfi})`];
+    const read = nodeRead && row[`tensormap read (${nodeRead})`];
+    if (ffi && read) console.log(`${`${label} ${nodeRead} read/${nodeFfi} mmap:`.padEnd(48)}  warm ${r2(read.warm, ffi.warm)}  cold ${r2(read.cold, ffi.cold)}`);
   }
   if (args.includes("--clean")) rmSync(data, { recursive: true, force: true });
 }

@@ -1,36 +1,36 @@
 /**
- * Load times: tensormap on safetensors and on PyTorch pickles against torch.load, in one run.
+ * Load times: tensormap on safetensors and on PyTorch pickles against torch.load, in one run, tensormap under
+ * every runtime here: Bun, Deno, Node 26 (mmap through node:ffi) and an older Node (the read backend).
  *
- *   bun bench/pickle.ts            (what `npm run bench` runs)
+ *   bun bench/pickle.ts            (what `npm run bench` runs; RUNS=9 for more runs, PYTHON=… for the peers)
  *
  * Generates a GPT-2-small (124M params, f32) and a 1.1B-param bf16 checkpoint, each as `.safetensors`
- * (tensormap's writer) and `.bin` (torch.save through Python, when Debian's python3-torch is installed:
- * `apt-get update && apt-get install -y python3-torch`). Every measurement is its own process, so it reports
- * both the in-process time (open until every tensor has been touched) and the whole-process time from spawn to
- * exit (what a serverless cold start pays). Every loader touches tensors the same way, two ways in turn:
- * "every tensor touched" reads the first and last byte of each tensor (it is usable: what the issue's 50× is
- * about), "every page read" reads one byte of every 4 KiB page (all the data has come into memory, which
- * torch.load does anyway and a lazy mmap does not). Warm = page cache hot (after one untimed run); cold = the
- * files evicted with posix_fadvise(DONTNEED) before each run, every page read. Median of RUNS runs.
+ * (tensormap's writer) and `.bin` (torch.save through Python, when torch imports there:
+ * `bash ../shared/tools/peers-venv` and PYTHON=/tmp/peers/bin/python, or Debian's python3-torch). Every
+ * measurement is its own process, so it reports both the in-process time (open until every tensor has been
+ * touched) and the whole-process time from spawn to exit (what a serverless cold start pays). Every loader
+ * touches tensors the same way, two ways in turn: "every tensor touched" reads the first and last byte of each
+ * tensor (it is usable: what the issue's 50× is about), "every page read" reads one byte of every 4 KiB page
+ * (all the data has come into memory, which torch.load does anyway and a lazy mmap does not). Warm = page
+ * cache hot (after one untimed run); cold = the files evicted with posix_fadvise(DONTNEED) before each run,
+ * every page read. Median of RUNS runs, taken in rounds that run every loader once (a shared machine's drift
+ * falls on all of them alike). Each tensormap row names its runtime and the backend its child reported.
  * Writes bench/results/pickle.md and bench/results/pickle.svg. Generated checkpoints go to bench/data/
  * (git-ignored) and are reused by later runs.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gpt2Shapes } from "../src/cli/demo.ts";
 import { fillRandom } from "../src/cli/random.ts";
 import { save, type TensorData } from "../src/format/writer.ts";
-import { DATA_DIR, generated, tinyLlamaShapes } from "./support.ts";
+import { generated, jsRuntimes, tinyLlamaShapes } from "./support.ts";
 
-const RUNS = Number(process.env.RUNS ?? 3);
+const RUNS = Number(process.env.RUNS ?? 5);
 const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, "..");
 const python = process.env.PYTHON ?? "/usr/bin/python3";
 const peers = join(here, "pickle_peers.py");
-const bunBin = process.execPath;
-const denoBin = join(root, "node_modules/.bin/deno");
 
 interface Model {
   name: string;
@@ -110,66 +110,92 @@ interface Row {
   cold: Timing;
 }
 
+interface Loader {
+  tool: string;
+  file: string;
+  launch: Launch;
+  /** The backend the tool's name says its child uses (tensormap rows): checked against what the child reports. */
+  backend?: string;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
 }
 
-/** Medians of one loader: warm with each way of touching, and cold with every page read. */
-function measure(files: string[], launch: Launch): Omit<Row, "model" | "tool" | "file"> {
-  const once = (touch: Touch): Timing => {
-    const r = launch(touch);
-    return { inProcess: JSON.parse(r.stdout.trim().split("\n").pop()!).ms as number, process: r.ms };
+/**
+ * Medians of every loader: warm with each way of touching, and cold with every page read. Each round runs
+ * every loader once, each round starting one further along.
+ */
+function measure(model: string, loaders: Loader[]): Row[] {
+  const once = (l: Loader, touch: Touch): Timing => {
+    const r = l.launch(touch);
+    const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as { ms: number; backend?: string };
+    if (l.backend && out.backend !== l.backend) throw new Error(`${l.tool}: the child opened with ${out.backend}, not ${l.backend}`);
+    return { inProcess: out.ms, process: r.ms };
   };
   const medians = (runs: Timing[]): Timing => ({ inProcess: median(runs.map((r) => r.inProcess)), process: median(runs.map((r) => r.process)) });
-  once("page");
-  const touched = medians(Array.from({ length: RUNS }, () => once("tensor")));
-  const paged = medians(Array.from({ length: RUNS }, () => once("page")));
-  const cold = medians(
-    Array.from({ length: RUNS }, () => {
-      if (hasTorch) run(python, [peers, "evict", ...files]);
-      return once("page");
-    }),
-  );
-  return { touched, paged, cold };
-}
-
-/** Node cannot run TypeScript here: bundle the child for it (split, so the Bun/Deno FFI modules stay unloaded). */
-function nodeChild(): string {
-  const out = join(DATA_DIR, "node-child");
-  run(bunBin, ["build", join(here, "pickle-child.ts"), "--target=node", "--format=esm", "--splitting", `--outdir=${out}`]);
-  return join(out, "pickle-child.js");
+  const rounds = (each: (l: Loader) => Timing): Timing[][] => {
+    const runs: Timing[][] = loaders.map(() => []);
+    for (let k = 0; k < RUNS; k++) {
+      for (let i = 0; i < loaders.length; i++) {
+        const j = (i + k) % loaders.length;
+        runs[j]!.push(each(loaders[j]!));
+      }
+    }
+    return runs;
+  };
+  for (const l of loaders) once(l, "page");
+  console.error(`${model}: warm, every tensor`);
+  const touched = rounds((l) => once(l, "tensor"));
+  console.error(`${model}: warm, every page`);
+  const paged = rounds((l) => once(l, "page"));
+  console.error(`${model}: cold`);
+  const cold = rounds((l) => {
+    if (hasTorch) run(python, [peers, "evict", l.file]);
+    return once(l, "page");
+  });
+  return loaders.map((l, i) => ({
+    model,
+    tool: l.tool,
+    file: l.file.endsWith(".bin") ? ".bin" : ".safetensors",
+    touched: medians(touched[i]!),
+    paged: medians(paged[i]!),
+    cold: medians(cold[i]!),
+  }));
 }
 
 async function main(): Promise<void> {
   const child = join(here, "pickle-child.ts");
-  const nodeScript = nodeChild();
+  const runtimes = jsRuntimes();
+  const bun = runtimes.find((r) => r.name === "Bun");
   const rows: Row[] = [];
-  const backends = new Map<string, string>();
   for (const m of [gpt2Small(), llama1b()]) {
     const { st, bin } = await prepare(m);
-    const loaders: Array<[string, string, Launch]> = [
-      ["tensormap (Bun)", st, (t) => run(bunBin, [child, t, st])],
-      ["tensormap (Deno)", st, (t) => run(denoBin, ["run", "-A", "--unstable-ffi", child, t, st])],
-      ["tensormap (Node)", st, (t) => run("node", [nodeScript, t, st])],
-    ];
+    const tensormap = (name: string, file: string, argv: string[], backend: string): Loader => ({
+      tool: name,
+      file,
+      backend,
+      launch: (t) => run(argv[0]!, [...argv.slice(1), t, file]),
+    });
+    const loaders: Loader[] = runtimes.map((rt) => tensormap(`tensormap ${rt.name} (${rt.backend})`, st, rt.argv(child, []), rt.backend));
     if (bin) {
-      loaders.push(["tensormap .bin (Bun)", bin, (t) => run(bunBin, [child, t, bin])]);
-      loaders.push(["torch.load(weights_only=True)", bin, (t) => run(python, [peers, "load", "torch", t, bin])]);
-      if (hasTorchMmap) loaders.push(["torch.load(mmap=True)", bin, (t) => run(python, [peers, "load", "torch-mmap", t, bin])]);
+      if (bun) loaders.push(tensormap(`tensormap .bin, ${bun.name} (${bun.backend})`, bin, bun.argv(child, []), bun.backend));
+      loaders.push({ tool: "torch.load(weights_only=True)", file: bin, launch: (t) => run(python, [peers, "load", "torch", t, bin]) });
+      if (hasTorchMmap) loaders.push({ tool: "torch.load(mmap=True)", file: bin, launch: (t) => run(python, [peers, "load", "torch-mmap", t, bin]) });
     }
-    if (hasSafetensors) loaders.push(["safetensors.torch.load_file", st, (t) => run(python, [peers, "load", "safetensors", t, st])]);
-    loaders.push(["cat FILE >/dev/null (read ceiling)", st, () => {
-      const r = run("sh", ["-c", 'cat "$1" >/dev/null', "sh", st]);
-      return { ms: r.ms, stdout: JSON.stringify({ ms: r.ms }) };
-    }]);
-    for (const [tool, file, launch] of loaders) {
-      console.error(`${m.name}: ${tool}`);
-      rows.push({ model: m.name, tool, file: file.endsWith(".bin") ? ".bin" : ".safetensors", ...measure([file], launch) });
-      if (tool.startsWith("tensormap")) backends.set(tool, JSON.parse(launch("tensor").stdout.trim()).backend);
-    }
+    if (hasSafetensors) loaders.push({ tool: "safetensors.torch.load_file", file: st, launch: (t) => run(python, [peers, "load", "safetensors", t, st]) });
+    loaders.push({
+      tool: "cat FILE >/dev/null (read ceiling)",
+      file: st,
+      launch: () => {
+        const r = run("sh", ["-c", 'cat "$1" >/dev/null', "sh", st]);
+        return { ms: r.ms, stdout: JSON.stringify({ ms: r.ms }) };
+      },
+    });
+    rows.push(...measure(m.name, loaders));
   }
-  const md = table(rows, backends);
+  const md = table(rows);
   mkdirSync(join(here, "results"), { recursive: true });
   writeFileSync(join(here, "results/pickle.md"), md);
   writeFileSync(join(here, "results/pickle.svg"), chart(rows));
@@ -178,33 +204,57 @@ async function main(): Promise<void> {
 
 const fmt = (ms: number) => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2));
 
-function table(rows: Row[], backends: Map<string, string>): string {
+function table(rows: Row[]): string {
   const lines = [
     "# Load time: tensormap vs torch.load",
     "",
-    `Generated by \`bun bench/pickle.ts\` on ${new Date().toISOString().slice(0, 10)}; median of ${RUNS} runs, each its own process.`,
-    "In-process: open until every tensor has been touched, the same way for every loader: *every tensor* reads the first and last byte of each tensor (it is ready to use), *every page* reads one byte of every 4 KiB page (all the data is in memory, as torch.load leaves it). Process: spawn to exit, imports included, every page read. Cold: the file evicted from the page cache first, every page read.",
-    `tensormap backends: ${[...backends].map(([k, v]) => `${k} → ${v}`).join(", ")}.`,
+    `Generated by \`bun bench/pickle.ts\` on ${new Date().toISOString().slice(0, 10)}; median of ${RUNS} runs, each its own process, in rounds that run every loader once.`,
+    "In-process: open until every tensor has been touched, the same way for every loader: *every tensor* reads the first and last byte of each tensor (it is ready to use), *every page* reads one byte of every 4 KiB page (all the data is in memory, as torch.load leaves it). Process: spawn to exit, imports included. Cold: the file evicted from the page cache first, every page read.",
+    "tensormap rows name the runtime and the backend `open()` chose there (each child reports it; the run stops if it differs). Both Nodes run the same bundle of the child.",
     `Peers: torch ${hasTorch ? "via " + python : "not installed"}${hasTorchMmap ? "" : "; torch.load(mmap=True) not supported by this torch"}${hasSafetensors ? "" : "; Python safetensors not importable"}.`,
     "",
   ];
-  for (const model of [...new Set(rows.map((r) => r.model))]) {
+  const models = [...new Set(rows.map((r) => r.model))];
+  for (const model of models) {
     const mine = rows.filter((r) => r.model === model);
     const torch = mine.find((r) => r.tool.startsWith("torch.load(weights"));
     const vs = (r: Row, pick: (r: Row) => Timing) => (torch && !r.tool.startsWith("cat") ? `${(pick(torch).inProcess / pick(r).inProcess).toFixed(1)}×` : "");
     lines.push(
       `## ${model}`,
       "",
-      "| loader | file | warm in-process ms, every tensor | faster than torch.load | warm in-process ms, every page | faster than torch.load | warm process ms | cold in-process ms | cold process ms |",
-      "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+      "| loader | file | warm in-process ms, every tensor | faster than torch.load | warm process ms, every tensor | warm in-process ms, every page | faster than torch.load | warm process ms, every page | cold in-process ms | cold process ms |",
+      "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     );
     for (const r of mine) {
-      const cells = [fmt(r.touched.inProcess), vs(r, (x) => x.touched), fmt(r.paged.inProcess), vs(r, (x) => x.paged), fmt(r.paged.process), fmt(r.cold.inProcess), fmt(r.cold.process)];
+      const cells = [fmt(r.touched.inProcess), vs(r, (x) => x.touched), fmt(r.touched.process), fmt(r.paged.inProcess), vs(r, (x) => x.paged), fmt(r.paged.process), fmt(r.cold.inProcess), fmt(r.cold.process)];
       lines.push(`| ${r.tool} | ${r.file} | ${cells.join(" | ")} |`);
     }
     lines.push("");
   }
+  lines.push(...ratios(rows, models));
   return lines.join("\n");
+}
+
+/**
+ * The runtimes against each other (Node 26 with FFI against Bun, and against the old Node's read backend),
+ * with the targets: Node 26 within 15% of Bun warm in-process, and its whole process ≥ 3× faster than the
+ * read backend's.
+ */
+function ratios(rows: Row[], models: string[]): string[] {
+  const lines = ["## Runtimes side by side", "", "| model | Node 26 (mmap) / Bun (mmap), warm in-process, every tensor | every page | Node 20 (read) / Node 26 (mmap), warm process, every tensor | every page |", "|---|--:|--:|--:|--:|"];
+  const find = (model: string, prefix: string) => rows.find((r) => r.model === model && r.file === ".safetensors" && r.tool.startsWith(prefix));
+  const r2 = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  let any = false;
+  for (const model of models) {
+    const ffi = rows.find((r) => r.model === model && r.file === ".safetensors" && /^tensormap Node \d+ \(mmap\)/.test(r.tool));
+    const read = rows.find((r) => r.model === model && r.file === ".safetensors" && /^tensormap Node \d+ \(read\)/.test(r.tool));
+    const bun = find(model, "tensormap Bun");
+    if (!ffi || !bun || !read) continue;
+    any = true;
+    lines.push(`| ${model} | ${r2(ffi.touched.inProcess, bun.touched.inProcess)} | ${r2(ffi.paged.inProcess, bun.paged.inProcess)} | ${r2(read.touched.process, ffi.touched.process)} | ${r2(read.paged.process, ffi.paged.process)} |`);
+  }
+  lines.push("", "Targets: Node 26 / Bun ≤ 1.15× in process; Node 20 / Node 26 ≥ 3× for the whole process.", "");
+  return any ? lines : [];
 }
 
 /** Horizontal bars of warm in-process time on a log scale, one group per model, two bars per loader. */

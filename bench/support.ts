@@ -1,15 +1,18 @@
 /**
  * What the benchmarks share: where generated files go (`bench/data/`, git-ignored), model shapes, timing by
- * median, and a peer run through Python when the reference is installed there. (GPT-2's shapes are the
- * demo's: `gpt2Shapes` in src/cli/demo.ts.)
+ * median, the JavaScript runtimes a child can run under, and a peer run through Python when the reference is
+ * installed there. (GPT-2's shapes are the demo's: `gpt2Shapes` in src/cli/demo.ts.)
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, mkdirSync, realpathSync, rmSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runtime } from "../ffi/runtime.ts";
 
 export const DATA_DIR = join(dirname(fileURLToPath(import.meta.url)), "data");
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** The pinned Node with `node:ffi` (the `node` devDependency). */
+const PINNED_NODE = join(ROOT, "node_modules/node/bin/node");
 
 /**
  * TinyLlama-1.1B's tensors in state-dict order: 22 layers, hidden 2048, MLP 5632, grouped KV (4 heads of
@@ -69,4 +72,80 @@ export const header = (title: string) => console.log(`${title} — ${runtime}`);
 export function row(label: string, ms: number | undefined, baselineMs: number, unit = "ms"): void {
   if (ms === undefined) return console.log(`  ${label.padEnd(44)} unavailable`);
   console.log(`  ${label.padEnd(44)} ${ms.toFixed(3).padStart(10)} ${unit}   ×${(ms / baselineMs).toFixed(2)} of baseline`);
+}
+
+/** A JavaScript runtime a benchmark runs its children under. */
+export interface JsRuntime {
+  /** What a table row calls it: `Bun`, `Deno`, `Node 26`, `Node 20`. */
+  name: string;
+  /** The backend `open()` picks there by default: mmap where the runtime has FFI, read where it has none. */
+  backend: "mmap" | "read";
+  /** The command line that runs the TypeScript file `script` with `args`. */
+  argv(script: string, args: string[]): string[];
+}
+
+/**
+ * The runtimes found here, each once: Bun, Deno, the pinned Node 26 (mmap through `node:ffi`) and an older
+ * Node from PATH (the read backend: `npm run` puts the pinned one first on PATH, so the first Node there is
+ * not always the old one). Both Nodes run the same bundle of the script, built with Bun, so that they differ
+ * only in runtime and backend; without Bun there are no Node rows.
+ *
+ * @example
+ * ```ts
+ * for (const rt of jsRuntimes()) spawnSync(rt.argv("bench/pickle-child.ts", ["tensor", path])[0]!, ...);
+ * ```
+ */
+export function jsRuntimes(): JsRuntime[] {
+  const bun = runtime === "bun" ? process.execPath : tool("bun");
+  const deno = runtime === "deno" ? process.execPath : tool("deno");
+  const out: JsRuntime[] = [];
+  if (bun) out.push({ name: "Bun", backend: "mmap", argv: (script, args) => [bun, script, ...args] });
+  if (deno) out.push({ name: "Deno", backend: "mmap", argv: (script, args) => [deno, "run", "-A", script, ...args] });
+  if (!bun) return out;
+  const nodes = [PINNED_NODE, process.env.npm_node_execpath, ...which("node"), "/usr/bin/node"];
+  const seen = new Set<string>();
+  for (const bin of nodes) {
+    if (!bin || !existsSync(bin) || seen.has(realpathSync(bin))) continue;
+    seen.add(realpathSync(bin));
+    const major = nodeMajor(bin);
+    if (major === undefined || out.some((r) => r.name.startsWith("Node") && (r.backend === "mmap") === major >= 26)) continue;
+    out.push({ name: `Node ${major}`, backend: major >= 26 ? "mmap" : "read", argv: (script, args) => [bin, nodeBundle(bun, script), ...args] });
+  }
+  return out;
+}
+
+/** A tool from node_modules/.bin, else from PATH. */
+function tool(name: string): string | undefined {
+  const local = join(ROOT, "node_modules/.bin", name);
+  return existsSync(local) ? local : which(name)[0];
+}
+
+function which(name: string): string[] {
+  const r = spawnSync("which", ["-a", name], { encoding: "utf8" });
+  return r.status === 0 ? r.stdout.trim().split("\n") : [];
+}
+
+function nodeMajor(bin: string): number | undefined {
+  const r = spawnSync(bin, ["--version"], { encoding: "utf8" });
+  const major = Number(/^v(\d+)\./.exec(r.stdout ?? "")?.[1]);
+  return r.status === 0 && Number.isInteger(major) ? major : undefined;
+}
+
+const bundles = new Map<string, string>();
+
+/**
+ * `script` bundled for Node, once per run: Node 20 cannot run TypeScript. Split, so that the Bun and Deno FFI
+ * modules, imported only where they run, stay unloaded.
+ */
+function nodeBundle(bun: string, script: string): string {
+  let out = bundles.get(script);
+  if (out) return out;
+  const name = basename(script).replace(/\.ts$/, "");
+  const dir = join(DATA_DIR, "node", name);
+  rmSync(dir, { recursive: true, force: true });
+  const r = spawnSync(bun, ["build", script, "--target=node", "--format=esm", "--splitting", `--outdir=${dir}`], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`bun build ${script} failed: ${r.stderr}`);
+  out = join(dir, `${name}.js`);
+  bundles.set(script, out);
+  return out;
 }
