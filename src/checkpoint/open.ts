@@ -22,7 +22,7 @@ import { ShardedFile } from "./sharded.ts";
 export interface OpenOptions extends SourceOptions {
   /** Look in a folder for this format's files only (convert reads a folder's PyTorch files beside its safetensors). */
   format?: CheckpointFormat;
-  /** For `http://` and `https://` URLs: part size, parallelism, timeouts, retries, headers. */
+  /** For remote URLs: part size, parallelism, timeouts, retries, headers, progress, the local cache. */
   remote?: RemoteOptions;
 }
 
@@ -74,7 +74,7 @@ export function resolveCheckpoint(path: string, format?: CheckpointFormat): Chec
  * ```
  */
 export async function openCheckpoint(path: string | CheckpointPath, opts: OpenOptions = {}): Promise<Checkpoint> {
-  if (typeof path === "string" && isRemoteUrl(path)) return openRemoteCheckpoint(path, opts.remote, opts.format);
+  if (typeof path === "string" && isRemoteUrl(path)) return openRemoteCheckpoint(path, opts.remote, opts.format, opts);
   const where = typeof path === "string" ? resolveCheckpoint(path, opts.format) : path;
   const openSource = await sourceOpener(opts);
   if (where.kind === "file") return fileFromSource(openSource(where.path));
@@ -95,7 +95,7 @@ export async function openCheckpoint(path: string | CheckpointPath, opts: OpenOp
  */
 export async function open(path: string, opts: OpenOptions = {}): Promise<SafetensorsFile> {
   if (isRemoteUrl(path)) {
-    const model = await openRemoteCheckpoint(path, opts.remote, opts.format);
+    const model = await openRemoteCheckpoint(path, opts.remote, opts.format, opts);
     if (model instanceof SafetensorsFile) return model;
     model.close();
     throw new SafetensorsError("InvalidArgument", `${model.path} is a sharded checkpoint: open it with openCheckpoint`);

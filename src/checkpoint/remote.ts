@@ -8,6 +8,9 @@ import { namingFile, SafetensorsError } from "../errors.ts";
 import { headerLength } from "../format/header.ts";
 import { folderFiles, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../format/sharded.ts";
 import { loadLibc } from "../io/libc.ts";
+import { sourceOpener, type SourceOptions } from "../io/open-source.ts";
+import { readSmallFile } from "../io/small-file.ts";
+import type { ByteSource } from "../io/source.ts";
 import { hubHttpUrl, isHubUrl, pinRevision, withHubToken } from "../io/remote/hub.ts";
 import { isS3Url, s3HttpUrl, s3Signer } from "../io/remote/s3.ts";
 import { openHttpSource, remoteTransfers, type HttpSource, type RemoteTransfers } from "../io/remote/http-source.ts";
@@ -20,19 +23,32 @@ import { fileFromSource, type SafetensorsFile } from "./file.ts";
 import { decodeIndex } from "./index-text.ts";
 import { ShardedFile } from "./sharded.ts";
 
+/** What the files of one remote open share: the transfers, and the opener of cached copies (the backend asked for). */
+export interface RemoteOpen {
+  transfers: RemoteTransfers;
+  /** Present where there is a cache. */
+  openLocal?: (path: string) => ByteSource;
+}
+
 /**
  * Opens a remote file's header (one ranged GET for most files, a second when the header is longer than the
  * first read): a {@link SafetensorsFile} whose tensors need `prefetch` before `tensor()`. A PyTorch file is fetched
- * whole, since its pickle and zip directory are read at open.
+ * whole, since its pickle and zip directory are read at open. Where the cache holds a copy of the version that
+ * first answer names, the copy opens instead, as a local file (mapped where there is FFI).
  *
  * @example
  * ```ts
- * const file = await openRemoteFile("https://example.com/model.safetensors", remoteTransfers());
+ * const file = await openRemoteFile("https://example.com/model.safetensors", { transfers: remoteTransfers({ cache: "/tmp/cache" }), openLocal: await sourceOpener() });
  * await file.prefetch();
  * ```
  */
-export async function openRemoteFile(url: string, transfers: RemoteTransfers): Promise<SafetensorsFile> {
-  const source = await openHttpSource(url, transfers);
+export async function openRemoteFile(url: string, at: RemoteOpen): Promise<SafetensorsFile> {
+  const source = await openHttpSource(url, at.transfers);
+  if (source.cachedCopy) {
+    const file = fromCache(source, (path) => fileFromSource(at.openLocal!(path)));
+    source.close();
+    return file ?? openRemoteFile(url, at);
+  }
   try {
     await fetchHeader(source);
   } catch (e) {
@@ -67,21 +83,23 @@ async function fetchHeader(source: HttpSource): Promise<void> {
  * console.log(model.tensor("wte.weight").shape);
  * ```
  */
-export async function openRemoteCheckpoint(url: string, options: RemoteOptions = {}, format?: CheckpointFormat): Promise<Checkpoint> {
-  if (isHubUrl(url)) return openRemoteCheckpoint(hubHttpUrl(url), withHubToken(options), format);
+export async function openRemoteCheckpoint(url: string, options: RemoteOptions = {}, format?: CheckpointFormat, local: SourceOptions = {}): Promise<Checkpoint> {
+  if (isHubUrl(url)) return openRemoteCheckpoint(hubHttpUrl(url), withHubToken(options), format, local);
   const sign = isS3Url(url) ? s3Signer() : undefined;
   if (isS3Url(url)) url = s3HttpUrl(url);
   const ffi = await loadLibc();
   const transfers = remoteTransfers(options, "unavailable" in ffi ? undefined : ffi, sign);
+  // The backend options matter only for cached copies, which are local files.
+  const at: RemoteOpen = { transfers, openLocal: transfers.cache ? await sourceOpener(local) : undefined };
   const { href, shown } = parseRemoteUrl(url);
   const path = new URL(href).pathname;
-  if (path.endsWith(".json")) return openRemoteIndex(url, transfers);
-  if (!path.endsWith("/")) return openRemoteFile(url, transfers);
+  if (path.endsWith(".json")) return openRemoteIndex(url, at);
+  if (!path.endsWith("/")) return openRemoteFile(url, at);
   const names = folderFiles(format);
   for (const name of names) {
     try {
       const file = siblingUrl(url, name);
-      return await (name.endsWith(".json") ? openRemoteIndex(file, transfers) : openRemoteFile(file, transfers));
+      return await (name.endsWith(".json") ? openRemoteIndex(file, at) : openRemoteFile(file, at));
     } catch (e) {
       if (remoteStatus(e) !== 404) throw e;
     }
@@ -89,19 +107,24 @@ export async function openRemoteCheckpoint(url: string, options: RemoteOptions =
   throw new SafetensorsError("ENOENT", `${shown} holds no checkpoint (none of ${names.join(", ")})`);
 }
 
-async function openRemoteIndex(url: string, transfers: RemoteTransfers): Promise<ShardedFile> {
-  const source = await openHttpSource(url, transfers);
-  let index: ShardIndex;
+async function openRemoteIndex(url: string, at: RemoteOpen): Promise<ShardedFile> {
+  const source = await openHttpSource(url, at.transfers);
+  let index: ShardIndex | undefined;
   try {
     if (source.size > MAX_INDEX_BYTES) throw new SafetensorsError("FileTooLarge", `${source.path} is ${source.size} bytes, more than the ${MAX_INDEX_BYTES} allowed`);
-    await source.prefetch(0, source.size);
-    index = decodeIndex(source.bytes(0, source.size), source.path);
+    if (source.cachedCopy) {
+      index = fromCache(source, (path) => decodeIndex(readSmallFile(path, MAX_INDEX_BYTES), source.path));
+    } else {
+      await source.prefetch(0, source.size);
+      index = decodeIndex(source.bytes(0, source.size), source.path);
+    }
   } finally {
     source.close();
   }
+  if (!index) return openRemoteIndex(url, at);
   const format = indexFormat(new URL(url).pathname.split("/").at(-1)!, index.shards);
   // Every shard from the commit the index came from, should the hub's branch move meanwhile.
-  const opened = await Promise.allSettled(index.shards.map((shard) => openRemoteFile(pinRevision(siblingUrl(url, shard), source.commit), transfers)));
+  const opened = await Promise.allSettled(index.shards.map((shard) => openRemoteFile(pinRevision(siblingUrl(url, shard), source.commit), at)));
   const failed = opened.findIndex((r) => r.status === "rejected");
   if (failed >= 0) {
     for (const r of opened) if (r.status === "fulfilled") r.value.close();
@@ -128,4 +151,18 @@ async function openRemoteIndex(url: string, transfers: RemoteTransfers): Promise
     throw e;
   }
   return model;
+}
+
+/**
+ * What `use` makes of a source's cached copy; undefined, the copy refused, when it does not read as its format
+ * (edited or cut in place since it was written): the caller then fetches the URL anew.
+ */
+function fromCache<T>(source: HttpSource, use: (path: string) => T): T | undefined {
+  try {
+    return use(source.cachedCopy!);
+  } catch (e) {
+    if (!(e instanceof SafetensorsError)) throw e;
+    source.refuseCachedCopy();
+    return undefined;
+  }
 }

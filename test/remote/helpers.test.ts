@@ -1,6 +1,7 @@
 /** The pure parts of the remote sources: URLs and what may be shown of them, Hub addresses, retry rules, options. */
 import { expect, test } from "vitest";
 import { SafetensorsError } from "../../src/errors.ts";
+import { cacheable, sameVersion } from "../../src/io/remote/cache.ts";
 import { HeldRanges } from "../../src/io/remote/held-ranges.ts";
 import { hubHttpUrl, pinRevision } from "../../src/io/remote/hub.ts";
 import { partsInFlight, resolveRemoteOptions } from "../../src/io/remote/options.ts";
@@ -97,4 +98,13 @@ test("s3:// addresses: virtual-hosted at AWS, path-style for a dotted bucket and
   expect(s3HttpUrl("s3://models", env({}))).toBe("https://models.s3.us-east-1.amazonaws.com/");
   for (const bad of ["s3://", "s3://Bad_Bucket/x"]) expect(() => s3HttpUrl(bad, env({}))).toThrow(SafetensorsError);
   expect(s3Signer(env({ AWS_ACCESS_KEY_ID: "a" }))).toBeUndefined();
+});
+
+test("cache versions: the same size, ETag and VersionId; the date only where neither is given; none of them, not cacheable", () => {
+  const v = { size: 10, etag: '"a"', lastModified: "Mon, 01 Jan 2026 00:00:00 GMT" };
+  expect(sameVersion(v, { ...v, lastModified: "Tue, 02 Jan 2026 00:00:00 GMT", commit: "0123abcd" })).toBe(true);
+  expect([sameVersion(v, { ...v, size: 11 }), sameVersion(v, { ...v, etag: '"b"' }), sameVersion(v, { ...v, versionId: "v2" })]).toEqual([false, false, false]);
+  const dated = { size: 10, lastModified: v.lastModified };
+  expect([sameVersion(dated, { ...dated }), sameVersion(dated, { ...dated, lastModified: "Tue, 02 Jan 2026 00:00:00 GMT" })]).toEqual([true, false]);
+  expect([cacheable({ size: 10 }), cacheable(dated), cacheable({ size: 1, versionId: "v1" })]).toEqual([false, true, true]);
 });

@@ -6,45 +6,19 @@ import { copyFileSync, readdirSync, readFileSync, statSync, utimesSync, writeFil
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { open, openCheckpoint, openSharded, resolveCheckpoint, type OpenOptions } from "../../src/checkpoint/open.ts";
-import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
-import { SafetensorsError } from "../../src/errors.ts";
 import { loadToDevice } from "../../src/device/load.ts";
 import { loadLibc } from "../../src/io/libc.ts";
 import type { RemoteProgress } from "../../src/io/remote/options.ts";
 import { cli } from "../support/cli.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
 import { bigFile } from "./big-file.ts";
+import { digests, failure, localDigests } from "../support/remote.ts";
 import { NGINX, startFaultProxy, startNginx, type FaultProxy, type Nginx } from "../support/servers.ts";
-
-if (!NGINX) console.warn("test/remote: skipped, nginx is not installed (apt-get install -y nginx-light)");
 
 /** Small parts and a short first read, so that even the small fixtures take several requests. */
 const SMALL: OpenOptions = { remote: { probeBytes: 64, partBytes: 1000, concurrency: 4 } };
 
-async function failure(f: () => unknown): Promise<SafetensorsError> {
-  try {
-    await f();
-  } catch (e) {
-    if (e instanceof SafetensorsError) return e;
-    throw e;
-  }
-  throw new Error("did not fail");
-}
-
-/** sha256 of every tensor, fetched first when remote. */
-async function digests(model: Checkpoint): Promise<Map<string, string>> {
-  await model.prefetch();
-  return new Map(model.keys().map((n) => [n, sha256(model.tensor(n).bytes)]));
-}
-
-async function localDigests(path: string): Promise<Map<string, string>> {
-  const model = await openCheckpoint(path, { backend: "read" });
-  try {
-    return await digests(model);
-  } finally {
-    model.close();
-  }
-}
+if (!NGINX) console.warn("test/remote: skipped, nginx is not installed (apt-get install -y nginx-light)");
 
 describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () => {
   let nginx: Nginx;

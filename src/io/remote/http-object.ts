@@ -4,6 +4,7 @@
  * mid-load answers 412 and fails with `FileChanged` instead of mixing old bytes with new.
  */
 import { SafetensorsError } from "../../errors.ts";
+import type { RemoteVersion } from "./cache.ts";
 import type { ResolvedRemoteOptions } from "./options.ts";
 import type { RequestSigner } from "./s3.ts";
 import { backoffMs, retryableStatus, retryAfterMs } from "./retry.ts";
@@ -55,6 +56,8 @@ export class HttpObject {
   size = -1;
   /** The commit a model hub named in its first answer (`X-Repo-Commit`), if it did. */
   commit?: string;
+  /** The version the first answer named: what a cached copy must match. */
+  version?: RemoteVersion;
   /** The server answered a ranged GET with the whole object (200): each request then costs the bytes up to its end. */
   ignoresRange = false;
   #etag?: string;
@@ -219,6 +222,8 @@ export class HttpObject {
       // A weak ETag cannot be matched with If-Match (strong comparison only): the date pins the version then.
       if (etag && !etag.startsWith("W/")) this.#etag = etag;
       else this.#lastModified = res.headers.get("last-modified") ?? undefined;
+      const header = (name: string) => res.headers.get(name) ?? undefined;
+      this.version = { size: total, etag: this.#etag, versionId: header("x-amz-version-id"), lastModified: header("last-modified"), commit: this.commit };
     } else if (total !== this.size || (this.#etag && etag && etag !== this.#etag)) {
       throw fail("FileChanged", `the object changed since it was opened (${total} bytes, ETag ${etag}; it was ${this.size} bytes, ETag ${this.#etag}); open it again`);
     }

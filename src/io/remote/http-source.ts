@@ -3,10 +3,13 @@
  * `fetch` (Node, Bun and Deno alike, no FFI). `bytes`/`readInto` are synchronous, so they serve only what is
  * already in memory (the first read, and what `prefetch` fetched) and throw `NotFetched` for the rest;
  * `read(offset, length, into)` fetches straight into the caller's buffer (a raw address too, where there is FFI).
+ * With a cache, every part that lands is also written into the file's copy there (./cache-writer.ts).
  */
 import { SafetensorsError } from "../../errors.ts";
 import type { LibC } from "../libc.ts";
 import { checkRange, closedError, type ByteSource } from "../source.ts";
+import { cacheable, cacheDebug, RemoteCache } from "./cache.ts";
+import { CacheWriter } from "./cache-writer.ts";
 import { HeldRanges } from "./held-ranges.ts";
 import { HttpObject } from "./http-object.ts";
 import { Limiter } from "./limiter.ts";
@@ -22,6 +25,13 @@ export interface HttpSource extends ByteSource {
   readonly commit?: string;
   /** Fetches `[offset, offset + length)` into memory in parallel parts; rejects with the fetch's error. */
   prefetch(offset: number, length: number): Promise<void>;
+  /**
+   * The cache's copy of this very version (the first answer's ETag, VersionId and size), when it holds one: a
+   * local file to open instead of fetching (then close this source); see ./cache.ts.
+   */
+  readonly cachedCopy?: string;
+  /** The cached copy did not read as its format: it is not served again, and this URL is fetched anew. */
+  refuseCachedCopy(): void;
 }
 
 /** What several files of one open share: the options, the cap on parts in flight, and libc where there is FFI. */
@@ -32,6 +42,8 @@ export interface RemoteTransfers {
   libc?: LibC;
   /** Signs every request (S3 with credentials). */
   sign?: RequestSigner;
+  /** Where fetched files are copied to, and looked for first (the `cache` option). */
+  cache?: RemoteCache;
 }
 
 /**
@@ -45,7 +57,7 @@ export interface RemoteTransfers {
  */
 export function remoteTransfers(options: RemoteOptions = {}, libc?: LibC, sign?: RequestSigner): RemoteTransfers {
   const opts = resolveRemoteOptions(options);
-  return { opts, parts: new Limiter(partsInFlight(opts)), libc, sign };
+  return { opts, parts: new Limiter(partsInFlight(opts)), libc, sign, cache: opts.cache ? new RemoteCache(opts.cache) : undefined };
 }
 
 /**
@@ -62,7 +74,7 @@ export function remoteTransfers(options: RemoteOptions = {}, libc?: LibC, sign?:
  * ```
  */
 export async function openHttpSource(url: string, transfers: RemoteTransfers = remoteTransfers()): Promise<HttpSource> {
-  const { opts, parts, libc, sign } = transfers;
+  const { opts, parts, libc, sign, cache } = transfers;
   const remote = parseRemoteUrl(url);
   const object = new HttpObject(remote, opts, sign);
   const closing = new AbortController();
@@ -80,6 +92,12 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
     opts.onProgress?.({ url: path, bytesDone: progress.landed, bytesTotal: progress.asked });
   };
   landed(0);
+  const version = object.version!;
+  if (cache && !cacheable(version)) cacheDebug(`${path}: the server names no version (ETag, VersionId or Last-Modified): not cached`);
+  const entry = cache && cacheable(version) ? await cache.entry(remote) : undefined;
+  const cachedCopy = entry && cache!.lookup(entry, version);
+  const writer = entry && !cachedCopy ? await CacheWriter.start(entry, version) : undefined;
+  await writer?.write(0, first.subarray(0, got));
 
   const live = () => {
     if (!open) throw closedError(path);
@@ -107,6 +125,7 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
       const job = parts.run(async () => {
         if (signal.aborted) throw signal.reason;
         await object.get(offset + at, n, into.subarray(at, at + n), signal);
+        await writer?.write(offset + at, into.subarray(at, at + n));
         landed(n);
       });
       jobs.push(job.catch((e) => (failed.abort(e), Promise.reject(e))));
@@ -122,6 +141,10 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
     path,
     size,
     commit: object.commit,
+    cachedCopy,
+    refuseCachedCopy() {
+      if (entry && cachedCopy) cache!.refuse(entry);
+    },
     zeroCopy: false,
     bytes: heldBytes,
     readInto(dst, offset) {
@@ -158,6 +181,7 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
       open = false;
       closing.abort(closedError(path));
       held.clear();
+      writer?.close();
     },
   };
 }

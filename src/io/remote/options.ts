@@ -1,4 +1,5 @@
 /** How remote checkpoints are fetched: part size, parallelism, patience. */
+import { readEnv } from "../../../ffi/runtime.ts";
 import { SafetensorsError } from "../../errors.ts";
 
 export interface RemoteOptions {
@@ -29,6 +30,13 @@ export interface RemoteOptions {
    * (`bytesTotal` grows as a prefetch or a read starts); the two are equal once nothing is in flight.
    */
   onProgress?: (progress: RemoteProgress) => void;
+  /**
+   * A folder for local copies of fetched files (default `TENSORMAP_CACHE`; `false`: none, whatever it says). A
+   * file fetched whole is written there while it streams and goes in once every byte is there; the next open of
+   * its URL, when the remote answers with the same version (ETag, VersionId, size), opens the copy as a local
+   * file instead. A folder that cannot be written only means no copy (`TENSORMAP_DEBUG` says why).
+   */
+  cache?: string | false;
 }
 
 /** One file's progress: `url` as it may be shown (no credentials, no query), bytes landed, bytes asked for. */
@@ -39,6 +47,13 @@ export interface RemoteProgress {
 }
 
 export type ResolvedRemoteOptions = Required<Omit<RemoteOptions, "onProgress">> & Pick<RemoteOptions, "onProgress">;
+
+/** The cache folder options or the environment name: `TENSORMAP_CACHE` unless the options say (`false`: none). */
+function cacheFolder(cache: string | false | undefined): string | false {
+  if (cache === undefined) return readEnv("TENSORMAP_CACHE") || false;
+  if (cache !== false && (typeof cache !== "string" || cache === "")) throw new SafetensorsError("InvalidArgument", "remote option cache must be a folder or false");
+  return cache;
+}
 
 const DEFAULTS: ResolvedRemoteOptions = {
   partBytes: 8 << 20,
@@ -51,6 +66,7 @@ const DEFAULTS: ResolvedRemoteOptions = {
   backoffMs: 200,
   headers: {},
   onProgress: undefined,
+  cache: false,
 };
 
 /**
@@ -62,7 +78,7 @@ const DEFAULTS: ResolvedRemoteOptions = {
  * ```
  */
 export function resolveRemoteOptions(opts: RemoteOptions = {}): ResolvedRemoteOptions {
-  const out = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as ResolvedRemoteOptions;
+  const out = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)), cache: cacheFolder(opts.cache) } as ResolvedRemoteOptions;
   for (const key of ["partBytes", "concurrency", "maxInFlightBytes", "probeBytes"] as const) {
     if (!Number.isSafeInteger(out[key]) || out[key] < 1) throw new SafetensorsError("InvalidArgument", `remote option ${key} must be a positive integer, got ${out[key]}`);
   }
