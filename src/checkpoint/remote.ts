@@ -5,6 +5,7 @@
  */
 import { basename } from "node:path";
 import { namingFile, SafetensorsError } from "../errors.ts";
+import { DTYPES } from "../format/dtypes.ts";
 import { headerLength } from "../format/header.ts";
 import { folderFiles, indexFormat, MAX_INDEX_BYTES, type ShardIndex } from "../format/sharded.ts";
 import { loadLibc } from "../io/libc.ts";
@@ -18,10 +19,12 @@ import { remoteStatus } from "../io/remote/http-object.ts";
 import type { RemoteOptions } from "../io/remote/options.ts";
 import { parseRemoteUrl, siblingUrl } from "../io/remote/url.ts";
 import { isPytorch } from "../pickle/layout.ts";
-import type { Checkpoint, CheckpointFormat } from "./checkpoint.ts";
+import type { Checkpoint, CheckpointFile, CheckpointFormat } from "./checkpoint.ts";
 import { fileFromSource, type SafetensorsFile } from "./file.ts";
 import { decodeIndex } from "./index-text.ts";
 import { ShardedFile } from "./sharded.ts";
+import { planSlice, sliceReads, type SliceSpec } from "./slice.ts";
+import { Tensor } from "./tensor.ts";
 
 /** What the files of one remote open share: the transfers, and the opener of cached copies (the backend asked for). */
 export interface RemoteOpen {
@@ -55,7 +58,53 @@ export async function openRemoteFile(url: string, at: RemoteOpen): Promise<Safet
     source.close();
     throw e;
   }
-  return fileFromSource(source);
+  const file = fileFromSource(source);
+  fetched.add(file);
+  return file;
+}
+
+/** Files whose bytes come over the network (a cached copy opens as a local file, not one of these). */
+const fetched = new WeakSet<CheckpointFile>();
+
+/**
+ * Runs of a slice closer than this go in one read: skipping a gap costs a request, whose first byte takes about
+ * as long (tens of ms from object storage) as a megabyte does to stream.
+ */
+const SLICE_GAP = 1 << 20;
+
+/**
+ * Part of a tensor, as `model.slice(name, spec)` gives it, also where the checkpoint is remote and the tensor not
+ * fetched: only the byte runs the slice needs are fetched (runs less than 1 MiB apart in one ranged read, in
+ * parallel parts), into the result and nowhere else. For a local file (or a cached copy) it is `slice()` itself.
+ *
+ * @example
+ * ```ts
+ * import { fetchSlice, openCheckpoint } from "tensormap";
+ * using model = await openCheckpoint("model.safetensors"); // or an https://, s3:// or hf:// address
+ * const rows = await fetchSlice(model, "wte.weight", [[0, 10], null]);
+ * console.log(rows.shape); // [10, 16]
+ * ```
+ */
+export async function fetchSlice(model: Checkpoint, name: string, spec: SliceSpec): Promise<Tensor> {
+  const file = model.shard(model.info(name).file ?? model.files[0]!);
+  if (!fetched.has(file)) return file.slice(name, spec);
+  const e = file.entry(name);
+  if (e.gather) {
+    // A strided PyTorch storage is gathered from the whole of it.
+    await file.prefetch([name]);
+    return file.slice(name, spec);
+  }
+  const plan = planSlice(name, e.shape, DTYPES.get(e.dtype)!.bits, spec);
+  const out = new Uint8Array(plan.byteLength);
+  await Promise.all(
+    sliceReads(plan, SLICE_GAP).map(async ({ offset, length, pieces }) => {
+      if (pieces.length === 1) return file.source.read(e.start + offset, length, out.subarray(pieces[0]![1], pieces[0]![1] + length));
+      const span = new Uint8Array(length);
+      await file.source.read(e.start + offset, length, span);
+      for (const [from, to, n] of pieces) out.set(span.subarray(from, from + n), to);
+    }),
+  );
+  return new Tensor(name, e.dtype, plan.shape, out);
 }
 
 async function fetchHeader(source: HttpSource): Promise<void> {

@@ -71,3 +71,37 @@ export function planSlice(name: string, shape: readonly number[], bits: number, 
   }
   return { shape: outShape, runs, byteLength: runs.length * (runs[0]?.[1] ?? 0) };
 }
+
+/** One read a slice needs: `[offset, offset + length)` within the tensor, and where its runs go in the output. */
+export interface SliceRead {
+  offset: number;
+  length: number;
+  /** `[offset within this read, offset within the output, length]`, one per run. */
+  pieces: Array<[number, number, number]>;
+}
+
+/**
+ * A slice's runs as few reads as are worth it: runs closer than `maxGap` bytes go in one read (the bytes between
+ * them are read and dropped), farther ones in reads of their own.
+ *
+ * @example
+ * ```ts
+ * sliceReads(planSlice("w", [4, 6], 32, [null, [0, 2]]), 16).length; // 1: rows 16 bytes apart, one read of 80
+ * sliceReads(planSlice("w", [4, 6], 32, [null, [0, 2]]), 15).length; // 4: a read per row
+ * ```
+ */
+export function sliceReads(plan: SlicePlan, maxGap: number): SliceRead[] {
+  const reads: SliceRead[] = [];
+  let out = 0;
+  for (const [offset, length] of plan.runs) {
+    const last = reads.at(-1);
+    if (last && offset - (last.offset + last.length) <= maxGap) {
+      last.pieces.push([offset - last.offset, out, length]);
+      last.length = offset + length - last.offset;
+    } else {
+      reads.push({ offset, length, pieces: [[0, out, length]] });
+    }
+    out += length;
+  }
+  return reads;
+}

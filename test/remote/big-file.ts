@@ -1,9 +1,9 @@
 /**
- * A safetensors file of one U8 tensor `big` of `bytes` bytes, the bytes a pattern of their offsets (so a part
- * landing in the wrong place shows).
+ * A safetensors file of one U8 tensor `big` of `bytes` bytes (shaped `shape`, one dimension by default), the bytes
+ * a pattern of their offsets (so a part landing in the wrong place shows).
  */
-export function bigFile(bytes: number): Uint8Array {
-  const header = new TextEncoder().encode(JSON.stringify({ big: { dtype: "U8", shape: [bytes], data_offsets: [0, bytes] } }).padEnd(88));
+export function bigFile(bytes: number, shape: number[] = [bytes]): Uint8Array {
+  const header = new TextEncoder().encode(JSON.stringify({ big: { dtype: "U8", shape, data_offsets: [0, bytes] } }).padEnd(88));
   const out = new Uint8Array(8 + header.length + bytes);
   new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
   out.set(header, 8);

@@ -1,5 +1,6 @@
 /** The pure parts of the remote sources: URLs and what may be shown of them, Hub addresses, retry rules, options. */
 import { expect, test } from "vitest";
+import { planSlice, sliceReads } from "../../src/checkpoint/slice.ts";
 import { SafetensorsError } from "../../src/errors.ts";
 import { cacheable, sameVersion } from "../../src/io/remote/cache.ts";
 import { HeldRanges } from "../../src/io/remote/held-ranges.ts";
@@ -107,4 +108,11 @@ test("cache versions: the same size, ETag and VersionId; the date only where nei
   const dated = { size: 10, lastModified: v.lastModified };
   expect([sameVersion(dated, { ...dated }), sameVersion(dated, { ...dated, lastModified: "Tue, 02 Jan 2026 00:00:00 GMT" })]).toEqual([true, false]);
   expect([cacheable({ size: 10 }), cacheable(dated), cacheable({ size: 1, versionId: "v1" })]).toEqual([false, true, true]);
+});
+
+test("slice reads: runs at most maxGap apart share a read, each run placed where it goes in the output", () => {
+  const plan = planSlice("w", [4, 6], 32, [null, [1, 3]]); // runs of 8 bytes at 4, 28, 52, 76: 16 bytes apart
+  expect(sliceReads(plan, 16)).toEqual([{ offset: 4, length: 80, pieces: [[0, 0, 8], [24, 8, 8], [48, 16, 8], [72, 24, 8]] }]);
+  expect(sliceReads(plan, 15).map((r) => [r.offset, r.length, r.pieces])).toEqual([4, 28, 52, 76].map((o, i) => [o, 8, [[0, 8 * i, 8]]]));
+  expect(sliceReads(planSlice("w", [4, 6], 32, [[0, 0], null]), 16)).toEqual([]);
 });

@@ -6,6 +6,8 @@ import { copyFileSync, readdirSync, readFileSync, statSync, utimesSync, writeFil
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { open, openCheckpoint, openSharded, resolveCheckpoint, type OpenOptions } from "../../src/checkpoint/open.ts";
+import { fetchSlice } from "../../src/checkpoint/remote.ts";
+import type { SliceSpec } from "../../src/checkpoint/slice.ts";
 import { loadToDevice } from "../../src/device/load.ts";
 import { loadLibc } from "../../src/io/libc.ts";
 import type { RemoteProgress } from "../../src/io/remote/options.ts";
@@ -125,6 +127,49 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     const into = new Uint8Array(byteLength);
     await file.source.read(start, byteLength, into);
     expect(sha256(into)).toBe(sha256(local.tensor(b!).bytes));
+  });
+
+  test("fetchSlice fetches only the slice's runs (runs far apart each on its own, close ones in one read), without a prefetch", async () => {
+    const mib = 1 << 20;
+    const path = join(nginx.scratch, "slices.safetensors");
+    writeFileSync(path, bigFile(6 * 2 * mib, [6, 2 * mib]));
+    using local = await open(path, { backend: "read" });
+    using file = await open(`${proxy.url}/none/scratch/slices.safetensors`, { remote: { probeBytes: 4096 } });
+    const sent = () => proxy.sent.get("none /scratch/slices.safetensors")!;
+    const requests = () => proxy.requests.get("none /scratch/slices.safetensors")!;
+    const cases: Array<[SliceSpec, number, number]> = [
+      // [spec, bytes sent, requests]: six columns' runs 2 MiB apart, one request each; two rows, one run.
+      [[null, [1000, 5096]], 6 * 4096, 6],
+      [[[2, 4], null], 4 * mib, 1],
+      // Two rows' runs 1 KiB apart: one read of the span, the gap dropped.
+      [[[2, 4], [0, 2 * mib - 1024]], 4 * mib - 1024, 1],
+      [[3, [0, 2]], 2, 1],
+    ];
+    expect((await failure(() => file.slice("big", [[0, 1], null]))).code).toBe("NotFetched");
+    for (const [spec, bytes, count] of cases) {
+      const [before, asked] = [sent(), requests()];
+      const part = await fetchSlice(file, "big", spec);
+      expect([spec, sent() - before, requests() - asked]).toEqual([spec, bytes, count]);
+      expect([part.shape, sha256(part.bytes)]).toEqual([local.slice("big", spec).shape, sha256(local.slice("big", spec).bytes)]);
+    }
+    expect(await fetchSlice(local, "big", [[1, 2], [5, 9]])).toEqual(local.slice("big", [[1, 2], [5, 9]]));
+  });
+
+  test("fetchSlice of a sharded remote checkpoint and of a column slice with runs close together equals the local slice", async () => {
+    const local = await openCheckpoint(fixture("sharded"), { backend: "read" });
+    const model = await openCheckpoint(at("sharded/"), SMALL);
+    try {
+      for (const name of model.keys().filter((n) => model.info(n).shape.length === 2)) {
+        const [rows, cols] = model.info(name).shape as [number, number];
+        for (const spec of [[[1, rows], null], [null, [1, Math.max(1, cols - 1)]], [rows - 1, [0, 1]]] as SliceSpec[]) {
+          const part = await fetchSlice(model, name, spec);
+          expect([name, spec, part.shape, sha256(part.bytes)]).toEqual([name, spec, local.slice(name, spec).shape, sha256(local.slice(name, spec).bytes)]);
+        }
+      }
+    } finally {
+      model.close();
+      local.close();
+    }
   });
 
   test("read() into a raw address: through a view of it where there is FFI, FfiUnavailable on Node", async () => {

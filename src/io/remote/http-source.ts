@@ -108,7 +108,7 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
     if (length === 0) return new Uint8Array(0);
     const bytes = held.find(offset, length);
     if (!bytes) {
-      throw new SafetensorsError("NotFetched", `${path}: bytes ${offset}-${offset + length - 1} are not fetched yet: await prefetch() on the file (or the tensors) first`);
+      throw new SafetensorsError("NotFetched", `${path}: bytes ${offset}-${offset + length - 1} are not fetched yet: await prefetch() on the file (or the tensors) first, or fetchSlice() for part of a tensor`);
     }
     return bytes;
   };
