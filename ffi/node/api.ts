@@ -2,6 +2,7 @@
  * The slice of Node's `node:ffi` (Node 26+, experimental) the bindings use, typed here because @types/node
  * predates it, and loaded without its ExperimentalWarning. Only `ffi/node/*` reaches for it.
  */
+import { setFlagsFromString } from "node:v8";
 
 /** A C signature: argument and return type names (`int32`, `uint64`, `pointer`, ...). 64-bit values are bigint. */
 export interface NodeSignature {
@@ -49,5 +50,25 @@ export function nodeFfi(): NodeFfi {
     process.emitWarning = emit;
   }
   if (!loaded) throw new Error("node:ffi is not available in this Node");
+  countViewsInGlobalLimit();
   return loaded;
+}
+
+/** The V8 flag, and the release that made it the default and dropped it. */
+const EXTERNAL_IN_GLOBAL_LIMIT = "external-memory-accounted-in-global-limit";
+const DEFAULT_FROM = [14, 8];
+
+/**
+ * V8 counts a zero-copy view as memory the process allocated, as if a mapping were all resident. Before V8
+ * 14.8 (Node 26 has 14.6) 64 MiB of it past the last collection starts a mark-compact there and then: viewing
+ * a 500 MB checkpoint cost a 2–6 ms collection inside open(), more in a larger heap, and Bun pays none. V8 14.8
+ * counts external memory within its global heap limit instead, by default; this turns that on where it is
+ * not yet the default (unless the command line sets the flag either way). Mappings over half the heap limit
+ * (2 GB at Node's default) still cost one collection: V8 keeps that hard limit in every mode.
+ */
+function countViewsInGlobalLimit(): void {
+  const [major = 0, minor = 0] = process.versions.v8.split(".").map(Number);
+  if (major > DEFAULT_FROM[0]! || (major === DEFAULT_FROM[0] && minor >= DEFAULT_FROM[1]!)) return;
+  if (`${process.execArgv.join(" ")} ${process.env.NODE_OPTIONS ?? ""}`.includes(EXTERNAL_IN_GLOBAL_LIMIT)) return;
+  setFlagsFromString(`--${EXTERNAL_IN_GLOBAL_LIMIT}`);
 }
