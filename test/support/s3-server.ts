@@ -48,7 +48,7 @@ export async function startS3Server(buckets: Record<string, Record<string, strin
   let stderr = "";
   child.stderr!.on("data", (d) => (stderr += d));
   const port = await new Promise<number>((resolvePort, reject) => {
-    const timer = setTimeout(() => (child.kill("SIGKILL"), reject(new Error(`the S3 server did not start within 30 s: ${stderr}`))), 30_000);
+    const timer = setTimeout(() => (child.kill("SIGKILL"), reject(new Error(`the S3 server did not start within 120 s: ${stderr}`))), 120_000);
     child.stdout!.on("data", (d) => {
       stdout += d;
       const line = /^(\{.*\})\n/.exec(stdout);
