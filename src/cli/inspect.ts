@@ -75,7 +75,7 @@ export function summary(file: Checkpoint, limit = Infinity, keep: Keep = everyth
     "",
     `${formatCount(all.length)}${filtered ? ` of ${formatCount(file.offsetKeys().length)}` : ""} ${plural(all.length, "tensor")}` +
       `${filtered ? " (--filter)" : ""}, ${formatCount(params)} ${plural(params, "parameter")}, ` +
-      `${formatBytes(bytes)} (${formatCount(bytes)} bytes)` +
+      `${formatBytes(bytes)} (${formatCount(bytes)} ${plural(bytes, "byte")})` +
       (sharded ? ` in ${file.files.length} ${plural(file.files.length, "shard")}` : ""),
     table([...byDtype].map(([dtype, d], i) => [`  ${dtype}`, tensorCells[i]!, paramCells[i]!, formatBytes(d.bytes)]), [3]),
   );

@@ -77,7 +77,7 @@ export async function convert(inPath: string, outPath: string, opts: ConvertOpti
       const others = model.leaves.size ? ` (only ${model.leaves.size} other value${model.leaves.size === 1 ? "" : "s"})` : "";
       throw new SafetensorsError("NoTensors", `${inPath} holds no tensors${others}: nothing to convert`);
     }
-    if (kept(model.offsetKeys(), opts).length === 0) throw new SafetensorsError("NoTensors", `none of the ${model.offsetKeys().length} tensors in ${inPath} is kept by the filter: nothing to convert`);
+    if (kept(model.offsetKeys(), opts).length === 0) throw new SafetensorsError("NoTensors", `${keptNone(model.offsetKeys().length, inPath)}: nothing to convert`);
     const plan = new Plan(model, opts);
     return where.sharded || opts.maxShardSize !== undefined ? await convertSharded(plan, outPath, opts) : await convertFile(plan, inPath, outPath, opts);
   } finally {
@@ -102,6 +102,12 @@ function isFolder(path: string): boolean {
     return false;
   }
 }
+
+/** `1 tensor`, `3 tensors`. */
+const tensors = (n: number) => `${n} tensor${n === 1 ? "" : "s"}`;
+
+/** That a filter kept none of a checkpoint's `n` tensors. */
+const keptNone = (n: number, path: string) => (n === 1 ? `the one tensor in ${path} is not kept by the filter` : `none of the ${n} tensors in ${path} is kept by the filter`);
 
 /** The names `keep` keeps, in their order: the tensors to write, the values reported as `dropped`. */
 function kept(names: string[], opts: ConvertOptions): string[] {
@@ -219,7 +225,7 @@ async function convertFile(plan: Plan, inPath: string, outPath: string, opts: Co
     // Beside OUT under a name a later write recognises (and removes, if this process dies), with OUT's mode.
     tmp = writeTemp(outPath, streamed(header, order, reader(plan, progress)));
     const verified = await verify(tmp, plan, progress, opts);
-    if (verified !== plan.names.length) throw new SafetensorsError("VerifyFailed", `${tmp} holds ${verified} tensors, expected ${plan.names.length}`);
+    if (verified !== plan.names.length) throw new SafetensorsError("VerifyFailed", `${tmp} holds ${tensors(verified)}, expected ${plan.names.length}`);
     commit(tmp, outPath);
     return plan.result([outPath]);
   } catch (e) {
@@ -234,7 +240,7 @@ async function convertSharded(plan: Plan, outDir: string, opts: ConvertOptions):
   const written = await writeShards(outDir, plan.shapes(), reader(plan, progress), { maxShardSize: opts.maxShardSize, metadata: plan.metadata }, async (staged) => {
     let verified = 0;
     for (const shard of staged.filter((p) => p.endsWith(".safetensors"))) verified += await verify(shard, plan, progress, opts);
-    if (verified !== plan.names.length) throw new SafetensorsError("VerifyFailed", `shards hold ${verified} tensors, expected ${plan.names.length}`);
+    if (verified !== plan.names.length) throw new SafetensorsError("VerifyFailed", `shards hold ${tensors(verified)}, expected ${plan.names.length}`);
   });
   return plan.result(written);
 }

@@ -114,3 +114,14 @@ test("--dtype takes bf16, f16 or f32 (any case), and nothing else", async () => 
   // float64, float32, float16 and the five float8s: the float8s are kept.
   expect(upper.stdout).toMatch(/^8 tensors \(3 cast to BF16\), /);
 });
+
+test("counts of one are singular: a filter that keeps the one tensor out, inspect's one byte", async () => {
+  const one = join(dir, "one.safetensors");
+  await save(one, { b: { dtype: "U8", shape: [1], data: new Uint8Array([7]) } });
+  await expect(convert(one, join(dir, "out.safetensors"), { keep: () => false })).rejects.toMatchObject({
+    code: "NoTensors",
+    message: `the one tensor in ${one} is not kept by the filter: nothing to convert`,
+  });
+  expect((await cli("inspect", one)).stdout).toMatch(/^1 tensor, 1 parameter, 1 B \(1 byte\)$/m);
+  expect((await cli("load", one)).stdout).toMatch(/^1 tensor, 1 B in /);
+});
