@@ -13,6 +13,7 @@ import { type Command, UsageError } from "./command.ts";
 import { formatBytes, formatCount, formatDuration, formatRate, plural, printable } from "./format.ts";
 import { summary } from "./inspect.ts";
 import { loadDevice, loadReport, touchAll } from "./load.ts";
+import { pageCacheState } from "./page-cache.ts";
 import { fillRandom } from "./random.ts";
 
 /**
@@ -114,7 +115,7 @@ export const demo: Command = {
     const dir = typeof values.dir === "string" ? values.dir : mkdtempSync(join(tmpdir(), "tensormap-demo-"));
     const bytes = [...tensors.values()].reduce((n, t) => n + t.data.byteLength, 0);
     const params = bytes / 4;
-    say(`generated ${formatCount(tensors.size)} ${plural(tensors.size, "tensor")}, ${formatCount(params)} F32 parameters (${formatBytes(bytes)}) in ${formatDuration(genSeconds)}`);
+    say(`generated ${formatCount(tensors.size)} ${plural(tensors.size, "tensor")}, ${formatCount(params)} F32 ${plural(params, "parameter")} (${formatBytes(bytes)}) in ${formatDuration(genSeconds)}`);
 
     const single = join(dir, "single");
     const sharded = join(dir, "sharded");
@@ -131,6 +132,9 @@ export const demo: Command = {
       const shards = Math.max(1, files.length - 1);
       say(`wrote ${shards} ${plural(shards, "shard")} of at most ${maxShardSize}${files.length > 1 ? " + index" : ""} to ${sharded}: ${formatRate(bytes, shardSeconds)}`);
 
+      // Before the files are opened (and mapped): just written, their pages are expected to be in memory.
+      const singleCache = await pageCacheState(join(single, "model.safetensors"));
+      const shardedCache = await pageCacheState(sharded);
       const shardedFile = await openSharded(sharded);
       try {
         say("");
@@ -140,13 +144,13 @@ export const demo: Command = {
         try {
           say(`load ${join(single, "model.safetensors")}`);
           const a = touchAll(singleFile, io.stderr, "single");
-          say("  " + loadReport(a, `backend ${singleFile.backend}`));
+          say("  " + loadReport(a, `backend ${singleFile.backend}`, singleCache));
           say(`load ${sharded}`);
           const b = touchAll(shardedFile, io.stderr, "sharded");
-          say("  " + loadReport(b, `backend ${shardedFile.backend}`));
+          say("  " + loadReport(b, `backend ${shardedFile.backend}`, shardedCache));
           if (a.checksum !== b.checksum) throw new Error("single and sharded loads read different bytes");
           say(`load ${sharded} --device auto`);
-          for (const line of (await loadDevice(sharded, "auto", false, io)).split("\n")) say(`  ${line}`);
+          for (const line of (await loadDevice(sharded, { device: "auto" }, io)).split("\n")) say(`  ${line}`);
         } finally {
           singleFile.close();
         }

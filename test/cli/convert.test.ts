@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, test } from "vitest";
-import { main } from "../../src/cli/main.ts";
 import { cli } from "../support/cli.ts";
+import { onTerminal } from "./terminal.ts";
 import { fixture } from "../support/fixtures.ts";
 import { Pickle, torchZip } from "../pickle/build.ts";
 
@@ -62,14 +62,7 @@ test("--max-shard-size must be a size, and only for sharded input", async () => 
 
 test("--quiet: no bar on a terminal and no note; the result line still on stdout, errors still on stderr", async () => {
   const dir = mkdtempSync(join(tmpdir(), "tensormap-cli-convert-"));
-  const run = async (...args: string[]) => {
-    const out = { stdout: "", stderr: "" };
-    const code = await main(args, {
-      stdout: { write: (s: string) => void (out.stdout += s) },
-      stderr: { isTTY: true, columns: 80, write: (s: string) => void (out.stderr += s) },
-    });
-    return { code, ...out };
-  };
+  const run = onTerminal;
   const loud = await run("convert", fixture("torch/training-checkpoint.pt"), join(dir, "a.safetensors"));
   expect(loud.stderr).toMatch(/^\rconvert \+ verify .*\r\x1b\[Knote: 17 /);
   const quiet = await run("convert", "-q", fixture("torch/training-checkpoint.pt"), join(dir, "b.safetensors"));
