@@ -19,17 +19,15 @@
  * example prints is kept, and shown only when it fails. No GPU is needed: examples load with
  * `device: "auto"`, which falls back to cpu.
  */
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
-import { format } from "node:util";
 import { expect, test } from "vitest";
 import { fixture } from "./support/fixtures.ts";
 import { importedModules, importedNames, publicDocs, typeErrors, type Example } from "./support/docs.ts";
+import { INDEX, runExample } from "./support/run-example.ts";
 
 const ROOT = resolve(import.meta.dirname ?? dirname(new URL(import.meta.url).pathname), "..");
-const INDEX = join(ROOT, "src", "index.ts");
 
 /** What an example's folder holds: name there → fixture. */
 const FILES: ReadonlyArray<readonly [name: string, from: string]> = [
@@ -55,26 +53,12 @@ function workdir(): string {
   return dir;
 }
 
-const CONSOLE = ["log", "info", "warn", "error", "debug"] as const;
-
-/** Runs one example in its folder; what it printed comes back in the error when it fails. */
+/** Runs one example in a folder of its own; what it printed comes back in the error when it fails. */
 async function run(example: Example): Promise<void> {
   const dir = workdir();
-  const file = join(dir, "example.ts");
-  writeFileSync(file, example.code.replaceAll(/(\bfrom\s*|\bimport\s*\(\s*)(["'])tensormap\2/g, `$1${JSON.stringify(INDEX)}`));
-  const printed: string[] = [];
-  const saved = CONSOLE.map((k) => console[k]);
-  for (const k of CONSOLE) console[k] = (...args: unknown[]) => void printed.push(format(...args));
-  const cwd = process.cwd();
-  process.chdir(dir);
   try {
-    await import(pathToFileURL(file).href);
-  } catch (e) {
-    const output = printed.length ? `\nit printed:\n${printed.join("\n")}` : "";
-    throw new Error(`${example.where}: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}${output}`, { cause: e });
+    await runExample(example, join(dir, "example.ts"), dir);
   } finally {
-    process.chdir(cwd);
-    CONSOLE.forEach((k, i) => (console[k] = saved[i]!));
     rmSync(dir, { recursive: true, force: true });
   }
 }
