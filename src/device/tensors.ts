@@ -130,7 +130,7 @@ export class DeviceTensors implements Iterable<[string, DeviceTensor]> {
    * ```
    */
   get(name: string): DeviceTensor {
-    if (this.#closed) throw new SafetensorsError("Closed", `tensors on ${this.device} were closed`);
+    if (this.#closed) throw new SafetensorsError("Closed", `tensors on ${this.device} were closed (their memory freed)`);
     const t = this.#tensors.get(name);
     if (!t) throw new SafetensorsError("TensorNotFound", `no tensor named ${JSON.stringify(name)} was loaded`);
     return t;
