@@ -84,10 +84,7 @@ describe("convert a file", () => {
     expect(f.keys().some((k) => k.startsWith("epoch") || k.includes("param_groups"))).toBe(false);
   });
 
-  test.each([
-    ["malicious/os-system.pt", "UnsafePickle"],
-    ["safetensors/tiny-gpt2.safetensors", "InvalidArgument"],
-  ])("%s is refused with %s and leaves no file", async (input, code) => {
+  test.each([["malicious/os-system.pt", "UnsafePickle"]])("%s is refused with %s and leaves no file", async (input, code) => {
     await expect(convert(path.join(fixtures, input), path.join(dir, "out.safetensors"))).rejects.toMatchObject({ code });
     expect(readdirSync(dir)).toEqual([]);
   });
