@@ -12,7 +12,7 @@
  * A copy is used only when its sidecar names the version the remote answers with now and the file it sits
  * beside (so a copy replaced or cut short since is not); {@link CacheWriter} writes copies.
  */
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, statSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { readEnv } from "../../../ffi/runtime.ts";
 import { discard } from "../commit.ts";
@@ -115,7 +115,7 @@ export class RemoteCache {
   lookup(entry: CacheEntry, version: RemoteVersion): string | undefined {
     const side = readSidecar(entry.sidecar);
     if (!side || side.url !== entry.url || !sameVersion(side.version, version)) return undefined;
-    const st = statSync(entry.path, { throwIfNoEntry: false });
+    const st = statOf(entry.path);
     if (!st?.isFile() || st.size !== version.size || st.ino !== side.file.ino || st.size !== side.file.size || Math.trunc(st.mtimeMs) !== side.file.mtimeMs) {
       return undefined;
     }
@@ -127,7 +127,7 @@ export class RemoteCache {
    * uses it, and where it cannot go this process still never serves it again.
    */
   refuse(entry: CacheEntry): void {
-    const st = statSync(entry.path, { throwIfNoEntry: false });
+    const st = statOf(entry.path);
     if (st) this.#refused.add(refusalKey(entry.path, st.ino, Math.trunc(st.mtimeMs)));
     cacheDebug(`${entry.path}: a cached copy that does not read as its format; fetching it again`);
     discard(entry.sidecar);
@@ -161,6 +161,15 @@ export function cacheDebug(message: string): void {
   if (v !== undefined && v !== "" && v !== "0") process.stderr.write(`tensormap: cache: ${message}\n`);
 }
 
+/** A path's stat, or undefined where there is none or it cannot be read (a copy that cannot be read is a miss). */
+function statOf(path: string): Stats | undefined {
+  try {
+    return statSync(path, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+}
+
 function refusalKey(path: string, ino: number, mtimeMs: number): string {
   return `${path}\0${ino}\0${mtimeMs}`;
 }
@@ -180,7 +189,7 @@ function fileName(pathname: string): string {
 /** A sidecar's content when it is one this module wrote: any other file (cut short, edited, foreign) is none. */
 function readSidecar(path: string): Sidecar | undefined {
   try {
-    const st = statSync(path, { throwIfNoEntry: false });
+    const st = statOf(path);
     if (!st?.isFile() || st.size > MAX_SIDECAR) return undefined;
     const side = JSON.parse(readFileSync(path, "utf8")) as Sidecar;
     const v = side?.version;

@@ -122,12 +122,13 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
     const step = object.ignoresRange ? length : opts.partBytes;
     for (let at = 0; at < length; at += step) {
       const n = Math.min(step, length - at);
+      const part = into.subarray(at, at + n);
       const job = parts.run(async () => {
         if (signal.aborted) throw signal.reason;
-        await object.get(offset + at, n, into.subarray(at, at + n), signal);
-        await writer?.write(offset + at, into.subarray(at, at + n));
+        await object.get(offset + at, n, part, signal);
         landed(n);
-      });
+        // The copy is written outside the part's slot: the next part's request need not wait for the disk.
+      }).then(() => writer?.write(offset + at, part));
       jobs.push(job.catch((e) => (failed.abort(e), Promise.reject(e))));
     }
     const results = await Promise.allSettled(jobs);
