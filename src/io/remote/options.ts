@@ -27,7 +27,8 @@ export interface RemoteOptions {
   /**
    * Called as each part of a file lands (the first, speculative read included), on the event loop, never more
    * than once per part. Per file: `bytesDone` of the `bytesTotal` bytes asked of it so far, both only growing
-   * (`bytesTotal` grows as a prefetch or a read starts); the two are equal once nothing is in flight.
+   * (`bytesTotal` grows as a prefetch or a read starts); the two are equal once all that was asked for has landed
+   * (a failed fetch's bytes stay counted in `bytesTotal` only). A file the cache serves reports its first read only.
    */
   onProgress?: (progress: RemoteProgress) => void;
   /**
