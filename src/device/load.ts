@@ -3,7 +3,6 @@
  * file or a sharded directory. CUDA goes through the pinned ring ({@link PinnedRing}); `cpu`, and `auto` without a
  * usable GPU, return the host tensors in the same {@link DeviceTensors} shape with `device: "cpu"`.
  */
-import { dirname } from "node:path";
 import { CUDA } from "../../ffi/types.ts";
 import { loadLibc, type LibC } from "../io/libc.ts";
 import { SafetensorsError } from "../errors.ts";
@@ -13,7 +12,8 @@ import { openCheckpoint } from "../checkpoint/open.ts";
 import { openMmap, touchPages } from "../io/mmap.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
 import { quietly, yieldToLoop, type RingOptions } from "./pipeline.ts";
-import { loadSlices, planParts, rankOf, ReadAhead, type RankLoadOptions, type RankPart } from "./rank-load.ts";
+import { isRemoteUrl } from "../io/remote/url.ts";
+import { loadSlices, modelConfig, planParts, rankOf, ReadAhead, type RankLoadOptions, type RankPart } from "./rank-load.ts";
 import { planGatherChunks, planPitchedCopies, splitBlocks } from "./tp-plan.ts";
 import { withRing } from "./ring-cache.ts";
 import { layoutDevice, mappedRange, mappedSpans, planChunks, type Extent } from "./plan.ts";
@@ -87,7 +87,7 @@ export async function resolveDevice(spec: string, env?: Record<string, string | 
  */
 export async function toDevice(checkpoint: Checkpoint, opts: DeviceLoadOptions = {}): Promise<DeviceTensors> {
   const target = await resolveDevice(opts.device ?? "auto", opts.env);
-  return load(target, checkpoint, new Cleanup(), opts);
+  return load(target, checkpoint, new Cleanup(), opts, checkpoint.path);
 }
 
 /**
@@ -99,6 +99,8 @@ export async function toDevice(checkpoint: Checkpoint, opts: DeviceLoadOptions =
  * replicated); on cpu `bytes` holds the part contiguous in row-major order, on CUDA `ptr` does (its runs packed
  * into the pinned ring, or with `hostRegister` gathered by `cudaMemcpy2DAsync` straight from the pinned mapping;
  * `device: "cuda"` is then the local rank's GPU). Head counts come from `config.json` beside the weights, or `config`.
+ * A remote checkpoint (http(s), `s3://`, `hf://`) is fetched the same way: each rank only its runs, by ranged GETs
+ * (on cpu, runs a page or less apart as one GET), and `config.json` by one small GET from the URL's folder.
  *
  * @example
  * ```ts
@@ -119,9 +121,10 @@ export async function loadToDevice(path: string, opts: DeviceLoadOptions = {}): 
   try {
     // On CUDA the data is pread into the ring (or read from a mapping registered for the purpose): no mapping needed.
     // A rank's parts are scattered runs: no read-ahead past the pages they touch.
-    const checkpoint = await openCheckpoint(path, { backend: target.kind === "cpu" ? "auto" : "read", threads: opts.threads, ...(sliced ? { advice: "random" as const } : {}) });
+    const checkpoint = await openCheckpoint(path, { backend: target.kind === "cpu" ? "auto" : "read", threads: opts.threads, remote: opts.remote, ...(sliced ? { advice: "random" as const } : {}) });
     owned.add(() => checkpoint.close());
-    return await load(target, checkpoint, owned, opts);
+    // config.json is looked for beside the URL as given (its credentials, its folder), a local path's beside the file opened.
+    return await load(target, checkpoint, owned, opts, isRemoteUrl(path) ? path : checkpoint.path);
   } catch (e) {
     quietly(() => owned.run());
     throw e;
@@ -137,12 +140,21 @@ interface FilePlan {
   parts?: RankPart[];
 }
 
-/** `owned` closes files the load opened itself: right after a CUDA upload, or with the tensors on cpu. */
-async function load(target: DeviceTarget, checkpoint: Checkpoint, owned: Cleanup, opts: DeviceLoadOptions): Promise<DeviceTensors> {
+/**
+ * `owned` closes files the load opened itself: right after a CUDA upload, or with the tensors on cpu. `where` is
+ * the checkpoint's path or URL, beside which a plan looks for `config.json`.
+ */
+async function load(target: DeviceTarget, checkpoint: Checkpoint, owned: Cleanup, opts: DeviceLoadOptions, where: string): Promise<DeviceTensors> {
+  if (target.kind === "cuda" && opts.hostRegister && isRemoteUrl(checkpoint.path)) {
+    throw new SafetensorsError("InvalidArgument", `hostRegister pins a local file's mapping; ${checkpoint.path} is remote: load it without hostRegister (its bytes go through the pinned ring)`);
+  }
   let plans = pick(checkpoint, opts.names, target.kind === "cpu");
   if (opts.plan !== undefined) {
-    if (target.kind === "cpu") return loadSlices(plans, dirname(checkpoint.path), { ...opts, plan: opts.plan }, target.reason, owned);
-    plans = planParts(plans, dirname(checkpoint.path), { ...opts, plan: opts.plan }).map((p, i) => ({ ...plans[i]!, parts: p.parts }));
+    // A Hub checkpoint's config from the commit its weights came from.
+    const commit = (plans[0]?.file.source as { commit?: string } | undefined)?.commit;
+    const config = await modelConfig(where, opts, commit);
+    if (target.kind === "cpu") return loadSlices(plans, config, { ...opts, plan: opts.plan }, target.reason, owned);
+    plans = planParts(plans, config, { ...opts, plan: opts.plan }).map((p, i) => ({ ...plans[i]!, parts: p.parts }));
   }
   const total = plans.reduce((a, p) => a + (p.parts ?? p.extents).reduce((b, e) => b + e.byteLength, 0), 0);
   const progress = { done: 0, total };

@@ -2,16 +2,20 @@
  * Tensor-parallel loads: each rank reads only its part of every tensor ({@link planSplit}), gathered into one
  * contiguous row-major buffer. A dim-0 part is one read; a dim-1 part a read per row, the rows' pages asked for
  * ahead with exact `POSIX_FADV_WILLNEED` ranges (the mapping itself is opened `MADV_RANDOM`, so a fault reads
- * its page and no read-ahead past it).
+ * its page and no read-ahead past it). A remote file's runs are ranged GETs, runs a page or less apart one GET.
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { POSIX_FADV_WILLNEED } from "../../ffi/types.ts";
 import type { CheckpointFile } from "../checkpoint/checkpoint.ts";
 import { SafetensorsError } from "../errors.ts";
 import { DTYPES } from "../format/dtypes.ts";
 import { loadLibc, type LibC } from "../io/libc.ts";
+import type { ByteSource } from "../io/source.ts";
+import type { RemoteOptions } from "../io/remote/options.ts";
+import { isRemoteUrl } from "../io/remote/url.ts";
 import { readSmallFile } from "../io/small-file.ts";
 import { yieldToLoop } from "./pipeline.ts";
+import { fetchBesideUrl } from "./remote-config.ts";
 import { launchRank } from "./ranks.ts";
 import type { TensorInfo } from "../format/layout.ts";
 import { planSplit, splitRuns, type ModelConfig, type Split, type TensorParallelPlan } from "./tp-plan.ts";
@@ -28,8 +32,10 @@ export interface RankLoadOptions {
   worldSize?: number;
   /** Which part of each tensor a rank holds: `"llama"`, `"gpt2"` or a custom plan. Loads whole tensors without. */
   plan?: TensorParallelPlan;
-  /** The model's config (head counts); default `config.json` beside the weights, when there is one. */
+  /** The model's config (head counts); default `config.json` beside the weights (fetched, for a URL), when there is one. */
   config?: ModelConfig;
+  /** For remote checkpoints: part size, parallelism, timeouts, retries, headers. */
+  remote?: RemoteOptions;
 }
 
 /**
@@ -63,18 +69,34 @@ export interface RankPart {
 }
 
 /**
- * This rank's part of each named tensor, file by file: planned for every tensor before any is read, so an
- * `UnevenSplit` costs no I/O. The config is `opts.config`, else `config.json` in `folder` when there is one.
+ * The model config a plan reads: `opts.config`, else `config.json` beside the checkpoint at `where` (a local file
+ * or index: in its folder; a URL: one GET from the URL's folder), else null where there is none. A config that is
+ * there but not a JSON object is `InvalidArgument`.
  *
  * @example
  * ```ts
- * const [first] = planParts(files, "checkpoints/llama", { rank: 1, worldSize: 4, plan: "llama" });
+ * const config = await modelConfig("https://example.com/llama/model.safetensors", {}); // { num_key_value_heads: 8, … }
+ * ```
+ */
+export async function modelConfig(where: string, opts: RankLoadOptions, commit?: string): Promise<ModelConfig | null> {
+  if (opts.config) return opts.config;
+  if (!isRemoteUrl(where)) return readConfig(join(dirname(where), "config.json"));
+  const found = await fetchBesideUrl(where, "config.json", CONFIG_CAP, opts.remote, commit);
+  return found && parseConfig(found.bytes, found.shown);
+}
+
+/**
+ * This rank's part of each named tensor, file by file: planned for every tensor before any is read, so an
+ * `UnevenSplit` costs no I/O. `config` is the model's ({@link modelConfig}).
+ *
+ * @example
+ * ```ts
+ * const [first] = planParts(files, await modelConfig("checkpoints/llama/model.safetensors", opts), { rank: 1, worldSize: 4, plan: "llama" });
  * console.log(first.parts[0].split);
  * ```
  */
-export function planParts(files: FileNames[], folder: string, opts: RankLoadOptions & { plan: TensorParallelPlan }): Array<FileNames & { parts: RankPart[] }> {
+export function planParts(files: FileNames[], config: ModelConfig | null, opts: RankLoadOptions & { plan: TensorParallelPlan }): Array<FileNames & { parts: RankPart[] }> {
   const at = rankOf(opts);
-  const config = opts.config ?? readConfig(join(folder, "config.json"));
   return files.map(({ file, names }) => ({
     file,
     names,
@@ -92,40 +114,56 @@ export function planParts(files: FileNames[], folder: string, opts: RankLoadOpti
  *
  * @example
  * ```ts
- * const w = await loadSlices(files, "checkpoints/llama", { rank: 1, worldSize: 4, plan: "llama" }, "cpu requested", owned);
+ * const w = await loadSlices(files, config, { rank: 1, worldSize: 4, plan: "llama" }, "cpu requested", owned);
  * ```
  */
 export async function loadSlices(
   files: FileNames[],
-  folder: string,
+  config: ModelConfig | null,
   opts: RankLoadOptions & { plan: TensorParallelPlan; onProgress?: (p: { file: string; bytesDone: number; bytesTotal: number }) => void },
   reason: string,
   owned: Cleanup,
 ): Promise<DeviceTensors> {
   const t0 = performance.now();
-  const parts = planParts(files, folder, opts).flatMap(({ file, parts }) => parts.map((p) => ({ ...p, file })));
-  const total = parts.reduce((a, p) => a + p.byteLength, 0);
+  const planned = planParts(files, config, opts);
+  const total = planned.reduce((a, { parts }) => a + parts.reduce((b, p) => b + p.byteLength, 0), 0);
   const ahead = await ReadAhead.open();
   const tensors = new Map<string, DeviceTensor>();
   let done = 0;
   try {
-    for (const p of parts) {
-      const e = p.file.entry(p.name);
-      // A PyTorch view strided in the file is gathered whole first; its parts are cut from that.
-      const whole = e.gather?.(p.file.source);
-      if (!whole) ahead.advise(p.file.source.path, p.runs.map(([offset, length]) => [e.start + offset, length]));
-      const out = new Uint8Array(p.byteLength);
-      let filled = 0;
-      for (const [offset, length] of p.runs) {
-        const dst = out.subarray(filled, filled + length);
-        if (whole) dst.set(whole.subarray(offset, offset + length));
-        else p.file.source.readInto(dst, e.start + offset);
-        filled += length;
+    for (const { file, parts } of planned) {
+      const { source } = file;
+      const entries = parts.map((p) => file.entry(p.name));
+      const outs = parts.map((p) => new Uint8Array(p.byteLength));
+      // Where each run of a part lands; none for a PyTorch view strided in the file, gathered whole and cut below.
+      const runsOf = (i: number): Run[] => {
+        if (entries[i]!.gather) return [];
+        let filled = 0;
+        return parts[i]!.runs.map(([offset, length]): Run => [entries[i]!.start + offset, outs[i]!.subarray(filled, (filled += length))]);
+      };
+      if (!source.zeroCopy) {
+        // A copying source (positional reads, a remote file) reads the file's runs at once, runs close together as one read (one ranged GET).
+        const runs = parts.flatMap((_, i) => runsOf(i));
+        ahead.advise(source.path, runs.map(([offset, dst]) => [offset, dst.byteLength]));
+        await readRuns(source, runs);
       }
-      tensors.set(p.name, { name: p.name, dtype: p.info.dtype, shape: p.shape, fullShape: p.info.shape, split: p.split, byteLength: p.byteLength, device: "cpu", bytes: out });
-      done += p.byteLength;
-      opts.onProgress?.({ file: p.file.path, bytesDone: done, bytesTotal: total });
-      await yieldToLoop();
+      for (let i = 0; i < parts.length; i++) {
+        const p = parts[i]!;
+        const whole = entries[i]!.gather?.(source);
+        if (whole) {
+          let filled = 0;
+          for (const [offset, length] of p.runs) outs[i]!.set(whole.subarray(offset, offset + length), (filled += length) - length);
+        } else if (source.zeroCopy) {
+          // A mapping copies run by run, each run's pages asked for first (the mapping itself reads no further).
+          const runs = runsOf(i);
+          ahead.advise(source.path, runs.map(([offset, dst]) => [offset, dst.byteLength]));
+          for (const [offset, dst] of runs) source.readInto(dst, offset);
+        }
+        tensors.set(p.name, { name: p.name, dtype: p.info.dtype, shape: p.shape, fullShape: p.info.shape, split: p.split, byteLength: p.byteLength, device: "cpu", bytes: outs[i]! });
+        done += p.byteLength;
+        opts.onProgress?.({ file: file.path, bytesDone: done, bytesTotal: total });
+        await yieldToLoop();
+      }
     }
   } finally {
     ahead.close();
@@ -133,7 +171,41 @@ export async function loadSlices(
   return new DeviceTensors({ device: "cpu", reason, tensors, cleanup: owned, bytes: total, seconds: (performance.now() - t0) / 1000 });
 }
 
-/** `config.json`, or null where there is none; one that is there but not a JSON object is `InvalidArgument`. */
+/** A run of a file and where it lands. */
+type Run = [fileOffset: number, into: Uint8Array];
+
+/**
+ * Runs at most this far apart are one read: a ranged GET costs a round trip, and a gap below a page is on pages the
+ * runs touch anyway. The bytes read stay within the runs' plus this per run.
+ */
+const READ_GAP = 4096;
+
+/**
+ * Reads every run at once, runs at most {@link READ_GAP} apart as one read (into a buffer of their own, then copied
+ * out). Settles once no read is still writing; rejects with the first failure.
+ */
+async function readRuns(source: ByteSource, runs: Run[]): Promise<void> {
+  const sorted = [...runs].sort((a, b) => a[0] - b[0]);
+  const groups: Array<{ start: number; end: number; runs: Run[] }> = [];
+  for (const run of sorted) {
+    const last = groups.at(-1);
+    const end = run[0] + run[1].byteLength;
+    if (last && run[0] - last.end <= READ_GAP) {
+      last.runs.push(run);
+      last.end = Math.max(last.end, end);
+    } else groups.push({ start: run[0], end, runs: [run] });
+  }
+  const reads = groups.map(async ({ start, end, runs: [first, ...more] }) => {
+    if (!more.length) return source.read(start, end - start, first![1]);
+    const bytes = new Uint8Array(end - start);
+    await source.read(start, bytes.byteLength, bytes);
+    for (const [at, dst] of [first!, ...more]) dst.set(bytes.subarray(at - start, at - start + dst.byteLength));
+  });
+  const failed = (await Promise.allSettled(reads)).find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
+/** `config.json`, or null where there is none. */
 function readConfig(path: string): ModelConfig | null {
   let bytes: Uint8Array;
   try {
@@ -142,6 +214,11 @@ function readConfig(path: string): ModelConfig | null {
     if (e instanceof SafetensorsError && e.code === "ENOENT") return null;
     throw e;
   }
+  return parseConfig(bytes, path);
+}
+
+/** A config's bytes as a JSON object; anything else is `InvalidArgument` naming `path`. */
+function parseConfig(bytes: Uint8Array, path: string): ModelConfig {
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder().decode(bytes));
@@ -187,7 +264,8 @@ export class ReadAhead {
 
   advise(path: string, runs: Array<[number, number]>): void {
     const libc = this.#libc;
-    if (!libc || !runs.length) return;
+    // A remote file's read-ahead is its own requests.
+    if (!libc || !runs.length || isRemoteUrl(path)) return;
     try {
       let fd = this.#fds.get(path);
       if (fd === undefined) this.#fds.set(path, (fd = libc.openRead(path)));
