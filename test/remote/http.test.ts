@@ -2,7 +2,9 @@
  * Remote checkpoints over HTTP against real nginx on loopback (and a fault-injecting proxy in front of it):
  * every fixture reads byte-identically remote and local, faults end in identical bytes or the documented error.
  */
-import { copyFileSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { open, openCheckpoint, openSharded, resolveCheckpoint, type OpenOptions } from "../../src/checkpoint/open.ts";
@@ -12,6 +14,7 @@ import { loadToDevice } from "../../src/device/load.ts";
 import { loadLibc } from "../../src/io/libc.ts";
 import type { RemoteProgress } from "../../src/io/remote/options.ts";
 import { cli } from "../support/cli.ts";
+import { denoBinary } from "../package/artefact.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
 import { bigFile } from "./big-file.ts";
 import { digests, failure, localDigests } from "../support/remote.ts";
@@ -280,6 +283,23 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     expect(proxy.requests.get("down /fixtures/safetensors/tiny-gpt2.safetensors")).toBe(4);
     const late = await failure(() => open(url, { remote: { retries: 1000, backoffMs: 1000, partDeadlineMs: 100 } }));
     expect([late.code, late.message.includes("not fetched after")]).toEqual(["RemoteError", true]);
+  });
+
+  test("a host that does not exist, and Deno without --allow-net, fail at the first try: no retry can mend them", async () => {
+    const e = await failure(() => open("http://no-such-host.invalid/m.safetensors", { remote: { retries: 3, backoffMs: 60_000 } }));
+    expect([e.code, e.message]).toEqual(["RemoteError", expect.stringMatching(/^http:\/\/no-such-host\.invalid\/m\.safetensors: .*(ENOTFOUND|Name or service not known)/)]);
+    expect(e.message).not.toContain("not fetched after");
+    // The checkout's Deno, whatever runs the suite: only --allow-read, so its fetch is refused for want of --allow-net.
+    const script = join(mkdtempSync(join(tmpdir(), "tensormap-net-")), "open.ts");
+    writeFileSync(
+      script,
+      `import { open } from ${JSON.stringify(new URL("../../src/checkpoint/open.ts", import.meta.url).href)};
+      try { await open(${JSON.stringify(`${nginx.url}/fixtures/safetensors/tiny-gpt2.safetensors`)}, { remote: { retries: 3, backoffMs: 60000 } }); }
+      catch (e) { console.log(JSON.stringify([e.code, e.message])); }`,
+    );
+    const r = spawnSync(denoBinary(), ["run", "--allow-read", "--no-prompt", script], { encoding: "utf8", timeout: 60_000 });
+    const [code, message] = JSON.parse(r.stdout.trim());
+    expect([code, message.includes("--allow-net"), message.includes("not fetched after")]).toEqual(["RemoteError", true, false]);
   });
 
   test("Retry-After is honoured: a wait past the part deadline gives up at once rather than retrying sooner", async () => {

@@ -143,7 +143,10 @@ export class HttpObject {
         res = await fetch(this.url.href, { headers, signal: abort, redirect: "follow" });
       } catch (e) {
         if (signal?.aborted) throw signal.reason;
-        throw idle.signal.aborted ? stalled() : new Transient(describe(e));
+        if (idle.signal.aborted) throw stalled();
+        const why = describe(e);
+        if (cannotReach(e, why)) throw new SafetensorsError("RemoteError", `${this.url.shown}: ${why}`);
+        throw new Transient(why);
       }
       const start = this.#check(res, offset);
       const body = res.body?.getReader();
@@ -242,6 +245,15 @@ function refusal(status: number): string {
  * A network failure in one line: fetch's "fetch failed" says little, its cause (ECONNRESET, …) says what. A URL in
  * it (Deno names the one requested, query and all) is left out: the message names the URL as it may be shown.
  */
+/**
+ * Failures another try cannot mend: Deno refusing the network for want of `--allow-net`, and a host name that
+ * does not exist (`ENOTFOUND`; a resolver that is only struggling says `EAI_AGAIN`, which is retried).
+ */
+function cannotReach(e: unknown, why: string): boolean {
+  const name = (e as { name?: string })?.name;
+  return name === "NotCapable" || name === "PermissionDenied" || /\bENOTFOUND\b|Name or service not known|nodename nor servname/.test(why);
+}
+
 function describe(e: unknown): string {
   const err = e as { message?: string; cause?: { code?: string; message?: string } };
   const cause = err?.cause?.code ?? err?.cause?.message;
