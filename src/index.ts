@@ -18,6 +18,7 @@ export { fileFromSource, SafetensorsFile } from "./checkpoint/file.ts";
 export type { FileLayout, TensorEntry, TensorInfo } from "./format/layout.ts";
 export { Tensor } from "./checkpoint/tensor.ts";
 export type { SliceSpec } from "./checkpoint/slice.ts";
+export { fetchSlice } from "./checkpoint/remote.ts";
 export { ShardedFile } from "./checkpoint/sharded.ts";
 export { saveSharded, type SaveShardedOptions } from "./checkpoint/save.ts";
 // The format
@@ -25,13 +26,14 @@ export { DTYPES, dtypeInfo, type DType, type DTypeInfo, type TypedArray } from "
 export { parseHeader, type Header } from "./format/header.ts";
 export { planFile, save, serialize, type TensorData, type TensorMap } from "./format/writer.ts";
 export { INDEX_FILE, parseSize } from "./format/sharded.ts";
+export { CAST_TARGETS, castBytes, castDtype, type CastTarget } from "./format/cast.ts";
 // Byte sources
 export type { Backend, ByteSource } from "./io/source.ts";
 export { chooseBackend, openSource, type BackendChoice, type SourceOptions } from "./io/open-source.ts";
 export { touchPages, type Advice, type MmapSource } from "./io/mmap.ts";
 export { discardUnfinished } from "./io/commit.ts";
 export { isRemoteUrl } from "./io/remote/url.ts";
-export type { RemoteOptions } from "./io/remote/options.ts";
+export type { RemoteOptions, RemoteProgress } from "./io/remote/options.ts";
 // Devices
 export { loadToDevice, resolveDevice, toDevice, type DeviceLoadOptions, type DeviceTarget, type LoadProgress } from "./device/load.ts";
 export { DeviceTensors, type CudaTensor, type DeviceTensor, type HostTensor } from "./device/tensors.ts";

@@ -46,7 +46,7 @@ export interface Checkpoint extends Disposable {
   slice(name: string, spec: SliceSpec): Tensor;
   /** A tensor's bytes in pieces of at most `chunkBytes` (for tensors larger than one view). */
   chunks(name: string, chunkBytes?: number): Generator<Uint8Array>;
-  /** Reads these tensors (default: all) ahead; settles when they are in memory, never rejects. */
+  /** Reads these tensors (default: all) ahead; settles when they are in memory. A local file's never rejects; a remote one's rejects with the fetch's error. */
   prefetch(names?: readonly string[]): Promise<void>;
   /** One of {@link files}, open (opened now if it was not), until the checkpoint closes. */
   shard(file: string): CheckpointFile;

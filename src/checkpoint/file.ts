@@ -330,9 +330,10 @@ export class SafetensorsFile implements CheckpointFile {
   }
 
   /**
-   * Reads these tensors (default: all) ahead and maps their pages on a kernel thread, while JavaScript goes
-   * on; settles when they are in, and never rejects (a page not read ahead is read on first touch). An unknown
-   * name throws here. Tensors next to each other in the file go as one range. A no-op under the read backend.
+   * Reads these tensors (default: all) ahead: a mapped file maps their pages on a kernel thread, while
+   * JavaScript goes on, and never rejects (a page not read ahead is read on first touch); a remote file fetches
+   * them, rejecting with the fetch's error. An unknown name throws here. Tensors next to each other in the file
+   * go as one range. A no-op under the read backend.
    *
    * @example
    * ```ts

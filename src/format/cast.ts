@@ -142,6 +142,7 @@ const CASTS = new Map<string, Kernel>([
  *
  * @example
  * ```ts
+ * import { castDtype } from "tensormap";
  * castDtype("F32", "BF16"); // "BF16"
  * castDtype("I64", "BF16"); // "I64"
  * ```
@@ -160,7 +161,10 @@ const PIECE = 1 << 20;
  *
  * @example
  * ```ts
- * const bf16 = castBytes(file.chunks("wte.weight"), "F32", "BF16", file.info("wte.weight").byteLength);
+ * import { castBytes, open } from "tensormap";
+ * using file = await open("model.safetensors");
+ * const { dtype, byteLength } = file.info("wte.weight");
+ * const bf16 = castBytes(file.chunks("wte.weight"), dtype, "BF16", byteLength);
  * ```
  */
 export function castBytes(pieces: Iterable<Uint8Array>, dtype: DType, target: CastTarget, byteLength: number): Uint8Array {
