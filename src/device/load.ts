@@ -9,7 +9,7 @@ import { SafetensorsError } from "../errors.ts";
 import { DTYPES } from "../format/dtypes.ts";
 import type { Checkpoint, CheckpointFile } from "../checkpoint/checkpoint.ts";
 import { openCheckpoint } from "../checkpoint/open.ts";
-import { openMmap, touchPages } from "../io/mmap.ts";
+import { openMmap, touchPages, type Advice } from "../io/mmap.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
 import { quietly, yieldToLoop, type RingOptions } from "./pipeline.ts";
 import { isRemoteUrl } from "../io/remote/url.ts";
@@ -247,7 +247,7 @@ async function upload(
             const copies = planPitchedCopies(parts.map((p, i) => ({ start: extents[i]!.start, blocks: splitBlocks(p.name, p.info.shape, DTYPES.get(p.info.dtype)!.bits, p.split) })), ring.slotBytes);
             // Each part's pages from its first run to its last (a dim-1 part's rows whole: its columns share their pages).
             const spans = fileRuns!.filter((r) => r.length).map((r): [number, number] => [r[0]![0], r.at(-1)![0] + r.at(-1)![1]]).sort((a, b) => a[0] - b[0]);
-            if (copies.length) await ring.uploadPitched(copies, targets, registerMapping(device, await hostLibc(), file.path, (page, max) => mappedSpans(spans, page, max, file.path), release), onBytes);
+            if (copies.length) await ring.uploadPitched(copies, targets, registerMapping(device, await hostLibc(), file.path, (page, max) => mappedSpans(spans, page, max, file.path), release, "random"), onBytes);
           } else {
             // Packed runs, not a pitched slot: the reads fetch exactly the part's bytes, the slot holds nothing else, and the 1-D copy lands them in order.
             const chunks = fileRuns ? planGatherChunks(fileRuns, ring.slotBytes) : planChunks(extents, ring.slotBytes);
@@ -307,7 +307,8 @@ async function hostLibc(): Promise<LibC> {
 /**
  * Pins the spans of the file's mapping the copies read (read-only) so the copy engine reads its pages; unregistered
  * by `release`. `spansOf` gives them, each within one mapping (on Bun at most 4 GiB), from the page and view sizes.
- * Returns the address at which the copy engine reads a file offset.
+ * Returns the address at which the copy engine reads a file offset. `advice` is the mapping's read-ahead (a rank's
+ * scattered runs: `random`, their pages asked for exactly beforehand).
  */
 function registerMapping(
   device: CudaDevice,
@@ -315,6 +316,7 @@ function registerMapping(
   path: string,
   spansOf: (page: number, maxView: number) => Array<{ start: number; length: number }>,
   release: Cleanup,
+  advice: Advice = "none",
 ): (fileOffset: number) => bigint {
   const { cuda } = device;
   const attr = new Int32Array(1);
@@ -324,7 +326,7 @@ function registerMapping(
   }
   // A mapping of its own, of the page cache's pages themselves (shared, read-only): pinning a private
   // mapping would copy every page. It is never handed out, so nothing can write into it.
-  const mapping = openMmap(libc, path, { shared: true });
+  const mapping = openMmap(libc, path, { shared: true, advice });
   release.add(() => mapping.close());
   const spans = spansOf(libc.pageSize, mapping.maxView).map(({ start, length }) => {
     const base = mapping.pointer(start, length);

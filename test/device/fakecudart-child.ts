@@ -6,10 +6,11 @@
  *   bun test/device/fakecudart-child.ts '{"loads":[{"path":"…","options":{"device":"cuda:0"}}]}'
  */
 import { createHash } from "node:crypto";
-import { loadToDevice, openCheckpoint, releasePinnedRings, SafetensorsError, toDevice, type DeviceLoadOptions, type DeviceTensors, type LoadProgress } from "../../src/index.ts";
+import { loadToDevice, openCheckpoint, releasePinnedRings, SafetensorsError, toDevice, type DeviceLoadOptions, type DeviceTensors, type LoadProgress, type Split } from "../../src/index.ts";
 import { runtime } from "../../ffi/runtime.ts";
 import { deno } from "../../ffi/deno/api.ts";
 import { nodeFfi } from "../../ffi/node/api.ts";
+import { evict, storageReads } from "../io/smaps.ts";
 
 /** One load: which checkpoint, how, and what to do with the tensors afterwards. */
 export interface LoadSpec {
@@ -21,6 +22,8 @@ export interface LoadSpec {
   release?: "free" | "dispose" | "keep";
   /** Call `releasePinnedRings()` at the load's first progress callback (while it runs), or once it is done. */
   releaseRings?: "during" | "after";
+  /** Evict the file (a single file's path) from the page cache first, and count what the load reads from storage. */
+  cold?: boolean;
 }
 
 /** What the child is asked: loads run one after another, or all at once (`concurrent`). */
@@ -33,6 +36,9 @@ export interface TensorSeen {
   name: string;
   dtype: string;
   shape: number[];
+  /** A rank's part: the whole tensor's shape, and which part this is (null: replicated). */
+  fullShape?: number[];
+  split?: Split | null;
   byteLength: number;
   device: string;
   /** sha256 of `toHost(name)`, the bytes copied back from the device. */
@@ -58,6 +64,8 @@ export type LoadSeen =
       tensors: TensorSeen[];
       toHostError: ErrorSeen | null;
       progress: LoadProgress[];
+      /** Bytes the load read from storage (`read_bytes`), for a `cold` load. */
+      readBytes: number | null;
       /** What `toHost` threw once the tensors were released. */
       afterFree: ErrorSeen | null;
       /** Whether a checkpoint opened for `toDevice` still reads once the tensors are released. */
@@ -103,6 +111,7 @@ function seeTensors(w: DeviceTensors, deviceOf: (ptr: bigint) => number): Tensor
     name,
     dtype: t.dtype,
     shape: [...t.shape],
+    ...(t.fullShape ? { fullShape: [...t.fullShape], split: t.split ?? null } : {}),
     byteLength: t.byteLength,
     device: t.device,
     sha256: createHash("sha256").update(w.toHost(name)).digest("hex"),
@@ -120,6 +129,8 @@ async function runLoad(spec: LoadSpec, deviceOf: (ptr: bigint) => number): Promi
   const file = spec.via === "toDevice" ? await openCheckpoint(spec.path) : null;
   const fileReads = () => (file ? file.tensor(file.keys()[0]!).bytes.byteLength === file.info(file.keys()[0]!).byteLength : null);
   let w: DeviceTensors;
+  if (spec.cold) evict(spec.path);
+  const before = storageReads();
   try {
     w = file ? await toDevice(file, options) : await loadToDevice(spec.path, options);
   } catch (e) {
@@ -127,6 +138,7 @@ async function runLoad(spec: LoadSpec, deviceOf: (ptr: bigint) => number): Promi
     file?.close();
     return seen;
   }
+  const readBytes = spec.cold ? storageReads() - before : null;
   let tensors: TensorSeen[] = [];
   let toHostError: ErrorSeen | null = null;
   const see = (held: DeviceTensors) => {
@@ -152,7 +164,7 @@ async function runLoad(spec: LoadSpec, deviceOf: (ptr: bigint) => number): Promi
     }
   }
   if (spec.releaseRings === "after") releasePinnedRings();
-  const seen: LoadSeen = { ok: true, device: w.device, bytes: w.bytes, tensors, toHostError, progress, afterFree, fileAfterFree: fileReads() };
+  const seen: LoadSeen = { ok: true, device: w.device, bytes: w.bytes, tensors, toHostError, progress, readBytes, afterFree, fileAfterFree: fileReads() };
   file?.close();
   return seen;
 }

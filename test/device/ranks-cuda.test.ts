@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ffiUnavailable } from "../../ffi/runtime.ts";
 import { loadToDevice } from "../../src/device/load.ts";
+import { splitRuns } from "../../src/device/tp-plan.ts";
 import { save } from "../../src/format/writer.ts";
 import { buildFakeCudart, runUnderFakeCudart, type FakeCudartReport } from "../support/fakecudart.ts";
 import { sha256 } from "../support/fixtures.ts";
@@ -101,6 +102,28 @@ describe.skipIf(whyNot !== "")(`tensor-parallel CUDA loads through the checking 
     const [onLocal] = seen;
     expect(onLocal!.ok && onLocal!.device).toBe("cuda:1");
     expect(onLocal!.ok && onLocal!.tensors.every((t) => t.ptrDevice === (t.byteLength ? 1 : null))).toBe(true);
+  });
+
+  test.each(Object.keys(MODES) as Array<keyof typeof MODES>)("cold cache, %s: each rank reads from storage its share plus a page per run, nothing past it", async (mode) => {
+    // Rows of 32 KiB: a row-parallel part at 4 ranks is a run of 8 KiB every 32 KiB.
+    const config = { ...LLAMA_CONFIG, hidden_size: 64, num_attention_heads: 8, num_key_value_heads: 2, intermediate_size: 16384, vocab_size: 4096 };
+    mkdirSync(join(dir, `cold-${mode}`));
+    const path = join(dir, `cold-${mode}`, "model.safetensors");
+    await save(path, llamaTensors(1, config));
+    writeFileSync(join(dir, `cold-${mode}`, "config.json"), JSON.stringify(config));
+    const worldSize = 4;
+    const loads = Array.from({ length: worldSize }, (_, rank) => ({ path, cold: true, release: "free" as const, options: { device: "cuda:0", rank, worldSize, plan: "llama" as const, ...MODES[mode] } }));
+    const { seen, report } = await run(loads);
+    expectClean(report);
+    const page = 4096;
+    for (const [rank, load] of seen.entries()) {
+      if (!load.ok) throw new Error(`rank ${rank}: ${load.error.code}: ${load.error.message}`);
+      const runs = load.tensors.reduce((a, t) => a + splitRuns(t.name, t.fullShape!, 16, t.split ?? null).runs.length, 0);
+      // The header's pages, read at open, besides.
+      const allowed = load.bytes + runs * page + 16 * page;
+      expect(load.readBytes, `rank ${rank}: read ${load.readBytes}, share ${load.bytes}, ${runs} runs`).toBeLessThanOrEqual(allowed);
+      expect(load.readBytes).toBeGreaterThanOrEqual(load.bytes * 0.9);
+    }
   });
 
   function expectCudaError(e: ErrorSeen, call: RegExp) {
