@@ -43,6 +43,9 @@ def cut(name, shape, rank, world, config):
 
 
 def main():
+    # One thread per rank, as tensormap copies on one: several ranks share this machine's cores, and spinning
+    # OpenMP threads of several processes on the same cores slow every one of them down.
+    torch.set_num_threads(1)
     folder = sys.argv[1]
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     with open(os.path.join(folder, "config.json")) as f:
