@@ -4,7 +4,7 @@
  * `ffi/deno/cudart.ts` and `ffi/node/cudart.ts`; {@link loadCudart} picks one by dynamic import.
  */
 import { loadLibcBinding } from "./libc.ts";
-import { ffiUnavailable, runtime } from "./runtime.ts";
+import { ffiUnavailable, readEnv, runtime } from "./runtime.ts";
 import type { CudartBinding, CudartLoad } from "./types.ts";
 
 /** Library file names tried in each directory and then through the dynamic linker's search path. */
@@ -43,7 +43,8 @@ const cache = new Map<string, Promise<CudartLoad>>();
  * ```
  */
 export function loadCudart(opts: { env?: Record<string, string | undefined> } = {}): Promise<CudartLoad> {
-  const candidates = cudartCandidates(opts.env ?? process.env);
+  // Through readEnv: Deno without --allow-env reads them as unset rather than prompting or throwing.
+  const candidates = cudartCandidates(opts.env ?? { TENSORMAP_CUDART: readEnv("TENSORMAP_CUDART"), CUDA_HOME: readEnv("CUDA_HOME") });
   const key = candidates.join("\0");
   let found = cache.get(key);
   if (!found) {

@@ -1,8 +1,12 @@
-import { existsSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { cudartCandidates, loadCudart } from "../../ffi/cudart.ts";
 import { CUDA } from "../../ffi/types.ts";
 import { hasFfi, runtime } from "../../ffi/runtime.ts";
+import { denoBinary } from "../package/artefact.ts";
 
 const MISSING = { TENSORMAP_CUDART: "/nonexistent/libcudart.so" };
 
@@ -113,4 +117,16 @@ describe.skipIf(whyNot.ffi !== "")(`loadCudart through FFI${skipped(whyNot.ffi)}
     expect(missing.ok).toBe(false);
     expect(!missing.ok && missing.reason).toMatch(/^libcudart not found \(tried \/nonexistent\/libcudart\.so;/);
   });
+});
+
+test("Deno without --allow-env finds libcudart as if TENSORMAP_CUDART and CUDA_HOME were unset: no prompt, no NotCapable", () => {
+  // The checkout's Deno, whatever runs the suite; --no-prompt turns a permission request into a thrown NotCapable.
+  const script = join(mkdtempSync(join(tmpdir(), "tensormap-env-")), "auto.ts");
+  writeFileSync(
+    script,
+    `import { resolveDevice } from ${JSON.stringify(new URL("../../src/device/load.ts", import.meta.url).href)};
+    try { console.log(JSON.stringify((await resolveDevice("auto")).kind)); } catch (e) { console.log(JSON.stringify(e.name + ": " + e.message)); }`,
+  );
+  const r = spawnSync(denoBinary(), ["run", "--allow-read", "--allow-ffi", "--no-prompt", script], { encoding: "utf8", timeout: 60_000 });
+  expect(JSON.parse(r.stdout.trim())).toBe("cpu");
 });
