@@ -59,23 +59,20 @@ export async function openRemoteFile(url: string, at: RemoteOpen): Promise<Safet
     throw e;
   }
   const file = fileFromSource(source);
-  fetched.add(file);
+  fetched.set(file, at.transfers.opts.gapBytes);
   return file;
 }
 
-/** Files whose bytes come over the network (a cached copy opens as a local file, not one of these). */
-const fetched = new WeakSet<CheckpointFile>();
-
 /**
- * Runs of a slice closer than this go in one read: skipping a gap costs a request, whose first byte takes about
- * as long (tens of ms from object storage) as a megabyte does to stream.
+ * Files whose bytes come over the network (a cached copy opens as a local file, not one of these), and their
+ * open's `gapBytes`.
  */
-const SLICE_GAP = 1 << 20;
+const fetched = new WeakMap<CheckpointFile, number>();
 
 /**
  * Part of a tensor, as `model.slice(name, spec)` gives it, also where the checkpoint is remote and the tensor not
- * fetched: only the byte runs the slice needs are fetched (runs less than 1 MiB apart in one ranged read, in
- * parallel parts), into the result and nowhere else. For a local file (or a cached copy) it is `slice()` itself.
+ * fetched: only the byte runs the slice needs are fetched (runs at most the remote option `gapBytes` apart in one
+ * ranged read, in parallel parts), into the result and nowhere else. For a local file (or a cached copy) it is `slice()` itself.
  *
  * @example
  * ```ts
@@ -87,7 +84,8 @@ const SLICE_GAP = 1 << 20;
  */
 export async function fetchSlice(model: Checkpoint, name: string, spec: SliceSpec): Promise<Tensor> {
   const file = model.shard(model.info(name).file ?? model.files[0]!);
-  if (!fetched.has(file)) return file.slice(name, spec);
+  const gapBytes = fetched.get(file);
+  if (gapBytes === undefined) return file.slice(name, spec);
   const e = file.entry(name);
   if (e.gather) {
     // A strided PyTorch storage is gathered from the whole of it.
@@ -97,7 +95,7 @@ export async function fetchSlice(model: Checkpoint, name: string, spec: SliceSpe
   const plan = planSlice(name, e.shape, DTYPES.get(e.dtype)!.bits, spec);
   const out = new Uint8Array(plan.byteLength);
   await Promise.all(
-    sliceReads(plan, SLICE_GAP).map(async ({ offset, length, pieces }) => {
+    sliceReads(plan, gapBytes).map(async ({ offset, length, pieces }) => {
       if (pieces.length === 1) return file.source.read(e.start + offset, length, out.subarray(pieces[0]![1], pieces[0]![1] + length));
       const span = new Uint8Array(length);
       await file.source.read(e.start + offset, length, span);

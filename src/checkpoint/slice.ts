@@ -72,7 +72,7 @@ export function planSlice(name: string, shape: readonly number[], bits: number, 
   return { shape: outShape, runs, byteLength: runs.length * (runs[0]?.[1] ?? 0) };
 }
 
-/** One read a slice needs: `[offset, offset + length)` within the tensor, and where its runs go in the output. */
+/** One read of runs: `[offset, offset + length)`, and where its runs go in the output. */
 export interface SliceRead {
   offset: number;
   length: number;
@@ -81,8 +81,9 @@ export interface SliceRead {
 }
 
 /**
- * A slice's runs as few reads as are worth it: runs closer than `maxGap` bytes go in one read (the bytes between
- * them are read and dropped), farther ones in reads of their own.
+ * Byte runs (a slice's, or a rank's parts', in output order) as few reads as are worth it: a run starting at most
+ * `maxGap` bytes past the previous one's end goes in the same read (the bytes between them are read and dropped),
+ * others in reads of their own. The output is the runs one after another.
  *
  * @example
  * ```ts
@@ -90,12 +91,13 @@ export interface SliceRead {
  * sliceReads(planSlice("w", [4, 6], 32, [null, [0, 2]]), 15).length; // 4: a read per row
  * ```
  */
-export function sliceReads(plan: SlicePlan, maxGap: number): SliceRead[] {
+export function sliceReads(plan: Pick<SlicePlan, "runs">, maxGap: number): SliceRead[] {
   const reads: SliceRead[] = [];
   let out = 0;
   for (const [offset, length] of plan.runs) {
     const last = reads.at(-1);
-    if (last && offset - (last.offset + last.length) <= maxGap) {
+    const gap = last ? offset - (last.offset + last.length) : -1;
+    if (last && gap >= 0 && gap <= maxGap) {
       last.pieces.push([offset - last.offset, out, length]);
       last.length = offset + length - last.offset;
     } else {

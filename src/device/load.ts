@@ -12,7 +12,9 @@ import { openCheckpoint } from "../checkpoint/open.ts";
 import { openMmap, touchPages, type Advice } from "../io/mmap.ts";
 import { check, Cleanup, deviceAlloc, probeCuda, type CudaDevice } from "./cuda.ts";
 import { quietly, yieldToLoop, type RingOptions } from "./pipeline.ts";
+import { resolveRemoteOptions } from "../io/remote/options.ts";
 import { isRemoteUrl } from "../io/remote/url.ts";
+import { coalescedReads } from "./coalesced-reads.ts";
 import { loadSlices, modelConfig, planParts, rankOf, ReadAhead, type RankLoadOptions, type RankPart } from "./rank-load.ts";
 import { planGatherChunks, planPitchedCopies, splitBlocks } from "./tp-plan.ts";
 import { withRing } from "./ring-cache.ts";
@@ -100,7 +102,8 @@ export async function toDevice(checkpoint: Checkpoint, opts: DeviceLoadOptions =
  * into the pinned ring, or with `hostRegister` gathered by `cudaMemcpy2DAsync` straight from the pinned mapping;
  * `device: "cuda"` is then the local rank's GPU). Head counts come from `config.json` beside the weights, or `config`.
  * A remote checkpoint (http(s), `s3://`, `hf://`) is fetched the same way: each rank only its runs, by ranged GETs
- * (on cpu, runs a page or less apart as one GET), and `config.json` by one small GET from the URL's folder.
+ * (runs at most `remote.gapBytes` apart, a page by default, as one GET), and `config.json` by one small GET from
+ * the URL's folder.
  *
  * @example
  * ```ts
@@ -228,6 +231,7 @@ async function upload(
   const tensors = new Map<string, DeviceTensor>();
   // A small load needs no 128 MiB ring: shrink the slots to the data (whole pages).
   const slotBytes = Math.min(opts.slotBytes ?? 32 << 20, Math.max(4096, Math.ceil(total / 4096) * 4096));
+  const { gapBytes } = resolveRemoteOptions(opts.remote);
   let ahead: ReadAhead | undefined;
   try {
     await withRing(device, { slots: opts.slots, slotBytes, pinned: !opts.hostRegister }, async (ring) => {
@@ -253,7 +257,9 @@ async function upload(
             const chunks = fileRuns ? planGatherChunks(fileRuns, ring.slotBytes) : planChunks(extents, ring.slotBytes);
             const registered = (page: number, max: number) => [mappedRange(chunks, page, max, file.path)!];
             // Only empty tensors: nothing to read, no mapping to pin.
-            if (chunks.length) await ring.upload(chunks, targets, opts.hostRegister ? { mapped: registerMapping(device, await hostLibc(), file.path, registered, release) } : { source: file.source }, onBytes);
+            // A remote file's runs at most gapBytes apart are one GET, as on cpu.
+            const source = fileRuns && isRemoteUrl(file.path) ? coalescedReads(file.source, fileRuns.flat(), gapBytes, await hostLibc()) : file.source;
+            if (chunks.length) await ring.upload(chunks, targets, opts.hostRegister ? { mapped: registerMapping(device, await hostLibc(), file.path, registered, release) } : { source }, onBytes);
           }
           release.run();
         } catch (e) {

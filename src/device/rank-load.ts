@@ -2,16 +2,18 @@
  * Tensor-parallel loads: each rank reads only its part of every tensor ({@link planSplit}), gathered into one
  * contiguous row-major buffer. A dim-0 part is one read; a dim-1 part a read per row, the rows' pages asked for
  * ahead with exact `POSIX_FADV_WILLNEED` ranges (the mapping itself is opened `MADV_RANDOM`, so a fault reads
- * its page and no read-ahead past it). A remote file's runs are ranged GETs, runs a page or less apart one GET.
+ * its page and no read-ahead past it). A remote file's runs are ranged GETs, runs at most the remote option
+ * `gapBytes` (a page, by default) apart one GET.
  */
 import { dirname, join } from "node:path";
 import { POSIX_FADV_WILLNEED } from "../../ffi/types.ts";
 import type { CheckpointFile } from "../checkpoint/checkpoint.ts";
+import { sliceReads } from "../checkpoint/slice.ts";
 import { SafetensorsError } from "../errors.ts";
 import { DTYPES } from "../format/dtypes.ts";
 import { loadLibc, type LibC } from "../io/libc.ts";
 import type { ByteSource } from "../io/source.ts";
-import type { RemoteOptions } from "../io/remote/options.ts";
+import { resolveRemoteOptions, type RemoteOptions } from "../io/remote/options.ts";
 import { isRemoteUrl } from "../io/remote/url.ts";
 import { readSmallFile } from "../io/small-file.ts";
 import { yieldToLoop } from "./pipeline.ts";
@@ -127,6 +129,7 @@ export async function loadSlices(
   const t0 = performance.now();
   const planned = planParts(files, config, opts);
   const total = planned.reduce((a, { parts }) => a + parts.reduce((b, p) => b + p.byteLength, 0), 0);
+  const { gapBytes } = resolveRemoteOptions(opts.remote);
   const ahead = await ReadAhead.open();
   const tensors = new Map<string, DeviceTensor>();
   let done = 0;
@@ -135,17 +138,13 @@ export async function loadSlices(
       const { source } = file;
       const entries = parts.map((p) => file.entry(p.name));
       const outs = parts.map((p) => new Uint8Array(p.byteLength));
-      // Where each run of a part lands; none for a PyTorch view strided in the file, gathered whole and cut below.
-      const runsOf = (i: number): Run[] => {
-        if (entries[i]!.gather) return [];
-        let filled = 0;
-        return parts[i]!.runs.map(([offset, length]): Run => [entries[i]!.start + offset, outs[i]!.subarray(filled, (filled += length))]);
-      };
+      // Each part's runs in the file; none for a PyTorch view strided in the file, gathered whole and cut below.
+      const fileRuns = parts.map((p, i): Array<[number, number]> => (entries[i]!.gather ? [] : p.runs.map(([offset, length]) => [entries[i]!.start + offset, length])));
       if (!source.zeroCopy) {
         // A copying source (positional reads, a remote file) reads the file's runs at once, runs close together as one read (one ranged GET).
-        const runs = parts.flatMap((_, i) => runsOf(i));
-        ahead.advise(source.path, runs.map(([offset, dst]) => [offset, dst.byteLength]));
-        await readRuns(source, runs);
+        ahead.advise(source.path, fileRuns.flat());
+        const reads = fileRuns.map((runs, i) => ({ runs, into: outs[i]! })).filter((p) => p.runs.length);
+        await readRuns(source, reads, isRemoteUrl(source.path) ? gapBytes : PAGE);
       }
       for (let i = 0; i < parts.length; i++) {
         const p = parts[i]!;
@@ -155,9 +154,9 @@ export async function loadSlices(
           for (const [offset, length] of p.runs) outs[i]!.set(whole.subarray(offset, offset + length), (filled += length) - length);
         } else if (source.zeroCopy) {
           // A mapping copies run by run, each run's pages asked for first (the mapping itself reads no further).
-          const runs = runsOf(i);
-          ahead.advise(source.path, runs.map(([offset, dst]) => [offset, dst.byteLength]));
-          for (const [offset, dst] of runs) source.readInto(dst, offset);
+          ahead.advise(source.path, fileRuns[i]!);
+          let filled = 0;
+          for (const [offset, length] of fileRuns[i]!) source.readInto(outs[i]!.subarray(filled, (filled += length)), offset);
         }
         tensors.set(p.name, { name: p.name, dtype: p.info.dtype, shape: p.shape, fullShape: p.info.shape, split: p.split, byteLength: p.byteLength, device: "cpu", bytes: outs[i]! });
         done += p.byteLength;
@@ -171,35 +170,44 @@ export async function loadSlices(
   return new DeviceTensors({ device: "cpu", reason, tensors, cleanup: owned, bytes: total, seconds: (performance.now() - t0) / 1000 });
 }
 
-/** A run of a file and where it lands. */
-type Run = [fileOffset: number, into: Uint8Array];
+/**
+ * A local file's runs at most this far apart are one positional read: a gap below a page is on pages the runs
+ * touch anyway. A remote file's are the remote option `gapBytes` apart.
+ */
+const PAGE = 4096;
+
+/** A part's runs in the file, in order, and the buffer they fill one after another. */
+interface PartRuns {
+  runs: Array<[number, number]>;
+  into: Uint8Array;
+}
 
 /**
- * Runs at most this far apart are one read: a ranged GET costs a round trip, and a gap below a page is on pages the
- * runs touch anyway. The bytes read stay within the runs' plus this per run.
+ * Reads every part's runs at once, runs at most `gapBytes` apart as one read ({@link sliceReads}; into a buffer of
+ * its own, then copied out). Settles once no read is still writing; rejects with the first failure.
  */
-const READ_GAP = 4096;
-
-/**
- * Reads every run at once, runs at most {@link READ_GAP} apart as one read (into a buffer of their own, then copied
- * out). Settles once no read is still writing; rejects with the first failure.
- */
-async function readRuns(source: ByteSource, runs: Run[]): Promise<void> {
-  const sorted = [...runs].sort((a, b) => a[0] - b[0]);
-  const groups: Array<{ start: number; end: number; runs: Run[] }> = [];
-  for (const run of sorted) {
-    const last = groups.at(-1);
-    const end = run[0] + run[1].byteLength;
-    if (last && run[0] - last.end <= READ_GAP) {
-      last.runs.push(run);
-      last.end = Math.max(last.end, end);
-    } else groups.push({ start: run[0], end, runs: [run] });
+async function readRuns(source: ByteSource, parts: PartRuns[], gapBytes: number): Promise<void> {
+  // sliceReads places runs in one output, the parts one after another: where each part starts in it.
+  const starts: number[] = [];
+  let total = 0;
+  for (const { into } of parts) {
+    starts.push(total);
+    total += into.byteLength;
   }
-  const reads = groups.map(async ({ start, end, runs: [first, ...more] }) => {
-    if (!more.length) return source.read(start, end - start, first![1]);
-    const bytes = new Uint8Array(end - start);
-    await source.read(start, bytes.byteLength, bytes);
-    for (const [at, dst] of [first!, ...more]) dst.set(bytes.subarray(at - start, at - start + dst.byteLength));
+  const into = (at: number, length: number): Uint8Array => {
+    let lo = 0;
+    for (let hi = starts.length; hi - lo > 1; ) {
+      const mid = (lo + hi) >>> 1;
+      if (starts[mid]! <= at) lo = mid;
+      else hi = mid;
+    }
+    return parts[lo]!.into.subarray(at - starts[lo]!, at - starts[lo]! + length);
+  };
+  const reads = sliceReads({ runs: parts.flatMap((p) => p.runs) }, gapBytes).map(async ({ offset, length, pieces }) => {
+    if (pieces.length === 1) return source.read(offset, length, into(pieces[0]![1], length));
+    const bytes = new Uint8Array(length);
+    await source.read(offset, length, bytes);
+    for (const [from, to, n] of pieces) into(to, n).set(bytes.subarray(from, from + n));
   });
   const failed = (await Promise.allSettled(reads)).find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;

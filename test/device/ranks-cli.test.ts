@@ -3,6 +3,7 @@ import { formatBytes } from "../../src/cli/format.ts";
 import { loadToDevice } from "../../src/device/load.ts";
 import { cli, oneErrorLine } from "../support/cli.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
+import { NGINX, startNginx } from "../support/servers.ts";
 
 const SHARDED = fixture("sharded");
 
@@ -33,6 +34,20 @@ test("--json: this rank and every part, with the sha256 of its bytes", async () 
   );
 });
 
+test.skipIf(!NGINX)(`load URL --plan --rank --world-size: a remote rank's parts are the local ones${NGINX ? "" : " (skipped: nginx is not installed)"}`, async () => {
+  const nginx = await startNginx();
+  try {
+    const args = ["--plan", "gpt2", "--rank", "1", "--world-size", "2", "--json"];
+    const [remote, local] = [await cli("load", `${nginx.url}/fixtures/sharded/`, ...args), await cli("load", SHARDED, ...args)];
+    expect([remote.code, remote.stderr]).toEqual([0, ""]);
+    const [got, want] = [JSON.parse(remote.stdout), JSON.parse(local.stdout)];
+    expect([got.rank, got.world_size, got.bytes, got.tensors]).toEqual([1, 2, want.bytes, want.tensors]);
+    expect(got.tensors.some((t: { split: { dim: number } | null }) => t.split?.dim === 1)).toBe(true);
+  } finally {
+    await nginx.stop();
+  }
+});
+
 test("an uneven split is one error line; bad flags are usage errors", async () => {
   const uneven = await cli("load", SHARDED, "--plan", "gpt2", "--rank", "0", "--world-size", "3");
   expect(uneven.code).toBe(1);
@@ -43,7 +58,6 @@ test("an uneven split is one error line; bad flags are usage errors", async () =
     [["--plan", "gpt2", "--rank", "1.5"], /--rank wants a non-negative integer, got '1\.5'/],
     [["--plan", "gpt2", "--world-size", "2x"], /--world-size wants a non-negative integer, got '2x'/],
     [["--plan", "gpt2", "--backend", "read"], /--backend applies to whole loads/],
-    [["--json"], /--json needs --plan/],
   ];
   for (const [args, message] of usage) {
     const r = await cli("load", SHARDED, ...args);

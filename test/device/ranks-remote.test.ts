@@ -6,15 +6,21 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { ffiUnavailable } from "../../ffi/runtime.ts";
 import { saveSharded } from "../../src/checkpoint/save.ts";
 import { loadToDevice, type DeviceLoadOptions } from "../../src/device/load.ts";
 import type { HostTensor } from "../../src/device/tensors.ts";
 import { splitRuns } from "../../src/device/tp-plan.ts";
 import { DTYPES } from "../../src/format/dtypes.ts";
 import { save } from "../../src/format/writer.ts";
+import { buildFakeCudart, runUnderFakeCudart } from "../support/fakecudart.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
 import { NGINX, startFaultProxy, startNginx, type FaultProxy, type Nginx } from "../support/servers.ts";
 import { GPT2_CONFIG, gpt2Tensors, LLAMA_CONFIG, llamaTensors } from "../support/tp-models.ts";
+import type { ChildSpec, LoadSeen } from "./fakecudart-child.ts";
+
+/** Why the CUDA stand-in cannot load here (no FFI: Node 20), or "". */
+const NO_FFI = ffiUnavailable() ?? "";
 
 /** A first read just past the header: what the probe brings of the tensors is not what the bound rests on. */
 const PROBE = 16 << 10;
@@ -101,6 +107,55 @@ describe.skipIf(!NGINX)(`remote tensor-parallel loads${NGINX ? "" : " (skipped: 
     const after = counted(proxy, "/scratch/llama/");
     // The first read, config.json (its own first read holds it), and the tensors: one part (8 MiB) is enough.
     expect(after.requests - before.requests).toBe(3);
+  });
+
+  test.each([4, 8])("row-parallel parts at world size %i: gapBytes 1 MiB fetches them in far fewer GETs than the default's one per row, the parts the same", async (worldSize) => {
+    const rank = 1;
+    const want = await parts(local.llama, { rank, worldSize, plan: "llama" });
+    const load = async (gapBytes?: number) => {
+      const before = counted(proxy, "/scratch/llama/");
+      const got = await parts(url("llama"), { rank, worldSize, plan: "llama", remote: { probeBytes: PROBE, gapBytes } });
+      const after = counted(proxy, "/scratch/llama/");
+      expect([...got.parts]).toEqual([...want.parts]);
+      return { requests: after.requests - before.requests, bytes: after.bytes - before.bytes, share: got.share, runs: got.runs };
+    };
+    const byDefault = await load();
+    const wide = await load(1 << 20);
+    console.log(`llama rank ${rank}/${worldSize}: default ${byDefault.requests} GETs, ${byDefault.bytes} bytes; gapBytes 1 MiB ${wide.requests} GETs, ${wide.bytes} bytes; share ${byDefault.share} in ${byDefault.runs} runs`);
+    // down_proj's rows are 32 KiB apart: by default a GET each (64 per layer), with 1 MiB all of them one.
+    expect(byDefault.requests).toBeGreaterThan(64);
+    expect(wide.requests * 8).toBeLessThan(byDefault.requests);
+    // The default keeps the bound; the wider gap fetches the rows' gaps too.
+    expect(byDefault.bytes).toBeLessThanOrEqual(byDefault.share + byDefault.runs * GAP + PROBE + statSync(join(nginx.scratch, "llama", "config.json")).size);
+    expect(wide.bytes).toBeGreaterThan(byDefault.bytes);
+  });
+
+  test.skipIf(NO_FFI !== "")(`row-parallel parts onto CUDA through the ring (the checking stand-in): gapBytes applies there too, the parts copied back the cpu ones${NO_FFI && ` (skipped: ${NO_FFI})`}`, async () => {
+    const [rank, worldSize] = [1, 4];
+    const want = await parts(local.llama, { rank, worldSize, plan: "llama" });
+    const lib = buildFakeCudart();
+    const requests: number[] = [];
+    for (const gapBytes of [undefined, 1 << 20]) {
+      const before = counted(proxy, "/scratch/llama/");
+      // Small slots: runs and merged reads straddle them.
+      const options = { device: "cuda:0", rank, worldSize, plan: "llama" as const, slots: 2, slotBytes: 16 << 10, remote: { probeBytes: PROBE, gapBytes } };
+      const r = await runUnderFakeCudart(lib, nginx.scratch, "test/device/fakecudart-child.ts", [JSON.stringify({ loads: [{ path: url("llama"), release: "free", options }] } satisfies ChildSpec)]);
+      expect(r.status, r.stderr).toBe(0);
+      expect([r.reports.length, r.reports[0]?.violations, r.reports[0]?.leaked_device_bytes]).toEqual([1, 0, 0]);
+      const [load] = JSON.parse(r.stdout.trim().split("\n").at(-1)!).loads as LoadSeen[];
+      if (!load!.ok) throw new Error(`${load!.error.code}: ${load!.error.message}`);
+      expect(new Map(load!.tensors.map((t) => [t.name, { shape: t.shape, split: t.split, sha256: t.sha256 }]))).toEqual(want.parts);
+      requests.push(counted(proxy, "/scratch/llama/").requests - before.requests);
+    }
+    console.log(`llama rank ${rank}/${worldSize} onto CUDA: default ${requests[0]} GETs, gapBytes 1 MiB ${requests[1]}`);
+    expect(requests[1]! * 8).toBeLessThan(requests[0]!);
+  });
+
+  test("a bad gapBytes is InvalidArgument before any request", async () => {
+    const before = counted(proxy, "/scratch/llama/");
+    const e = await loadToDevice(url("llama"), { device: "cpu", rank: 0, worldSize: 2, plan: "llama", remote: { gapBytes: -1 } }).then(() => undefined, (err: unknown) => err as { code: string; message: string });
+    expect([e?.code, e?.message]).toEqual(["InvalidArgument", "remote option gapBytes must be an integer ≥ 0, got -1"]);
+    expect(counted(proxy, "/scratch/llama/").requests).toBe(before.requests);
   });
 
   /** Sets environment variables for the length of `run`, then puts them back. */

@@ -144,8 +144,9 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
       // [spec, bytes sent, requests]: six columns' runs 2 MiB apart, one request each; two rows, one run.
       [[null, [1000, 5096]], 6 * 4096, 6],
       [[[2, 4], null], 4 * mib, 1],
-      // Two rows' runs 1 KiB apart: one read of the span, the gap dropped.
+      // Two rows' runs 1 KiB apart: one read of the span, the gap dropped; 8 KiB apart (past the default gapBytes, a page): two reads.
       [[[2, 4], [0, 2 * mib - 1024]], 4 * mib - 1024, 1],
+      [[[2, 4], [0, 2 * mib - 8192]], 4 * mib - 16384, 2],
       [[3, [0, 2]], 2, 1],
     ];
     expect((await failure(() => file.slice("big", [[0, 1], null]))).code).toBe("NotFetched");
@@ -156,6 +157,39 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
       expect([part.shape, sha256(part.bytes)]).toEqual([local.slice("big", spec).shape, sha256(local.slice("big", spec).bytes)]);
     }
     expect(await fetchSlice(local, "big", [[1, 2], [5, 9]])).toEqual(local.slice("big", [[1, 2], [5, 9]]));
+  });
+
+  test("fetchSlice with a larger gapBytes: runs that far apart are one ranged GET, the gaps fetched and dropped; a bad gapBytes is InvalidArgument", async () => {
+    const mib = 1 << 20;
+    const path = join(nginx.scratch, "gaps.safetensors");
+    writeFileSync(path, bigFile(6 * 2 * mib, [6, 2 * mib]));
+    using local = await open(path, { backend: "read" });
+    const url = `${proxy.url}/none/scratch/gaps.safetensors`;
+    const counts = () => [proxy.sent.get("none /scratch/gaps.safetensors") ?? 0, proxy.requests.get("none /scratch/gaps.safetensors") ?? 0] as const;
+    // Six columns' runs of 4 KiB, 2 MiB apart; two rows' runs 8 KiB apart. Parts of 16 MiB: a merged read is one GET.
+    const column: SliceSpec = [null, [1000, 5096]];
+    const rows: SliceSpec = [[2, 4], [0, 2 * mib - 8192]];
+    const cases: Array<[number | undefined, SliceSpec, number, number]> = [
+      // [gapBytes, spec, bytes sent, requests]
+      [undefined, column, 6 * 4096, 6],
+      [undefined, rows, 4 * mib - 16384, 2],
+      [3 * mib, column, 5 * 2 * mib + 4096, 1],
+      [3 * mib, rows, 4 * mib - 8192, 1],
+      [8192, rows, 4 * mib - 8192, 1],
+      [8191, rows, 4 * mib - 16384, 2],
+    ];
+    for (const [gapBytes, spec, bytes, count] of cases) {
+      using file = await open(url, { remote: { probeBytes: 4096, partBytes: 16 * mib, gapBytes } });
+      const [sent, asked] = counts();
+      const part = await fetchSlice(file, "big", spec);
+      const [sentAfter, askedAfter] = counts();
+      expect([gapBytes, spec, sentAfter - sent, askedAfter - asked]).toEqual([gapBytes, spec, bytes, count]);
+      expect([part.shape, sha256(part.bytes)]).toEqual([local.slice("big", spec).shape, sha256(local.slice("big", spec).bytes)]);
+    }
+    for (const gapBytes of [-1, 1.5, Number.NaN, "4096" as unknown as number]) {
+      const e = await failure(() => open(url, { remote: { gapBytes } }));
+      expect([gapBytes, e.code, e.message]).toEqual([gapBytes, "InvalidArgument", `remote option gapBytes must be an integer ≥ 0, got ${gapBytes}`]);
+    }
   });
 
   test("fetchSlice of a sharded remote checkpoint and of a column slice with runs close together equals the local slice", async () => {

@@ -9,6 +9,13 @@ export interface RemoteOptions {
   concurrency?: number;
   /** Cap on bytes being fetched at once (default 256 MiB); never below one part. */
   maxInFlightBytes?: number;
+  /**
+   * Byte runs (a slice's, a rank's part's rows) at most this far apart are fetched as one ranged GET, the gap's
+   * bytes fetched and dropped (default 4096: a rank fetches at most its share plus a page per run). Row-parallel
+   * loads from high-latency object storage at large world sizes want more (1 MiB ≈ a request's latency × a
+   * connection's rate): bytes traded for far fewer requests.
+   */
+  gapBytes?: number;
   /** Bytes asked for by the first, speculative GET: the length prefix and, for most files, the whole header (default 1 MiB). */
   probeBytes?: number;
   /** A request that delivers no byte for this long is abandoned and tried again (default 30 s). */
@@ -61,6 +68,7 @@ const DEFAULTS: ResolvedRemoteOptions = {
   concurrency: 16,
   maxInFlightBytes: 256 << 20,
   probeBytes: 1 << 20,
+  gapBytes: 4096,
   timeoutMs: 30_000,
   partDeadlineMs: 120_000,
   retries: 8,
@@ -83,6 +91,7 @@ export function resolveRemoteOptions(opts: RemoteOptions = {}): ResolvedRemoteOp
   for (const key of ["partBytes", "concurrency", "maxInFlightBytes", "probeBytes"] as const) {
     if (!Number.isSafeInteger(out[key]) || out[key] < 1) throw new SafetensorsError("InvalidArgument", `remote option ${key} must be a positive integer, got ${out[key]}`);
   }
+  if (!Number.isSafeInteger(out.gapBytes) || out.gapBytes < 0) throw new SafetensorsError("InvalidArgument", `remote option gapBytes must be an integer ≥ 0, got ${out.gapBytes}`);
   for (const key of ["timeoutMs", "partDeadlineMs", "retries", "backoffMs"] as const) {
     if (!(out[key] >= 0)) throw new SafetensorsError("InvalidArgument", `remote option ${key} must be a number ≥ 0, got ${out[key]}`);
   }
