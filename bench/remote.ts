@@ -20,7 +20,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runtime } from "../ffi/runtime.ts";
-import { open } from "../src/checkpoint/open.ts";
+import { open, openCheckpoint } from "../src/checkpoint/open.ts";
 import { fillRandom } from "../src/cli/random.ts";
 import { loadToDevice } from "../src/device/load.ts";
 import { save } from "../src/format/writer.ts";
@@ -59,11 +59,18 @@ async function worker(mode: string, url: string, partBytes?: number): Promise<vo
     console.log(JSON.stringify({ seconds: (performance.now() - t0) / 1000, tensors: file.keys().length }));
     return;
   }
-  using weights = await loadToDevice(url, { device: "cpu", remote: { partBytes } });
+  let bytes = 0;
+  if (mode === "prefetch") {
+    // The fetch layer alone: every tensor fetched into memory, then each one's bytes taken.
+    using model = await openCheckpoint(url, { remote: { partBytes } });
+    await model.prefetch();
+    for (const name of model.keys()) bytes += model.tensor(name).bytes.byteLength;
+  } else {
+    using weights = await loadToDevice(url, { device: "cpu", remote: { partBytes } });
+    for (const [, t] of weights) bytes += t.byteLength;
+  }
   const seconds = (performance.now() - t0) / 1000;
   const { user, system } = process.cpuUsage(cpu0);
-  let bytes = 0;
-  for (const [, t] of weights) bytes += t.byteLength;
   console.log(JSON.stringify({ seconds, cpu: (user + system) / 1e6, bytes }));
 }
 
@@ -84,6 +91,8 @@ interface Measurement {
   download?: number;
   /** CPU seconds the contender's own process spent (user + system, every thread), where it says. */
   cpu?: number;
+  /** Bytes nginx sent for it, over the file's size. */
+  fetched?: number;
 }
 
 /** Runs a command to its end; resolves to its stdout, rejects with its last lines of stderr. */
@@ -123,13 +132,15 @@ async function loopbackBytesPerSecond(url: string, size: number, streams: number
   return size / ((performance.now() - t0) / 1000);
 }
 
-function requestCount(log: string): number {
-  return existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean).length : 0;
+/** nginx's access log so far (its `combined` format): requests, and body bytes sent. */
+function served(log: string): { requests: number; bytes: number } {
+  const lines = existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : [];
+  return { requests: lines.length, bytes: lines.reduce((n, l) => n + Number(/" \d{3} (\d+) "/.exec(l)?.[1] ?? 0), 0) };
 }
 
 async function main(): Promise<void> {
   const [mode, target, part] = process.argv.slice(2);
-  if (mode === "--worker-open" || mode === "--worker-load") return worker(mode.slice("--worker-".length), target!, Number(part) || undefined);
+  if (mode?.startsWith("--worker-")) return worker(mode.slice("--worker-".length), target!, Number(part) || undefined);
   const layers = Number(flag("layers", "22"));
   const perConnection = Number(flag("rate", "80")) * 1e6;
   const delayMs = Number(flag("delay", "20"));
@@ -152,10 +163,11 @@ async function main(): Promise<void> {
   const base = paced.url;
   const url = `${base}/scratch/model.safetensors`;
   const s3: S3Server | undefined = process.argv.includes("--no-s3rver") ? undefined : await startS3Server({ bench: { "model.safetensors": file } });
-  const downloads = mkdtempSync(join(tmpdir(), "tensormap-bench-downloads-"));
+  // One download at a time on disk: each run's folder replaces the last (a 2.2 GB file per run adds up).
+  let downloads: string | undefined;
   const fresh = () => {
-    rmSync(downloads, { recursive: true, force: true });
-    return mkdtempSync(join(tmpdir(), "tensormap-bench-downloads-"));
+    if (downloads) rmSync(downloads, { recursive: true, force: true });
+    return (downloads = mkdtempSync(join(tmpdir(), "tensormap-bench-downloads-")));
   };
   try {
     const streams = partsInFlight(resolveRemoteOptions());
@@ -164,7 +176,14 @@ async function main(): Promise<void> {
       streams,
       run: () => measured(jsArgv(self, "--worker-load", url, String(partMiB << 20))),
     });
-    const contenders: Contender[] = [tensormap(resolveRemoteOptions().partBytes >> 20), tensormap(16),
+    const contenders: Contender[] = [
+      tensormap(resolveRemoteOptions().partBytes >> 20),
+      tensormap(16),
+      {
+        label: `tensormap openCheckpoint + prefetch, 8 MiB parts (${runtime})`,
+        streams,
+        run: () => measured(jsArgv(self, "--worker-prefetch", url)),
+      },
       {
         label: "curl, one stream, to a file",
         streams: 1,
@@ -207,9 +226,9 @@ async function main(): Promise<void> {
       }
     }
     const loadBefore = loadavg()[0]!;
-    const before = requestCount(log);
+    const before = served(log).requests;
     await measured(jsArgv(self, "--worker-open", url));
-    const openRequests = requestCount(log) - before;
+    const openRequests = served(log).requests - before;
 
     const best = new Map<Contender, Measurement>();
     // Loopback is measured in every round too: on a shared machine it moves as much as the contenders do.
@@ -218,7 +237,8 @@ async function main(): Promise<void> {
       loopback = Math.max(loopback, await loopbackBytesPerSecond(`${unpaced.url}/scratch/model.safetensors`, size, streams));
       for (let i = 0; i < contenders.length; i++) {
         const c = contenders[(i + k) % contenders.length]!;
-        const m = await c.run();
+        const sent = served(log).bytes;
+        const m = { ...(await c.run()), fetched: (served(log).bytes - sent) / size };
         console.error(`  ${c.label}: ${m.seconds.toFixed(2)} s`);
         if (!(m.seconds >= (best.get(c)?.seconds ?? Infinity))) best.set(c, m);
       }
@@ -231,15 +251,15 @@ async function main(): Promise<void> {
     console.log(`${cpus().length} cores, load average ${loadBefore.toFixed(1)} before and ${loadavg()[0]!.toFixed(1)} after`);
     console.log(`tensormap open() (header only): ${openRequests} request${openRequests === 1 ? "" : "s"}\n`);
     const tm = best.get(contenders[0]!)!.seconds;
-    console.log(`| ${["contender", "s", "GB/s", "streams", "emulated GB/s", "% of emulated", "tensormap ×", "CPU s"].join(" | ")} |`);
-    console.log(`|${" --- |".repeat(8)}`);
+    console.log(`| ${["contender", "s", "GB/s", "streams", "emulated GB/s", "% of emulated", "tensormap ×", "CPU s", "fetched × size"].join(" | ")} |`);
+    console.log(`|${" --- |".repeat(9)}`);
     for (const c of contenders) {
       const m = best.get(c)!;
       const emulated = Math.min(c.streams * perConnection, loopback);
       // For download-then-load, the share of bandwidth counts the download only.
       const share = c.s3rver ? "—" : `${((size / (m.download ?? m.seconds) / emulated) * 100).toFixed(0)}%`;
       const cells = [c.label, m.seconds.toFixed(2) + (m.download ? ` (download ${m.download.toFixed(2)})` : ""), (gb / m.seconds).toFixed(2), String(c.streams)];
-      cells.push(c.s3rver ? "—" : (emulated / 1e9).toFixed(2), share, c === contenders[0] ? "1.00" : (m.seconds / tm).toFixed(2), m.cpu?.toFixed(2) ?? "—");
+      cells.push(c.s3rver ? "—" : (emulated / 1e9).toFixed(2), share, c === contenders[0] ? "1.00" : (m.seconds / tm).toFixed(2), m.cpu?.toFixed(2) ?? "—", c.s3rver ? "—" : m.fetched!.toFixed(2));
       console.log(`| ${cells.join(" | ")} |`);
     }
   } finally {
@@ -247,7 +267,7 @@ async function main(): Promise<void> {
     unpaced.stop();
     await s3?.stop();
     await nginx.stop();
-    rmSync(downloads, { recursive: true, force: true });
+    if (downloads) rmSync(downloads, { recursive: true, force: true });
     rmSync(dirname(log), { recursive: true, force: true });
   }
 }
