@@ -167,13 +167,22 @@ async function load(target: DeviceTarget, checkpoint: Checkpoint, owned: Cleanup
   };
   const t0 = performance.now();
   if (target.kind === "cpu") {
-    // The kernel reads and maps the chosen tensors ahead of the walk, one file after another (one stream).
+    // Mapped files: the kernel reads and maps the chosen tensors ahead of the walk, one file after another (one
+    // stream). A copying source (remote) serves only what it has fetched: every file's fetch starts now (the
+    // transfers' limits bound what is in flight), once, and the walk waits for each file's in turn.
     let ahead = Promise.resolve();
-    for (const { file, names } of plans) ahead = ahead.then(() => file.prefetch(names)).catch(() => {});
+    const fetched = new Map<CheckpointFile, Promise<void>>();
+    for (const { file, names } of plans) {
+      if (file.source.zeroCopy) ahead = ahead.then(() => file.prefetch(names)).catch(() => {});
+      else {
+        const fetch = file.prefetch(names);
+        fetch.catch(() => {}); // awaited below; a later file's failure must not go unhandled meanwhile
+        fetched.set(file, fetch);
+      }
+    }
     const tensors = new Map<string, DeviceTensor>();
     for (const { file, names } of plans) {
-      // A copying source (remote) serves only what it has fetched: fetch this file's tensors before walking them.
-      if (!file.source.zeroCopy) await file.prefetch(names);
+      await fetched.get(file);
       for (const name of names) {
         const t = file.tensor(name);
         // Loaded means in memory: fault in every page of a mapped view now, not on first use.

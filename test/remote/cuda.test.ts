@@ -62,7 +62,7 @@ describe.skipIf(whyNot !== "")(`remote loads onto CUDA through the stand-in${why
     const proxy = await startFaultProxy(nginx.url);
     try {
       const probe = 16 << 10;
-      const options = (rank: number) => ({ device: "cuda:0", rank, worldSize: 2, plan: "llama" as const, slots: 2, slotBytes: 64 << 10, remote: { probeBytes: probe } });
+      const options = (rank: number) => ({ device: "cuda:0", rank, worldSize: 2, plan: "llama" as const, slots: 2, slotBytes: 64 << 10, remote: { probeBytes: probe, gapBytes: 0 } });
       const loads = [0, 1].map((rank) => ({ path: `${proxy.url}/none/scratch/ranks/model.safetensors`, options: options(rank), release: "free" }));
       const r = await runUnderFakeCudart(buildFakeCudart(), dir, "test/device/fakecudart-child.ts", [JSON.stringify({ loads })]);
       expect(r.status, r.stderr).toBe(0);
@@ -77,7 +77,8 @@ describe.skipIf(whyNot !== "")(`remote loads onto CUDA through the stand-in${why
       const report = r.reports[0]!;
       expect([report.violations, report.leaked_device_bytes, report.leaked_pinned_bytes, report.pageable_async_copies]).toEqual([0, 0, 0, 0]);
       expect(report.bytes_h2d).toBe(share);
-      // The ring reads each run exactly: the shares, two first reads and two config.json fetches, and no more.
+      // With no gap fetched (gapBytes 0), the ring reads each run exactly: the shares, two first reads and two
+      // config.json fetches, and no more.
       const fetched = [...proxy.sent].filter(([k]) => k.startsWith("none /scratch/ranks/")).reduce((a, [, n]) => a + n, 0);
       const small = statSync(join(nginx.scratch, "ranks", "config.json")).size;
       expect(fetched).toBeGreaterThanOrEqual(share);

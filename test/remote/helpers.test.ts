@@ -67,6 +67,12 @@ test("held ranges: a view from the one range holding all of it, overlaps allowed
   held.add(52, new Uint8Array([52, 53, 54]));
   expect(Array.from(held.find(47, 7)!)).toEqual([47, 48, 49, 50, 51, 52, 53]);
   expect(held.find(47, 9)).toBeUndefined();
+  // Held now: [0, 55) (overlapping ranges) and [100, 104). A prefetch fetches only the rest.
+  expect(held.missing(0, 200)).toEqual([[55, 45], [104, 96]]);
+  expect(held.missing(20, 30)).toEqual([]);
+  expect(held.missing(54, 3)).toEqual([[55, 2]]);
+  expect(held.missing(101, 10)).toEqual([[104, 7]]);
+  expect(held.missing(60, 5)).toEqual([[60, 5]]);
 });
 
 test("hf:// addresses: repository, revision (main by default), path, repo type; pinning swaps in the commit only", () => {

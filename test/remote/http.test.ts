@@ -42,9 +42,11 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
     const bytes = bigFile(3 << 20);
     writeFileSync(join(nginx.scratch, "cpu-load.safetensors"), bytes);
     const url = `${nginx.url}/scratch/cpu-load.safetensors`;
-    using w = await loadToDevice(url, { device: "cpu" });
+    using w = await loadToDevice(`${proxy.url}/none/scratch/cpu-load.safetensors`, { device: "cpu" });
     const t = w.get("big");
     expect(t.device === "cpu" && sha256(t.bytes)).toBe(sha256(bytes.subarray(bytes.length - (3 << 20))));
+    // Each byte fetched once: the first read (1 MiB) and then the tensor's bytes past it.
+    expect(proxy.sent.get("none /scratch/cpu-load.safetensors")).toBe(bytes.length);
     const r = await cli("load", url);
     expect([r.code, r.stdout]).toEqual([0, expect.stringMatching(/^1 tensor/)]);
   });

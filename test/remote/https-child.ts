@@ -9,7 +9,7 @@ import { digests } from "../support/remote.ts";
 
 for (const url of process.argv.slice(2)) {
   try {
-    using model = await openCheckpoint(url, { remote: { retries: 1, backoffMs: 1 } });
+    using model = await openCheckpoint(url, { remote: { retries: 3, backoffMs: 1 } });
     process.stdout.write(`${JSON.stringify({ digests: Object.fromEntries(await digests(model)) })}\n`);
   } catch (e) {
     const err = e as Error;

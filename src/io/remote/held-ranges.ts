@@ -1,6 +1,6 @@
 /**
- * Byte ranges of a remote object already fetched into memory, found by offset. Ranges may overlap (the first,
- * speculative read covers the header and often some tensors that a prefetch fetches again).
+ * Byte ranges of a remote object already fetched into memory, found by offset. Ranges may overlap (reads of
+ * ranges already held); a prefetch fetches only what {@link HeldRanges.missing} says is not.
  *
  * @example
  * ```ts
@@ -37,6 +37,20 @@ export class HeldRanges {
       if (offset + length <= start + bytes.byteLength) return bytes.subarray(offset - start, offset - start + length);
     }
     return this.#gather(offset, length);
+  }
+
+  /** The parts of `[offset, offset + length)` that no held range covers, as `[start, length]`, in order. */
+  missing(offset: number, length: number): Array<[number, number]> {
+    const gaps: Array<[number, number]> = [];
+    const end = offset + length;
+    let at = offset;
+    for (const { start, bytes } of this.#ranges) {
+      if (at >= end || start >= end) break;
+      if (start > at) gaps.push([at, start - at]);
+      at = Math.max(at, start + bytes.byteLength);
+    }
+    if (at < end) gaps.push([at, end - at]);
+    return gaps;
   }
 
   /** Copies a range that no one held range covers from several, in start order; undefined at the first gap. */

@@ -246,12 +246,14 @@ function refusal(status: number): string {
  * it (Deno names the one requested, query and all) is left out: the message names the URL as it may be shown.
  */
 /**
- * Failures another try cannot mend: Deno refusing the network for want of `--allow-net`, and a host name that
- * does not exist (`ENOTFOUND`; a resolver that is only struggling says `EAI_AGAIN`, which is retried).
+ * Failures another try cannot mend: Deno refusing the network for want of `--allow-net`, a host name that does
+ * not exist (`ENOTFOUND`; a resolver that is only struggling says `EAI_AGAIN`, which is retried), and a
+ * certificate the runtime does not trust (Node's `…_CERT…`/`UNABLE_TO_VERIFY_…` codes, Bun's and Deno's words).
  */
 function cannotReach(e: unknown, why: string): boolean {
   const name = (e as { name?: string })?.name;
-  return name === "NotCapable" || name === "PermissionDenied" || /\bENOTFOUND\b|Name or service not known|nodename nor servname/.test(why);
+  if (name === "NotCapable" || name === "PermissionDenied") return true;
+  return /\bENOTFOUND\b|Name or service not known|nodename nor servname|certificate|_CERT\b|\bCERT_|_CERT_|UNABLE_TO_VERIFY|ALTNAME/i.test(why);
 }
 
 function describe(e: unknown): string {

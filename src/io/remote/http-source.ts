@@ -168,11 +168,13 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
     async prefetch(offset, length) {
       live();
       checkRange(path, size, offset, length);
-      if (length === 0 || held.find(offset, length)) return;
+      // Only what is not held yet: the first read often holds the header and the first tensors.
       const pieces: Promise<void>[] = [];
-      for (let at = 0; at < length; at += HELD_PIECE) {
-        const bytes = new Uint8Array(Math.min(HELD_PIECE, length - at));
-        pieces.push(fetchInto(offset + at, bytes.byteLength, bytes).then(() => held.add(offset + at, bytes)));
+      for (const [from, count] of held.missing(offset, length)) {
+        for (let at = 0; at < count; at += HELD_PIECE) {
+          const bytes = new Uint8Array(Math.min(HELD_PIECE, count - at));
+          pieces.push(fetchInto(from + at, bytes.byteLength, bytes).then(() => held.add(from + at, bytes)));
+        }
       }
       const failed = (await Promise.allSettled(pieces)).find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;
