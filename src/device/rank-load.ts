@@ -1,19 +1,17 @@
 /**
  * Tensor-parallel loads: each rank reads only its part of every tensor ({@link planSplit}), gathered into one
- * contiguous row-major buffer. A dim-0 part is one read; a dim-1 part a read per row: positional reads into the
- * destination through a descriptor with read-ahead off (`POSIX_FADV_RANDOM`), the rows' pages asked for ahead
- * with exact `POSIX_FADV_WILLNEED` ranges, in batches. A remote file's runs are ranged GETs, runs at most the remote option
+ * contiguous row-major buffer. A dim-0 part is one read; a dim-1 part a read per row, the rows' pages asked for
+ * ahead with exact `POSIX_FADV_WILLNEED` ranges (the mapping itself is opened `MADV_RANDOM`, so a fault reads
+ * its page and no read-ahead past it). A remote file's runs are ranged GETs, runs at most the remote option
  * `gapBytes` (a page, by default) apart one GET.
  */
 import { dirname, join } from "node:path";
 import { POSIX_FADV_WILLNEED } from "../../ffi/types.ts";
 import type { CheckpointFile } from "../checkpoint/checkpoint.ts";
-import { sliceReads, type SliceRead } from "../checkpoint/slice.ts";
+import { sliceReads } from "../checkpoint/slice.ts";
 import { SafetensorsError } from "../errors.ts";
 import { DTYPES } from "../format/dtypes.ts";
 import { loadLibc, type LibC } from "../io/libc.ts";
-import { Descriptor } from "../io/descriptor.ts";
-import { defaultThreads, libcReadAt, MIN_PART, readRange, type ReadTarget } from "../io/positional-read.ts";
 import type { ByteSource } from "../io/source.ts";
 import { resolveRemoteOptions, type RemoteOptions } from "../io/remote/options.ts";
 import { isRemoteUrl } from "../io/remote/url.ts";
@@ -124,7 +122,7 @@ export function planParts(files: FileNames[], config: ModelConfig | null, opts: 
 export async function loadSlices(
   files: FileNames[],
   config: ModelConfig | null,
-  opts: RankLoadOptions & { plan: TensorParallelPlan; threads?: number; onProgress?: (p: { file: string; bytesDone: number; bytesTotal: number }) => void },
+  opts: RankLoadOptions & { plan: TensorParallelPlan; onProgress?: (p: { file: string; bytesDone: number; bytesTotal: number }) => void },
   reason: string,
   owned: Cleanup,
 ): Promise<DeviceTensors> {
@@ -142,15 +140,23 @@ export async function loadSlices(
       const outs = parts.map((p) => new Uint8Array(p.byteLength));
       // Each part's runs in the file; none for a PyTorch view strided in the file, gathered whole and cut below.
       const fileRuns = parts.map((p, i): Array<[number, number]> => (entries[i]!.gather ? [] : p.runs.map(([offset, length]) => [entries[i]!.start + offset, length])));
-      // Every part's runs at once, runs close together as one read (one ranged GET, remote).
-      const reads = fileRuns.map((runs, i) => ({ runs, into: outs[i]! })).filter((p) => p.runs.length);
-      if (reads.length) await readRuns(source, reads, ahead, isRemoteUrl(source.path) ? gapBytes : PAGE, opts.threads);
+      if (!source.zeroCopy) {
+        // A copying source (positional reads, a remote file) reads the file's runs at once, runs close together as one read (one ranged GET).
+        ahead.advise(source.path, fileRuns.flat());
+        const reads = fileRuns.map((runs, i) => ({ runs, into: outs[i]! })).filter((p) => p.runs.length);
+        await readRuns(source, reads, isRemoteUrl(source.path) ? gapBytes : PAGE);
+      }
       for (let i = 0; i < parts.length; i++) {
         const p = parts[i]!;
         const whole = entries[i]!.gather?.(source);
         if (whole) {
           let filled = 0;
           for (const [offset, length] of p.runs) outs[i]!.set(whole.subarray(offset, offset + length), (filled += length) - length);
+        } else if (source.zeroCopy) {
+          // A mapping copies run by run, each run's pages asked for first (the mapping itself reads no further).
+          ahead.advise(source.path, fileRuns[i]!);
+          let filled = 0;
+          for (const [offset, length] of fileRuns[i]!) source.readInto(outs[i]!.subarray(filled, (filled += length)), offset);
         }
         tensors.set(p.name, { name: p.name, dtype: p.info.dtype, shape: p.shape, fullShape: p.info.shape, split: p.split, byteLength: p.byteLength, device: "cpu", bytes: outs[i]! });
         done += p.byteLength;
@@ -176,20 +182,11 @@ interface PartRuns {
   into: Uint8Array;
 }
 
-/** A local file's reads go in batches of about this many bytes or {@link BATCH_READS} reads, the loop turning between. */
-const BATCH_BYTES = 8 << 20;
-const BATCH_READS = 2048;
-/** How far past the batch being read a local file's pages are asked for (`WILLNEED`), so the disk stays busy. */
-const AHEAD_BYTES = 32 << 20;
-
 /**
- * Reads every part's runs, runs at most `gapBytes` apart as one read ({@link sliceReads}; into a buffer of its
- * own, then copied out), each straight into its destination by a positional read. A local file where there is
- * libc is read through the descriptor {@link ReadAhead} keeps (kernel read-ahead off, each batch's pages asked
- * for exactly ahead of it), in batches; another source through its own `read`, all at once (a remote file's
- * ranged GETs in parallel). Settles once no read is still writing; rejects with the first failure.
+ * Reads every part's runs at once, runs at most `gapBytes` apart as one read ({@link sliceReads}; into a buffer of
+ * its own, then copied out). Settles once no read is still writing; rejects with the first failure.
  */
-async function readRuns(source: ByteSource, parts: PartRuns[], ahead: ReadAhead, gapBytes: number, threads?: number): Promise<void> {
+async function readRuns(source: ByteSource, parts: PartRuns[], gapBytes: number): Promise<void> {
   // sliceReads places runs in one output, the parts one after another: where each part starts in it.
   const starts: number[] = [];
   let total = 0;
@@ -206,38 +203,12 @@ async function readRuns(source: ByteSource, parts: PartRuns[], ahead: ReadAhead,
     }
     return parts[lo]!.into.subarray(at - starts[lo]!, at - starts[lo]! + length);
   };
-  const local = await ahead.reader(source, threads);
-  const read = local?.read ?? ((offset: number, length: number, dst: Uint8Array) => source.read(offset, length, dst));
-  const readOne = async ({ offset, length, pieces }: SliceRead): Promise<void> => {
-    if (pieces.length === 1) return read(offset, length, into(pieces[0]![1], length));
+  const reads = sliceReads({ runs: parts.flatMap((p) => p.runs) }, gapBytes).map(async ({ offset, length, pieces }) => {
+    if (pieces.length === 1) return source.read(offset, length, into(pieces[0]![1], length));
     const bytes = new Uint8Array(length);
-    await read(offset, length, bytes);
+    await source.read(offset, length, bytes);
     for (const [from, to, n] of pieces) into(to, n).set(bytes.subarray(from, from + n));
-  };
-  const reads = sliceReads({ runs: parts.flatMap((p) => p.runs) }, gapBytes);
-  if (!local) return settle(reads.map(readOne));
-  let advised = 0;
-  let advisedEnd = 0;
-  for (let i = 0, readBytes = 0; i < reads.length; ) {
-    for (; advised < reads.length && advisedEnd < readBytes + BATCH_BYTES + AHEAD_BYTES; advised++) {
-      local.advise(reads[advised]!);
-      advisedEnd += reads[advised]!.length;
-    }
-    const batch: Array<Promise<void>> = [];
-    for (let bytes = 0; i < reads.length && bytes < BATCH_BYTES && batch.length < BATCH_READS; i++) {
-      bytes += reads[i]!.length;
-      readBytes += reads[i]!.length;
-      batch.push(readOne(reads[i]!));
-    }
-    await settle(batch);
-    await yieldToLoop();
-  }
-  // The descriptor read is the path's: the file the source opened must not have changed since.
-  await source.read(0, 0, new Uint8Array(0));
-}
-
-/** Settles once every read has; rejects with the first failure. */
-async function settle(reads: Array<Promise<void>>): Promise<void> {
+  });
   const failed = (await Promise.allSettled(reads)).find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
 }
@@ -272,24 +243,11 @@ function parseConfig(bytes: Uint8Array, path: string): ModelConfig {
  */
 const ADVICE_PIECE = 128 << 10;
 
-/** `posix_fadvise` advice: no read-ahead on the descriptor (Linux's value). */
-const POSIX_FADV_RANDOM = 1;
-
-/** Positional reads of a local file through a descriptor with the kernel's read-ahead off, and exact advice. */
-interface LocalReads {
-  /** `POSIX_FADV_WILLNEED` on the pages of one read. */
-  advise(read: { offset: number; length: number }): void;
-  /** Reads `[offset, offset + length)` into `into`: a small read on this thread, a large one on several. */
-  read(offset: number, length: number, into: Uint8Array): Promise<void>;
-}
-
 /**
  * Exact read-ahead: `POSIX_FADV_WILLNEED` on the pages of each run (neighbouring runs' pages merged), so the
  * kernel reads them in large requests but no page outside them, and reads that then find their pages cached
- * start no read-ahead of their own. The descriptor it opens has the kernel's read-ahead off
- * (`POSIX_FADV_RANDOM`), so reads through it ({@link ReadAhead.reader}) that miss the cache read only their
- * pages too. Advice only: without libc, or when a call fails, reads fetch their pages themselves, the same
- * bytes (plus the kernel's read-ahead, for reads through another descriptor).
+ * start no read-ahead of their own. Advice only: without libc, or when a call fails, reads fetch their pages
+ * themselves, the same bytes (plus the kernel's read-ahead, for positional reads).
  *
  * @example
  * ```ts
@@ -300,9 +258,7 @@ interface LocalReads {
  */
 export class ReadAhead {
   #libc: LibC | null;
-  #files = new Map<string, Descriptor>();
-  /** Per path: whether its descriptor opened the same file as the source read through it. */
-  #same = new Map<string, boolean>();
+  #fds = new Map<string, number>();
 
   private constructor(libc: LibC | null) {
     this.#libc = libc;
@@ -319,7 +275,8 @@ export class ReadAhead {
     // A remote file's read-ahead is its own requests.
     if (!libc || !runs.length || isRemoteUrl(path)) return;
     try {
-      const fd = this.#file(libc, path).fd;
+      let fd = this.#fds.get(path);
+      if (fd === undefined) this.#fds.set(path, (fd = libc.openRead(path)));
       const page = libc.pageSize;
       const advise = (from: number, to: number) => {
         for (let at = from; at < to; at += ADVICE_PIECE) libc.posixFadvise(fd, at, Math.min(ADVICE_PIECE, to - at), POSIX_FADV_WILLNEED);
@@ -341,53 +298,8 @@ export class ReadAhead {
     }
   }
 
-  /**
-   * Reads of a local `source` through this descriptor, up to `threads` at once for a large read; null for a
-   * remote file, without libc, or where the path no longer names the file `source` opened (same size, same
-   * first page): its own `read` then. The caller checks the source's identity once the reads are over.
-   */
-  async reader(source: ByteSource, threads = defaultThreads()): Promise<LocalReads | null> {
-    const libc = this.#libc;
-    if (!libc || isRemoteUrl(source.path)) return null;
-    let file: Descriptor;
-    try {
-      file = this.#file(libc, source.path);
-    } catch {
-      return null;
-    }
-    const one: ReadTarget = { path: source.path, size: source.size, threads: 1, readAt: libcReadAt(libc, file, 1), rawAddresses: true };
-    const many: ReadTarget = { ...one, threads: Math.max(1, Math.floor(threads)), readAt: libcReadAt(libc, file, Math.max(1, Math.floor(threads))) };
-    if (!this.#same.has(source.path)) this.#same.set(source.path, await sameFile(libc, file.fd, source, one));
-    if (!this.#same.get(source.path)) return null;
-    return {
-      advise: ({ offset, length }) => this.advise(source.path, [[offset, length]]),
-      read: (offset, length, into) => readRange(length >= MIN_PART ? many : one, offset, length, into),
-    };
-  }
-
   close(): void {
-    for (const file of this.#files.values()) file.close();
-    this.#files.clear();
+    for (const fd of this.#fds.values()) this.#libc!.close(fd);
+    this.#fds.clear();
   }
-
-  /** The path's descriptor, opened on first use with read-ahead off. */
-  #file(libc: LibC, path: string): Descriptor {
-    let file = this.#files.get(path);
-    if (!file) {
-      file = new Descriptor(path, libc.openRead(path), (fd) => libc.close(fd));
-      this.#files.set(path, file);
-      // Advice: where it fails, misses read ahead as usual.
-      libc.posixFadvise(file.fd, 0, 0, POSIX_FADV_RANDOM);
-    }
-    return file;
-  }
-}
-
-/** Whether `fd` is the file `source` reads: its size and first page (a file renamed over the path differs there). */
-async function sameFile(libc: LibC, fd: number, source: ByteSource, target: ReadTarget): Promise<boolean> {
-  if (libc.fileSize(fd) !== source.size) return false;
-  const n = Math.min(libc.pageSize, source.size);
-  const mine = new Uint8Array(n);
-  await readRange(target, 0, n, mine);
-  return Buffer.from(mine).equals(Buffer.from(source.bytes(0, n)));
 }
