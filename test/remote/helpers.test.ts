@@ -5,7 +5,7 @@ import { SafetensorsError } from "../../src/errors.ts";
 import { cacheable, sameVersion } from "../../src/io/remote/cache.ts";
 import { HeldRanges } from "../../src/io/remote/held-ranges.ts";
 import { hubHttpUrl, pinRevision } from "../../src/io/remote/hub.ts";
-import { partsInFlight, resolveRemoteOptions } from "../../src/io/remote/options.ts";
+import { evenPartBytes, partsInFlight, resolveRemoteOptions } from "../../src/io/remote/options.ts";
 import { backoffMs, retryableStatus, retryAfterMs } from "../../src/io/remote/retry.ts";
 import { s3HttpUrl, s3Signer } from "../../src/io/remote/s3.ts";
 import { EMPTY_SHA256, signV4 } from "../../src/io/remote/sigv4.ts";
@@ -43,6 +43,15 @@ test("408, 429 and 5xx are retried; other 4xx are not; Retry-After in seconds or
   expect(retryAfterMs(new Date(10_000).toUTCString(), 8_000)).toBe(2000);
   expect([retryAfterMs(null), retryAfterMs("soon")]).toEqual([undefined, undefined]);
   for (let i = 0; i < 100; i++) expect(backoffMs(20, 100, 5000)).toBeLessThan(5000);
+});
+
+test("part sizes fill every round of parts in flight where parts of at least half the size allow it", () => {
+  const mib = 1 << 20;
+  expect(evenPartBytes(116 * 8 * mib, 8 * mib, 16)).toBe(7.25 * mib); // 128 parts, 8 full rounds, not 116
+  expect(evenPartBytes(128 * 8 * mib, 8 * mib, 16)).toBe(8 * mib); // already full rounds
+  expect(evenPartBytes(3 * mib, 8 * mib, 16)).toBe(8 * mib); // one part: 16 would be under half the size
+  expect(evenPartBytes(9 * 8 * mib, 8 * mib, 16)).toBe(4.5 * mib); // 9 parts → 16
+  expect(evenPartBytes(8 * 8 * mib, 8 * mib, 16)).toBe(4 * mib); // 8 parts → 16 of half the size
 });
 
 test("options: defaults, refusals, and a cap on bytes in flight never below one part", () => {

@@ -13,7 +13,7 @@ import { CacheWriter } from "./cache-writer.ts";
 import { HeldRanges } from "./held-ranges.ts";
 import { HttpObject } from "./http-object.ts";
 import { Limiter } from "./limiter.ts";
-import { partsInFlight, resolveRemoteOptions, type RemoteOptions, type ResolvedRemoteOptions } from "./options.ts";
+import { evenPartBytes, partsInFlight, resolveRemoteOptions, type RemoteOptions, type ResolvedRemoteOptions } from "./options.ts";
 import type { RequestSigner } from "./s3.ts";
 import { parseRemoteUrl } from "./url.ts";
 
@@ -119,7 +119,7 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
     const jobs: Promise<void>[] = [];
     progress.asked += length;
     // Parts from a server that ignores Range would each send everything before them: one request then.
-    const step = object.ignoresRange ? length : opts.partBytes;
+    const step = object.ignoresRange ? length : evenPartBytes(length, opts.partBytes, parts.slots);
     for (let at = 0; at < length; at += step) {
       const n = Math.min(step, length - at);
       const part = into.subarray(at, at + n);

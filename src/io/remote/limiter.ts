@@ -9,10 +9,13 @@
  * ```
  */
 export class Limiter {
+  /** Holders allowed at once. */
+  readonly slots: number;
   #free: number;
   readonly #waiting: Array<() => void> = [];
 
   constructor(slots: number) {
+    this.slots = slots;
     this.#free = slots;
   }
 
