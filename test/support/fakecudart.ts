@@ -2,14 +2,13 @@
  * The checking libcudart stand-in (`../shared/tools/fakecudart`, DESIGN §9): built once per version of its source
  * with the machine's C compiler, and run under in child processes whose exit report says what they did.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { runtime } from "../../ffi/runtime.ts";
+import { ROOT, run } from "../package/artefact.ts";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const SOURCE = resolve(ROOT, "../shared/tools/fakecudart");
 const CACHE = join(ROOT, "node_modules/.cache/fakecudart");
 
@@ -111,15 +110,7 @@ export async function runUnderFakeCudart(
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("FAKECUDART_")) env[k] = v;
   Object.assign(env, settings, { TENSORMAP_CUDART: lib, FAKECUDART_REPORT: report, NO_COLOR: "1" });
   const argv = runtime === "deno" ? ["run", "-A", script, ...args] : [script, ...args];
-  const out = await new Promise<Omit<FakeCudartRun, "reports">>((done, fail) => {
-    const child = spawn(process.execPath, argv, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", fail);
-    child.on("close", (status, signal) => done({ status, signal, stdout, stderr }));
-  });
+  const { code: status, signal, stdout, stderr } = await run(process.execPath, argv, { cwd: ROOT, env });
   const lines = existsSync(report) ? readFileSync(report, "utf8").split("\n").filter((l) => l.trim()) : [];
-  return { ...out, reports: lines.map((l) => JSON.parse(l) as FakeCudartReport) };
+  return { status, signal, stdout, stderr, reports: lines.map((l) => JSON.parse(l) as FakeCudartReport) };
 }
