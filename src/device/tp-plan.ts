@@ -4,7 +4,7 @@
  */
 import { SafetensorsError } from "../errors.ts";
 import type { TensorInfo } from "../format/layout.ts";
-import { planSlice } from "../checkpoint/slice.ts";
+import { planSlice, type SlicePlan } from "../checkpoint/slice.ts";
 import type { Chunk } from "./plan.ts";
 
 /**
@@ -115,8 +115,7 @@ export function splitPieces(shape: readonly number[], split: Split): Array<[numb
  * ```
  */
 export function splitRuns(name: string, shape: readonly number[], bits: number, split: Split | null): { shape: number[]; runs: Array<[number, number]>; byteLength: number } {
-  const pieces = split ? splitPieces(shape, split) : [null];
-  const plans = pieces.map((p) => planSlice(name, shape, bits, shape.map((_, d) => (p && d === split!.dim ? p : null))));
+  const plans = piecePlans(name, shape, bits, split);
   const runs: Array<[number, number]> = [];
   // Pieces are equal, so each has a run per outer index: row by row, piece by piece.
   for (let row = 0; row < plans[0]!.runs.length; row++) {
@@ -128,6 +127,12 @@ export function splitRuns(name: string, shape: readonly number[], bits: number, 
     }
   }
   return { shape: splitShape(shape, split), runs, byteLength: plans.reduce((a, p) => a + p.byteLength, 0) };
+}
+
+/** The slice plan of each piece a rank holds ({@link splitPieces}); of the whole tensor where it is replicated. */
+function piecePlans(name: string, shape: readonly number[], bits: number, split: Split | null): SlicePlan[] {
+  const pieces = split ? splitPieces(shape, split) : [null];
+  return pieces.map((p) => planSlice(name, shape, bits, shape.map((_, d) => (p && d === split!.dim ? p : null))));
 }
 
 function checkRank({ rank, worldSize }: RankOf): void {
@@ -297,9 +302,8 @@ export interface PitchedBlock {
  * ```
  */
 export function splitBlocks(name: string, shape: readonly number[], bits: number, split: Split | null): PitchedBlock[] {
-  const pieces = split ? splitPieces(shape, split) : [null];
   // Each piece's runs are one per outer index, equally long and equally far apart: the rows of one block.
-  const rows = pieces.map((p) => planSlice(name, shape, bits, shape.map((_, d) => (p && d === split!.dim ? p : null))).runs).filter((r) => r.length > 0);
+  const rows = piecePlans(name, shape, bits, split).map((p) => p.runs).filter((r) => r.length > 0);
   const dstPitch = rows.reduce((a, r) => a + r[0]![1], 0);
   let dstOffset = 0;
   return rows.map((runs) => {
