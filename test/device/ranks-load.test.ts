@@ -11,6 +11,7 @@ import { splitRuns } from "../../src/device/tp-plan.ts";
 import { DTYPES } from "../../src/format/dtypes.ts";
 import { save } from "../../src/format/writer.ts";
 import { assemble } from "../support/assemble.ts";
+import { withEnv } from "../support/env.ts";
 import { GPT2_CONFIG, gpt2Tensors, LLAMA_CONFIG, llamaTensors, tensor } from "../support/tp-models.ts";
 import { evict, storageReads } from "../io/smaps.ts";
 
@@ -111,15 +112,10 @@ describe("the llama rules on a real load", () => {
   });
 
   test("rank and world size from the launcher's environment", async () => {
-    const saved = { ...process.env };
-    try {
-      Object.assign(process.env, { RANK: "1", WORLD_SIZE: "2", LOCAL_RANK: "1" });
+    await withEnv({ RANK: "1", WORLD_SIZE: "2", LOCAL_RANK: "1" }, async () => {
       using w = await loadToDevice(llama, { device: "cpu", plan: "llama" });
       expect(w.get("model.layers.0.self_attn.o_proj.weight").split).toEqual({ dim: 1, start: 128, end: 256 });
-    } finally {
-      for (const k of ["RANK", "WORLD_SIZE", "LOCAL_RANK"]) if (k in saved) process.env[k] = saved[k];
-      else delete process.env[k];
-    }
+    });
   });
 });
 

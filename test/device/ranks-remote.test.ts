@@ -15,6 +15,7 @@ import { DTYPES } from "../../src/format/dtypes.ts";
 import { save } from "../../src/format/writer.ts";
 import { buildFakeCudart, runUnderFakeCudart } from "../support/fakecudart.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
+import { withEnv } from "../support/env.ts";
 import { NGINX, startFaultProxy, startNginx, type FaultProxy, type Nginx } from "../support/servers.ts";
 import { GPT2_CONFIG, gpt2Tensors, LLAMA_CONFIG, llamaTensors } from "../support/tp-models.ts";
 import type { ChildSpec, LoadSeen } from "./fakecudart-child.ts";
@@ -157,20 +158,6 @@ describe.skipIf(!NGINX)(`remote tensor-parallel loads${NGINX ? "" : " (skipped: 
     expect([e?.code, e?.message]).toEqual(["InvalidArgument", "remote option gapBytes must be an integer ≥ 0, got -1"]);
     expect(counted(proxy, "/scratch/llama/").requests).toBe(before.requests);
   });
-
-  /** Sets environment variables for the length of `run`, then puts them back. */
-  async function withEnv(vars: Record<string, string>, run: () => Promise<void>) {
-    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-    Object.assign(process.env, vars);
-    try {
-      await run();
-    } finally {
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-    }
-  }
 
   test.each([
     ["hf://o/r", () => ({ HF_ENDPOINT: nginx.url, HF_TOKEN: "hf_test" })],

@@ -17,6 +17,7 @@ import { cli } from "../support/cli.ts";
 import { denoBinary } from "../package/artefact.ts";
 import { fixture, sha256 } from "../support/fixtures.ts";
 import { bigFile } from "./big-file.ts";
+import { withEnv } from "../support/env.ts";
 import { digests, failure, localDigests } from "../support/remote.ts";
 import { NGINX, startFaultProxy, startNginx, type FaultProxy, type Nginx } from "../support/servers.ts";
 
@@ -396,9 +397,7 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
 
   test("hf:// addresses: the index at main, every shard at the commit it named, the token to the hub and not to its CDN", async () => {
     const local = await localDigests(fixture("sharded"));
-    const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_TOKEN: process.env.HF_TOKEN };
-    Object.assign(process.env, { HF_ENDPOINT: nginx.url, HF_TOKEN: "hf_test" });
-    try {
+    await withEnv({ HF_ENDPOINT: nginx.url, HF_TOKEN: "hf_test" }, async () => {
       for (const address of ["hf://o/r", "hf://o/r/", "hf://o/r@main/model.safetensors.index.json"]) {
         const model = await openCheckpoint(address, SMALL);
         try {
@@ -411,12 +410,7 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
       expect(shard.keys().length).toBeGreaterThan(0);
       process.env.HF_TOKEN = "hf_wrong";
       expect((await failure(() => openCheckpoint("hf://o/r"))).message).toContain("HTTP 401");
-    } finally {
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-    }
+    });
   });
 
   test("nothing listening: the connection refused is retried, then RemoteError naming the cause", async () => {
@@ -431,9 +425,7 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
   test("s3:// addresses: path-style at AWS_ENDPOINT_URL_S3, every request SigV4-signed with the standard variables", async () => {
     const local = await localDigests(fixture("sharded"));
     const vars = { AWS_ENDPOINT_URL_S3: nginx.url, AWS_ACCESS_KEY_ID: "AKIDTEST", AWS_SECRET_ACCESS_KEY: "secret", AWS_SESSION_TOKEN: "tok", AWS_REGION: "eu-west-1" };
-    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-    Object.assign(process.env, vars);
-    try {
+    await withEnv(vars, async () => {
       const model = await openCheckpoint("s3://s3b/sharded/", SMALL);
       try {
         expect(await digests(model)).toEqual(local);
@@ -442,12 +434,7 @@ describe.skipIf(!NGINX)("remote checkpoints over HTTP (nginx on loopback)", () =
       }
       delete process.env.AWS_SECRET_ACCESS_KEY;
       expect((await failure(() => openCheckpoint("s3://s3b/sharded/"))).message).toContain("HTTP 403");
-    } finally {
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-    }
+    });
   });
 
   test("open() of a sharded URL, and resolveCheckpoint or openSharded of any URL, are InvalidArgument naming what to use", async () => {
