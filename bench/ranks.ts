@@ -21,15 +21,13 @@ import { fileURLToPath } from "node:url";
 import { POSIX_FADV_DONTNEED } from "../ffi/types.ts";
 import { runtime } from "../ffi/runtime.ts";
 import { open } from "../src/checkpoint/open.ts";
-import { fillRandom } from "../src/cli/random.ts";
 import { loadToDevice } from "../src/device/load.ts";
 import { launchRank } from "../src/device/ranks.ts";
 import type { HostTensor } from "../src/device/tensors.ts";
 import { planSplit, splitRuns, type ModelConfig } from "../src/device/tp-plan.ts";
 import { DTYPES } from "../src/format/dtypes.ts";
-import { save } from "../src/format/writer.ts";
 import { loadLibc } from "../src/io/libc.ts";
-import { DATA_DIR, generated, tinyLlamaShapes } from "./support.ts";
+import { DATA_DIR, generated, writeTinyLlama } from "./support.ts";
 
 const self = fileURLToPath(import.meta.url);
 const PAGE = 4096;
@@ -92,18 +90,12 @@ async function rank(contender: Contender, folder: string): Promise<RankResult> {
 
 // ---- the launcher -----------------------------------------------------------------------------------------
 
-/** The checkpoint: TinyLlama's tensors, bf16, noise from one random block (the largest tensor's size) shared by all. */
+/** The checkpoint: TinyLlama's tensors in bf16 (writeTinyLlama) beside its config.json. */
 async function checkpoint(): Promise<string> {
   const folder = join(DATA_DIR, "tinyllama-1.1b-ranks");
   mkdirSync(folder, { recursive: true });
   writeFileSync(join(folder, "config.json"), JSON.stringify(CONFIG));
-  await generated("tinyllama-1.1b-ranks/model.safetensors", (path) => {
-    const shapes = tinyLlamaShapes();
-    const largest = Math.max(...shapes.map(([, s]) => s.reduce((a, b) => a * b, 2)));
-    const noise = new Uint8Array(fillRandom(new Uint32Array(largest / 4), 0x2545f491, 0x807f807f, 0x3f003f00).buffer);
-    console.error(`writing ${path} …`);
-    return save(path, Object.fromEntries(shapes.map(([name, shape]) => [name, { dtype: "BF16" as const, shape, data: noise.subarray(0, shape.reduce((a, b) => a * b, 2)) }])));
-  });
+  await generated("tinyllama-1.1b-ranks/model.safetensors", (path) => writeTinyLlama(path));
   return folder;
 }
 

@@ -21,13 +21,11 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runtime } from "../ffi/runtime.ts";
 import { open, openCheckpoint } from "../src/checkpoint/open.ts";
-import { fillRandom } from "../src/cli/random.ts";
 import { loadToDevice } from "../src/device/load.ts";
-import { save } from "../src/format/writer.ts";
 import { partsInFlight, resolveRemoteOptions } from "../src/io/remote/options.ts";
 import { S3_CREDENTIALS, startS3Server, type S3Server } from "../test/support/s3-server.ts";
 import { startNginx, type Nginx } from "../test/support/servers.ts";
-import { generated, tinyLlamaShapes } from "./support.ts";
+import { generated, writeTinyLlama } from "./support.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
@@ -38,15 +36,6 @@ const COMMIT = "0123456789abcdef0123456789abcdef01234567";
 function flag(name: string, fallback: string): string {
   const at = process.argv.indexOf(`--${name}`);
   return at > 0 ? process.argv[at + 1]! : fallback;
-}
-
-/** TinyLlama's first `layers` layers with embeddings and head, bf16, from one random block (±0.5..1) reused. */
-async function tinyLlamaFile(path: string, layers: number): Promise<void> {
-  const shapes = tinyLlamaShapes().filter(([name]) => Number(/^model\.layers\.(\d+)\./.exec(name)?.[1] ?? -1) < layers);
-  const sizes = shapes.map(([, shape]) => shape.reduce((a, b) => a * b, 2));
-  const noise = new Uint8Array(fillRandom(new Uint32Array(Math.max(...sizes) / 4), 0x9e3779b9, 0x807f807f, 0x3f003f00).buffer);
-  console.error(`writing ${path} …`);
-  await save(path, new Map(shapes.map(([name, shape], i) => [name, { dtype: "BF16" as const, shape, data: noise.subarray(0, sizes[i]) }])));
 }
 
 // ---- workers: one measurement each, in a process of its own ------------------------------------------------
@@ -146,7 +135,7 @@ async function main(): Promise<void> {
   const delayMs = Number(flag("delay", "20"));
   const runs = Number(flag("runs", "3"));
 
-  const file = await generated(layers === 22 ? "llama-1.1B-bf16.safetensors" : `llama-${layers}layers-bf16.safetensors`, (p) => tinyLlamaFile(p, layers));
+  const file = await generated(layers === 22 ? "llama-1.1B-bf16.safetensors" : `llama-${layers}layers-bf16.safetensors`, (p) => writeTinyLlama(p, layers));
   const size = statSync(file).size;
   const python = spawnSync("bash", [join(root, "../shared/tools/peers-venv")], { encoding: "utf8" }).stdout.trim().split("\n").pop();
   const hasPython = !!python && existsSync(python);
