@@ -12,10 +12,11 @@
  * A copy is used only when its sidecar names the version the remote answers with now and the file it sits
  * beside (so a copy replaced or cut short since is not); {@link CacheWriter} writes copies.
  */
-import { readFileSync, statSync, type Stats } from "node:fs";
+import { statSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { readEnv } from "../../../ffi/runtime.ts";
 import { discard } from "../commit.ts";
+import { readSmallFile } from "../small-file.ts";
 import type { RemoteUrl } from "./url.ts";
 
 /** What names one version of a remote object: its size, and the ETag, VersionId or date the server gave. */
@@ -189,9 +190,7 @@ function fileName(pathname: string): string {
 /** A sidecar's content when it is one this module wrote: any other file (cut short, edited, foreign) is none. */
 function readSidecar(path: string): Sidecar | undefined {
   try {
-    const st = statOf(path);
-    if (!st?.isFile() || st.size > MAX_SIDECAR) return undefined;
-    const side = JSON.parse(readFileSync(path, "utf8")) as Sidecar;
+    const side = JSON.parse(new TextDecoder().decode(readSmallFile(path, MAX_SIDECAR))) as Sidecar;
     const v = side?.version;
     const f = side?.file;
     const text = (x: unknown) => x === undefined || typeof x === "string";
