@@ -18,6 +18,7 @@ import { coalescedReads } from "./coalesced-reads.ts";
 import { loadSlices, modelConfig, planParts, rankOf, ReadAhead, type RankLoadOptions, type RankPart } from "./rank-load.ts";
 import { planGatherChunks, planPitchedCopies, splitBlocks } from "./tp-plan.ts";
 import { withRing } from "./ring-cache.ts";
+import { lastAtOrBefore } from "./sorted.ts";
 import { layoutDevice, mappedRange, mappedSpans, planChunks, type Extent } from "./plan.ts";
 import { parseDevice } from "./spec.ts";
 import { DeviceTensors, type CudaTensor, type DeviceTensor } from "./tensors.ts";
@@ -351,14 +352,10 @@ function registerMapping(
     return { start, base };
   });
   // File offset x is read at its span's base + (x − span start); only offsets inside a registered span are ever used.
+  const starts = spans.map((s) => s.start);
   return (fileOffset) => {
-    let lo = 0;
-    for (let hi = spans.length; hi - lo > 1; ) {
-      const mid = (lo + hi) >>> 1;
-      if (spans[mid]!.start <= fileOffset) lo = mid;
-      else hi = mid;
-    }
-    return spans[lo]!.base + BigInt(fileOffset - spans[lo]!.start);
+    const { start, base } = spans[lastAtOrBefore(starts, fileOffset)]!;
+    return base + BigInt(fileOffset - start);
   };
 }
 

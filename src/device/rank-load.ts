@@ -19,6 +19,7 @@ import { readSmallFile } from "../io/small-file.ts";
 import { yieldToLoop } from "./pipeline.ts";
 import { fetchBesideUrl } from "./remote-config.ts";
 import { launchRank } from "./ranks.ts";
+import { lastAtOrBefore } from "./sorted.ts";
 import type { TensorInfo } from "../format/layout.ts";
 import { planSplit, splitRuns, type ModelConfig, type Split, type TensorParallelPlan } from "./tp-plan.ts";
 import type { Cleanup } from "./cuda.ts";
@@ -195,13 +196,8 @@ async function readRuns(source: ByteSource, parts: PartRuns[], gapBytes: number)
     total += into.byteLength;
   }
   const into = (at: number, length: number): Uint8Array => {
-    let lo = 0;
-    for (let hi = starts.length; hi - lo > 1; ) {
-      const mid = (lo + hi) >>> 1;
-      if (starts[mid]! <= at) lo = mid;
-      else hi = mid;
-    }
-    return parts[lo]!.into.subarray(at - starts[lo]!, at - starts[lo]! + length);
+    const i = lastAtOrBefore(starts, at);
+    return parts[i]!.into.subarray(at - starts[i]!, at - starts[i]! + length);
   };
   const reads = sliceReads({ runs: parts.flatMap((p) => p.runs) }, gapBytes).map(async ({ offset, length, pieces }) => {
     if (pieces.length === 1) return source.read(offset, length, into(pieces[0]![1], length));
