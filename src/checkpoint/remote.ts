@@ -12,8 +12,8 @@ import { loadLibc } from "../io/libc.ts";
 import { sourceOpener, type SourceOptions } from "../io/open-source.ts";
 import { readSmallFile } from "../io/small-file.ts";
 import type { ByteSource } from "../io/source.ts";
-import { hubHttpUrl, isHubUrl, pinRevision, withHubToken } from "../io/remote/hub.ts";
-import { isS3Url, s3HttpUrl, s3Signer } from "../io/remote/s3.ts";
+import { remoteAddress } from "../io/remote/address.ts";
+import { pinRevision } from "../io/remote/hub.ts";
 import { openHttpSource, remoteTransfers, type HttpSource, type RemoteTransfers } from "../io/remote/http-source.ts";
 import { remoteStatus } from "../io/remote/http-object.ts";
 import type { RemoteOptions } from "../io/remote/options.ts";
@@ -131,11 +131,10 @@ async function fetchHeader(source: HttpSource): Promise<void> {
  * ```
  */
 export async function openRemoteCheckpoint(url: string, options: RemoteOptions = {}, format?: CheckpointFormat, local: SourceOptions = {}): Promise<Checkpoint> {
-  if (isHubUrl(url)) return openRemoteCheckpoint(hubHttpUrl(url), withHubToken(options), format, local);
-  const sign = isS3Url(url) ? s3Signer() : undefined;
-  if (isS3Url(url)) url = s3HttpUrl(url);
+  const address = remoteAddress(url, options);
+  url = address.url;
   const ffi = await loadLibc();
-  const transfers = remoteTransfers(options, "unavailable" in ffi ? undefined : ffi, sign);
+  const transfers = remoteTransfers(address.options, "unavailable" in ffi ? undefined : ffi, address.sign);
   // The backend options matter only for cached copies, which are local files.
   const at: RemoteOpen = { transfers, openLocal: transfers.cache ? await sourceOpener(local) : undefined };
   const { href, shown } = parseRemoteUrl(url);

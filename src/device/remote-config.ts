@@ -5,9 +5,10 @@
 import { SafetensorsError } from "../errors.ts";
 import { remoteStatus } from "../io/remote/http-object.ts";
 import { openHttpSource, remoteTransfers } from "../io/remote/http-source.ts";
-import { hubHttpUrl, isHubUrl, pinRevision, withHubToken } from "../io/remote/hub.ts";
+import { remoteAddress } from "../io/remote/address.ts";
+import { pinRevision } from "../io/remote/hub.ts";
 import type { RemoteOptions } from "../io/remote/options.ts";
-import { isS3Url, s3HttpUrl, s3Signer } from "../io/remote/s3.ts";
+import { isS3Url } from "../io/remote/s3.ts";
 import { siblingUrl } from "../io/remote/url.ts";
 
 /**
@@ -23,11 +24,10 @@ import { siblingUrl } from "../io/remote/url.ts";
  */
 export async function fetchBesideUrl(url: string, name: string, cap: number, remote: RemoteOptions = {}, commit?: string): Promise<{ bytes: Uint8Array; shown: string } | null> {
   const s3 = isS3Url(url);
-  const href = isHubUrl(url) ? hubHttpUrl(url) : s3 ? s3HttpUrl(url) : url;
-  const options = isHubUrl(url) ? withHubToken(remote) : remote;
+  const address = remoteAddress(url, remote);
   let source;
   try {
-    source = await openHttpSource(pinRevision(siblingUrl(href, name), commit), remoteTransfers(options, undefined, s3 ? s3Signer() : undefined));
+    source = await openHttpSource(pinRevision(siblingUrl(address.url, name), commit), remoteTransfers(address.options, undefined, address.sign));
   } catch (e) {
     const status = remoteStatus(e);
     if (status === 404 || (s3 && status === 403)) return null;
