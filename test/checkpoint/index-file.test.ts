@@ -9,11 +9,11 @@ import { join } from "node:path";
 import { afterEach, beforeEach, expect, test } from "vitest";
 import { open, openCheckpoint, openSharded, resolveCheckpoint } from "../../src/checkpoint/open.ts";
 import { saveSharded } from "../../src/checkpoint/save.ts";
-import { SafetensorsError } from "../../src/errors.ts";
 import { MAX_INDEX_BYTES } from "../../src/format/sharded.ts";
 import { tempName } from "../../src/io/commit.ts";
 import { cli, oneErrorLine } from "../support/cli.ts";
 import { fixture } from "../support/fixtures.ts";
+import { failure } from "../support/remote.ts";
 
 let dir: string;
 beforeEach(() => {
@@ -22,16 +22,6 @@ beforeEach(() => {
 afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function failure(f: () => unknown): Promise<SafetensorsError> {
-  try {
-    await f();
-  } catch (e) {
-    if (e instanceof SafetensorsError) return e;
-    throw new Error(`not a SafetensorsError: ${e}`);
-  }
-  throw new Error("no error");
-}
 
 const INDEX = "model.safetensors.index.json";
 const weightMap = (shard: string) => JSON.stringify({ weight_map: { a: shard } });

@@ -1,4 +1,4 @@
-/** What the remote tests ask of a checkpoint: the error a call fails with, and a digest of every tensor. */
+/** What the remote tests (and others) ask of a checkpoint: the error a call fails with, and a digest of every tensor. */
 import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import { openCheckpoint } from "../../src/checkpoint/open.ts";
 import { SafetensorsError } from "../../src/errors.ts";
