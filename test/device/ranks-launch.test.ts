@@ -3,7 +3,6 @@
  * mpirun, torchrun and srun set), all at once on one checkpoint. Each one's parts must be what an explicit rank
  * loads here. (No mpirun or torchrun on this machine: the variables are set as they set them.)
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +10,7 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { runtime } from "../../ffi/runtime.ts";
 import { loadToDevice } from "../../src/device/load.ts";
 import { save } from "../../src/format/writer.ts";
+import { run } from "../package/artefact.ts";
 import { sha256 } from "../support/fixtures.ts";
 
 const GPT2 = { "wte.weight": [128, 16], "h.0.attn.c_attn.weight": [16, 48], "h.0.attn.c_attn.bias": [48], "h.0.mlp.c_proj.weight": [64, 16], "h.0.mlp.c_proj.bias": [16], "ln_f.weight": [16] };
@@ -26,19 +26,13 @@ beforeAll(async () => {
 });
 afterAll(() => dir && rmSync(dir, { recursive: true, force: true }));
 
-function child(env: Record<string, string>): Promise<{ rank: { rank: number; worldSize: number; localRank: number; launcher: string }; parts: Record<string, string> }> {
+async function child(env: Record<string, string>): Promise<{ rank: { rank: number; worldSize: number; localRank: number; launcher: string }; parts: Record<string, string> }> {
   const script = "test/device/ranks-child.ts";
   const argv = runtime === "deno" ? ["run", "-A", script, path, "gpt2"] : [script, path, "gpt2"];
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(RANK|WORLD_SIZE|LOCAL_RANK|OMPI_|PMI_|SLURM_)/.test(k)));
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, argv, { env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    p.on("error", reject);
-    p.on("close", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").at(-1)!)) : reject(new Error(`rank exited ${code}: ${err}`))));
-  });
+  const r = await run(process.execPath, argv, { env: { ...clean, ...env } });
+  if (r.code !== 0) throw new Error(`rank exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
 }
 
 const launches: Array<[string, (rank: number, n: number) => Record<string, string>]> = [
