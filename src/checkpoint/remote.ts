@@ -27,7 +27,7 @@ import { planSlice, sliceReads, type SliceSpec } from "./slice.ts";
 import { Tensor } from "./tensor.ts";
 
 /** What the files of one remote open share: the transfers, and the opener of cached copies (the backend asked for). */
-export interface RemoteOpen {
+interface RemoteOpen {
   transfers: RemoteTransfers;
   /** Present where there is a cache. */
   openLocal?: (path: string) => ByteSource;
@@ -45,7 +45,7 @@ export interface RemoteOpen {
  * await file.prefetch();
  * ```
  */
-export async function openRemoteFile(url: string, at: RemoteOpen): Promise<SafetensorsFile> {
+async function openRemoteFile(url: string, at: RemoteOpen): Promise<SafetensorsFile> {
   const source = await openHttpSource(url, at.transfers);
   if (source.cachedCopy) {
     const file = fromCache(source, (path) => fileFromSource(at.openLocal!(path)));
