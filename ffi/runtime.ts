@@ -24,7 +24,7 @@ const NODE_FFI_MAJOR = 26;
  */
 export function ffiUnavailable(): string | undefined {
   if (runtime === "bun") return undefined;
-  if (runtime === "deno") return denoFfiGranted() ? undefined : "Deno runs without --allow-ffi";
+  if (runtime === "deno") return denoPermission({ name: "ffi" }) === "granted" ? undefined : "Deno runs without --allow-ffi";
   const version = process.versions.node;
   if (Number(version.split(".")[0]) < NODE_FFI_MAJOR) return `Node ${version} has no FFI (node:ffi came in Node ${NODE_FFI_MAJOR})`;
   if (!builtinModules.includes("node:ffi")) return `Node ${version} runs without node:ffi (--no-experimental-ffi)`;
@@ -45,10 +45,10 @@ export function hasFfi(): boolean {
   return ffiUnavailable() === undefined;
 }
 
-function denoFfiGranted(): boolean {
-  const deno = (globalThis as { Deno?: { permissions?: { querySync?(d: { name: string }): { state: string } } } })
-    .Deno;
-  return deno?.permissions?.querySync?.({ name: "ffi" }).state === "granted";
+/** Deno's state of a permission (`querySync` never prompts), or undefined outside Deno. */
+function denoPermission(descriptor: { name: "ffi" } | { name: "env"; variable: string }): string | undefined {
+  const deno = (globalThis as { Deno?: { permissions?: { querySync?(d: typeof descriptor): { state: string } } } }).Deno;
+  return deno?.permissions?.querySync?.(descriptor).state;
 }
 
 /**
@@ -61,7 +61,6 @@ function denoFfiGranted(): boolean {
  * ```
  */
 export function readEnv(name: string): string | undefined {
-  const deno = (globalThis as { Deno?: { permissions?: { querySync?(d: { name: "env"; variable: string }): { state: string } } } }).Deno;
-  if (deno?.permissions?.querySync && deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return undefined;
-  return process.env[name];
+  const state = denoPermission({ name: "env", variable: name });
+  return state === undefined || state === "granted" ? process.env[name] : undefined;
 }
