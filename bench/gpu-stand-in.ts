@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { peersPython } from "./support.ts";
 
 /** The project's shared tools beside the checkout (fakecudart, peers-venv, device-pack). */
 export const SHARED_TOOLS = resolve(dirname(fileURLToPath(import.meta.url)), "../../shared/tools");
@@ -51,14 +52,6 @@ function build(dir: string): string {
   const r = spawnSync("bash", [join(SHARED_TOOLS, "fakecudart/build.sh")], { env: { ...process.env, FAKECUDART_OUT: dir }, encoding: "utf8" });
   if (r.status !== 0) throw new Error(`cannot build fakecudart: ${(r.stderr || r.error?.message || "").trim()}`);
   return join(dir, "libcudart.so");
-}
-
-/** The peers venv's Python (CPU torch, safetensors), or why there is none. */
-function peersPython(): { path: string } | { reason: string } {
-  const tool = join(SHARED_TOOLS, "peers-venv");
-  const r = spawnSync("bash", [tool], { encoding: "utf8" });
-  if (r.status === 0) return { path: r.stdout.trim().split("\n").at(-1)! };
-  return { reason: `no Python peers here (${tool} failed: ${(r.stderr || r.error?.message || "").trim().split("\n").at(-1)})` };
 }
 
 /** The report, judged: no violation, nothing left allocated, and the bytes copied each way what the run counted. */

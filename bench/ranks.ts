@@ -27,7 +27,7 @@ import type { HostTensor } from "../src/device/tensors.ts";
 import { planSplit, splitRuns, type ModelConfig } from "../src/device/tp-plan.ts";
 import { DTYPES } from "../src/format/dtypes.ts";
 import { loadLibc } from "../src/io/libc.ts";
-import { DATA_DIR, generated, writeTinyLlama } from "./support.ts";
+import { DATA_DIR, generated, peersPython, writeTinyLlama } from "./support.ts";
 
 const self = fileURLToPath(import.meta.url);
 const PAGE = 4096;
@@ -153,10 +153,10 @@ async function shares(path: string, world: number, config: ModelConfig): Promise
   });
 }
 
-function peersPython(): string | undefined {
-  const r = spawnSync("bash", ["/work/shared/tools/peers-venv"], { encoding: "utf8" });
-  const python = r.stdout.trim().split("\n").at(-1);
-  return r.status === 0 && python && spawnSync(python, ["-c", "import safetensors, torch"]).status === 0 ? python : undefined;
+/** The peers' Python, if safetensors and torch import there. */
+function peerPython(): string | undefined {
+  const peers = peersPython();
+  return "path" in peers && spawnSync(peers.path, ["-c", "import safetensors, torch"]).status === 0 ? peers.path : undefined;
 }
 
 async function main(): Promise<void> {
@@ -183,7 +183,7 @@ async function main(): Promise<void> {
     while (readSync(fd, buf, 0, buf.length, null) > 0);
     closeSync(fd);
   };
-  const python = args.includes("--no-python") ? undefined : peersPython();
+  const python = args.includes("--no-python") ? undefined : peerPython();
   const contenders: Contender[] = python ? ["slices", "whole", "python"] : ["slices", "whole"];
   const size = statSync(path).size;
   console.log(`tensor-parallel loads — ${runtime}, ${path}: ${(size / 1e9).toFixed(2)} GB, best of ${runs}; load average at start ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}${python ? "" : "; no Python peer"}`);

@@ -25,7 +25,7 @@ import { loadToDevice } from "../src/device/load.ts";
 import { partsInFlight, resolveRemoteOptions } from "../src/io/remote/options.ts";
 import { S3_CREDENTIALS, startS3Server, type S3Server } from "../test/support/s3-server.ts";
 import { startNginx, type Nginx } from "../test/support/servers.ts";
-import { generated, writeTinyLlama } from "./support.ts";
+import { generated, peersPython, writeTinyLlama } from "./support.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
@@ -137,7 +137,8 @@ async function main(): Promise<void> {
 
   const file = await generated(layers === 22 ? "llama-1.1B-bf16.safetensors" : `llama-${layers}layers-bf16.safetensors`, (p) => writeTinyLlama(p, layers));
   const size = statSync(file).size;
-  const python = spawnSync("bash", [join(root, "../shared/tools/peers-venv")], { encoding: "utf8" }).stdout.trim().split("\n").pop();
+  const peers = peersPython();
+  const python = "path" in peers ? peers.path : undefined;
   const hasPython = !!python && existsSync(python);
 
   const log = join(mkdtempSync(join(tmpdir(), "tensormap-bench-remote-")), "access.log");

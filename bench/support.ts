@@ -85,6 +85,23 @@ export function pythonMs(module: string, script: string): number | undefined {
   return run.status === 0 && Number.isFinite(ms) ? ms : undefined;
 }
 
+/**
+ * The Python of the shared peers venv (CPU torch, safetensors, boto3, huggingface_hub), made by its tool if need
+ * be, or why there is none.
+ *
+ * @example
+ * ```ts
+ * const peers = peersPython();
+ * if ("path" in peers) spawnSync(peers.path, ["bench/ranks_peers.py", folder]);
+ * ```
+ */
+export function peersPython(): { path: string } | { reason: string } {
+  const tool = join(ROOT, "../shared/tools/peers-venv");
+  const r = spawnSync("bash", [tool], { encoding: "utf8" });
+  if (r.status === 0) return { path: r.stdout.trim().split("\n").at(-1)! };
+  return { reason: `no Python peers here (${tool} failed: ${(r.stderr || r.error?.message || "").trim().split("\n").at(-1)})` };
+}
+
 export const header = (title: string) => console.log(`${title} — ${runtime}`);
 
 /** One result row: a label, a time, and how it compares to the baseline. */
