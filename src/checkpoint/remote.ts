@@ -14,7 +14,7 @@ import { readSmallFile } from "../io/small-file.ts";
 import type { ByteSource } from "../io/source.ts";
 import { remoteAddress } from "../io/remote/address.ts";
 import { pinRevision } from "../io/remote/hub.ts";
-import { openHttpSource, remoteTransfers, type HttpSource, type RemoteTransfers } from "../io/remote/http-source.ts";
+import { openHttpSource, refuseOver, remoteTransfers, type HttpSource, type RemoteTransfers } from "../io/remote/http-source.ts";
 import { remoteStatus } from "../io/remote/http-object.ts";
 import type { RemoteOptions } from "../io/remote/options.ts";
 import { parseRemoteUrl, siblingUrl } from "../io/remote/url.ts";
@@ -157,7 +157,7 @@ async function openRemoteIndex(url: string, at: RemoteOpen): Promise<ShardedFile
   const source = await openHttpSource(url, at.transfers);
   let index: ShardIndex | undefined;
   try {
-    if (source.size > MAX_INDEX_BYTES) throw new SafetensorsError("FileTooLarge", `${source.path} is ${source.size} bytes, more than the ${MAX_INDEX_BYTES} allowed`);
+    refuseOver(source, MAX_INDEX_BYTES);
     if (source.cachedCopy) {
       index = fromCache(source, (path) => decodeIndex(readSmallFile(path, MAX_INDEX_BYTES), source.path));
     } else {

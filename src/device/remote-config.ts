@@ -2,9 +2,8 @@
  * `config.json` beside a remote checkpoint (http(s), `s3://`, `hf://`), for the tensor-parallel plans' head counts:
  * one small GET from the checkpoint URL's folder, signed and authorized as the checkpoint's own requests are.
  */
-import { SafetensorsError } from "../errors.ts";
 import { remoteStatus } from "../io/remote/http-object.ts";
-import { openHttpSource, remoteTransfers } from "../io/remote/http-source.ts";
+import { openHttpSource, refuseOver, remoteTransfers } from "../io/remote/http-source.ts";
 import { remoteAddress } from "../io/remote/address.ts";
 import { pinRevision } from "../io/remote/hub.ts";
 import type { RemoteOptions } from "../io/remote/options.ts";
@@ -34,7 +33,7 @@ export async function fetchBesideUrl(url: string, name: string, cap: number, rem
     throw e;
   }
   try {
-    if (source.size > cap) throw new SafetensorsError("FileTooLarge", `${source.path} is ${source.size} bytes, more than the ${cap} allowed`);
+    refuseOver(source, cap);
     await source.prefetch(0, source.size);
     return { bytes: source.bytes(0, source.size), shown: source.path };
   } finally {

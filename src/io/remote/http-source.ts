@@ -61,6 +61,20 @@ export function remoteTransfers(options: RemoteOptions = {}, libc?: LibC, sign?:
 }
 
 /**
+ * Refuses a side object (an index, `config.json`) over `cap` bytes with `FileTooLarge`, from the size its first
+ * answer gave, before any more of it is fetched.
+ *
+ * @example
+ * ```ts
+ * refuseOver(source, MAX_INDEX_BYTES);
+ * await source.prefetch(0, source.size);
+ * ```
+ */
+export function refuseOver(source: HttpSource, cap: number): void {
+  if (source.size > cap) throw new SafetensorsError("FileTooLarge", `${source.path} is ${source.size} bytes, more than the ${cap} allowed`);
+}
+
+/**
  * Opens a remote file with one speculative ranged GET of its first `probeBytes` (1 MiB): that learns its size and
  * version, and brings the length prefix and usually the whole header, which `bytes()` then serves.
  *
