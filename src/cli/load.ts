@@ -265,11 +265,12 @@ export const load: Command = {
     // populate: the kernel maps each file's pages on its own thread while this one walks the tensors (not with
     // --filter: it would read the tensors left out too).
     const report = await withCheckpoint(path, { backend, populate: !keep }, async (file) => {
+      const kept = keep ? file.offsetKeys().filter(keep) : undefined;
       // A copying source (a remote one; a no-op for local reads) serves only the bytes it has fetched.
-      if (file.backend === "read") await file.prefetch(keep ? file.offsetKeys().filter(keep) : undefined);
+      if (file.backend === "read") await file.prefetch(kept);
       const r = touchAll(file, io.stderr, "load", started, keep);
       if (!json) return loadReport(r, `backend ${file.backend}, open ${formatDuration(r.ready)}`, cache);
-      const names = keep ? file.offsetKeys().filter(keep) : file.offsetKeys();
+      const names = kept ?? file.offsetKeys();
       const doc: LoadJson = {
         path, device: "cpu", backend: file.backend, tensors: r.tensors, bytes: r.bytes, seconds: r.seconds, open_seconds: r.ready,
         bytes_per_second: rate(r.bytes, r.seconds), page_cache: pageCacheJson(cache), reason: null, dtypes: perDtype(names.map((n) => file.info(n))),
