@@ -251,8 +251,7 @@ async function upload(
         const targets = allocate(device, (parts ?? extents).map((e) => e.byteLength), opts.perTensor === true, memory);
         const fileRuns = parts?.map((p, i) => p.runs.map(([offset, length]): [number, number] => [extents[i]!.start + offset, length]));
         // A rank's runs are scattered: their pages asked for exactly, so the ring's reads start no read-ahead.
-        if (fileRuns) ahead ??= await ReadAhead.open();
-        ahead?.advise(file.path, fileRuns?.flat() ?? []);
+        if (fileRuns) (ahead ??= await ReadAhead.open()).advise(file.path, fileRuns.flat());
         const onBytes = (n: number) => report(file.path, n);
         const release = new Cleanup();
         try {
