@@ -54,8 +54,6 @@ export class HttpObject {
   readonly #sign?: RequestSigner;
   /** Total size, from the first answer. */
   size = -1;
-  /** The commit a model hub named in its first answer (`X-Repo-Commit`), if it did. */
-  commit?: string;
   /** The version the first answer named: what a cached copy must match. */
   version?: RemoteVersion;
   /** The server answered a ranged GET with the whole object (200): each request then costs the bytes up to its end. */
@@ -221,12 +219,12 @@ export class HttpObject {
     const etag = res.headers.get("etag") ?? undefined;
     if (this.size < 0) {
       this.size = total;
-      this.commit = res.headers.get("x-repo-commit") ?? undefined;
+      const header = (name: string) => res.headers.get(name) ?? undefined;
+      const lastModified = header("last-modified");
       // A weak ETag cannot be matched with If-Match (strong comparison only): the date pins the version then.
       if (etag && !etag.startsWith("W/")) this.#etag = etag;
-      else this.#lastModified = res.headers.get("last-modified") ?? undefined;
-      const header = (name: string) => res.headers.get(name) ?? undefined;
-      this.version = { size: total, etag: this.#etag, versionId: header("x-amz-version-id"), lastModified: header("last-modified"), commit: this.commit };
+      else this.#lastModified = lastModified;
+      this.version = { size: total, etag: this.#etag, versionId: header("x-amz-version-id"), lastModified, commit: header("x-repo-commit") };
     } else if (total !== this.size || (this.#etag && etag && etag !== this.#etag)) {
       throw fail("FileChanged", `the object changed since it was opened (${total} bytes, ETag ${etag}; it was ${this.size} bytes, ETag ${this.#etag}); open it again`);
     }

@@ -155,7 +155,7 @@ export async function openHttpSource(url: string, transfers: RemoteTransfers = r
     backend: "read",
     path,
     size,
-    commit: object.commit,
+    commit: version.commit,
     cachedCopy,
     refuseCachedCopy() {
       if (entry && cachedCopy) cache!.refuse(entry);
