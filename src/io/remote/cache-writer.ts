@@ -55,7 +55,7 @@ export class CacheWriter {
     } catch (e) {
       if (fd !== undefined) closeSync(fd);
       if (tmp !== undefined) discard(tmp);
-      cacheDebug(`${folder}: not writable (${(e as { code?: string }).code ?? String(e)}); loading without a cache`);
+      cacheDebug(`${folder}: not writable (${reason(e)}); loading without a cache`);
       return undefined;
     }
     const writer = new CacheWriter(entry, version, tmp, fd);
@@ -127,7 +127,7 @@ export class CacheWriter {
       this.#fd = undefined;
       discard(this.#tmp);
     }
-    cacheDebug(`${this.#entry.path}: not cached (${(e as { code?: string }).code ?? String(e)}); loading on without it`);
+    cacheDebug(`${this.#entry.path}: not cached (${reason(e)}); loading on without it`);
     this.#drop();
   }
 
@@ -143,6 +143,11 @@ export class CacheWriter {
     }
     discard(this.#tmp);
   }
+}
+
+/** What a debug line says of a failure: its system error code, or the error itself. */
+function reason(e: unknown): string {
+  return (e as { code?: string }).code ?? String(e);
 }
 
 /** Writes all of `bytes` at `position`, off the event loop (the runtime's thread pool). */
