@@ -86,7 +86,7 @@ export function planSplit(
  * splitShape([768, 2304], { dim: 1, start: 0, end: 384, parts: 3 }); // [768, 1152]
  * ```
  */
-export function splitShape(shape: readonly number[], split: Split | null): number[] {
+function splitShape(shape: readonly number[], split: Split | null): number[] {
   if (!split) return [...shape];
   return shape.map((d, i) => (i === split.dim ? (split.end - split.start) * (split.parts ?? 1) : d));
 }
