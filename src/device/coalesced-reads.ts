@@ -7,6 +7,7 @@
 import { sliceReads } from "../checkpoint/slice.ts";
 import type { LibC } from "../io/libc.ts";
 import type { ByteSource } from "../io/source.ts";
+import { lastAtOrBefore } from "./sorted.ts";
 
 /** One merged read: its span in the file, its runs' bytes not yet read out, and its bytes once asked for. */
 interface Merged {
@@ -30,14 +31,9 @@ export function coalescedReads(source: ByteSource, runs: Array<[number, number]>
   const merged: Merged[] = sliceReads({ runs }, gapBytes)
     .filter((r) => r.pieces.length > 1)
     .map((r) => ({ offset: r.offset, end: r.offset + r.length, left: r.pieces.reduce((a, p) => a + p[2], 0) }));
+  const starts = merged.map((m) => m.offset);
   const around = (offset: number, length: number): Merged | undefined => {
-    let lo = -1;
-    for (let hi = merged.length; hi - lo > 1; ) {
-      const mid = (lo + hi) >>> 1;
-      if (merged[mid]!.offset <= offset) lo = mid;
-      else hi = mid;
-    }
-    const m = merged[lo];
+    const m = merged[lastAtOrBefore(starts, offset)];
     return m && offset + length <= m.end ? m : undefined;
   };
   return {
